@@ -1,0 +1,54 @@
+# Two commands matter: `make test` and `make demo`. Everything installs into .venv from constraints.txt.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-test
+PIP_FLAGS := --disable-pip-version-check --no-input -q
+
+.PHONY: help venv lint format typecheck test unit crds generate demo clean lock
+
+help:
+	@echo "make test   - create .venv, install, run ruff, mypy and pytest"
+	@echo "make demo   - run the operator against the local sandbox and show an AWSIntegration reaching Ready"
+	@echo "make crds   - regenerate crds/ (and its copies) from the pydantic models"
+	@echo "make lint   - ruff and mypy only"
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade "pip>=24"
+	$(BIN)/python -m pip install $(PIP_FLAGS) -c constraints.txt -e '.[test]'
+	touch $@
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check operator sandbox tests
+	$(BIN)/ruff format --check operator sandbox tests
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format operator sandbox tests
+	$(BIN)/ruff check --fix operator sandbox tests
+
+test: lint
+	$(BIN)/pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+crds generate: $(STAMP)
+	$(BIN)/python -m opsramp_aws_operator.crdgen --write
+
+demo: $(STAMP)
+	$(BIN)/python -m opsramp_sandbox.demo
+
+# Refresh constraints.txt from a clean resolve of pyproject.toml (run by hand, commit the result).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install $(PIP_FLAGS) --upgrade "pip>=24"
+	.lock-venv/bin/python -m pip install $(PIP_FLAGS) '.[test]'
+	.lock-venv/bin/python -m pip freeze --exclude opsramp-aws-operator | sed '/^-e /d' > constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

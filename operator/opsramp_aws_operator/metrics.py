@@ -1,0 +1,36 @@
+"""Prometheus metrics of the operator: one registry, imported by adapters and handlers alike."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILES = Counter(
+    "opsramp_operator_reconciles_total",
+    "Reconcile passes by result (ok, transient, needs_attention, error).",
+    ["result"],
+)
+RECONCILE_SECONDS = Histogram(
+    "opsramp_operator_reconcile_duration_seconds",
+    "Duration of reconcile passes by result.",
+    ["result"],
+)
+API_CALLS = Counter(
+    "opsramp_operator_api_calls_total",
+    "Calls to external APIs by service (iam, sts, opsramp) and operation.",
+    ["service", "operation"],
+)
+API_ERRORS = Counter(
+    "opsramp_operator_api_errors_total",
+    "Failed calls to external APIs by service, operation and error code (HTTP status or AWS code).",
+    ["service", "operation", "code"],
+)
+RATE_LIMIT_WAIT_SECONDS = Counter(
+    "opsramp_operator_rate_limit_wait_seconds_total",
+    "Seconds spent waiting in the client-side rate limiters, by service and category.",
+    ["service", "category"],
+)
+RESOURCES = Gauge(
+    "opsramp_operator_resources",
+    "AWSIntegration resources by Ready condition status (True, False, Unknown).",
+    ["ready"],
+)
