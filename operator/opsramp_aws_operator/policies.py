@@ -1,0 +1,334 @@
+"""Build, parse, compare, size, split and digest IAM policy documents, as pure functions."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import resources
+from typing import Any, Final
+
+PolicyDocument = dict[str, Any]
+
+# AWS's limit for one customer managed policy, counted without whitespace.
+MAX_MANAGED_POLICY_CHARS: Final = 6144
+
+POLICY_VERSION: Final = "2012-10-17"
+# IAM's own default when a document has no Version: the old grammar without policy variables.
+_DEFAULT_VERSION: Final = "2008-10-17"
+
+_ACCOUNT_ID_RE: Final = re.compile(r"^\d{12}$")
+# IAM's ExternalId constraints (sts:AssumeRole API reference): 2-1224 chars of [\w+=,.@:/-].
+_EXTERNAL_ID_RE: Final = re.compile(r"^[\w+=,.@:/-]{2,1224}$", re.ASCII)
+_PACKAGE: Final = "opsramp_aws_operator"
+_OPSRAMP_POLICY_FILE: Final = "opsramp-readonly-policy.json"
+
+# Statement fields holding a set of strings: order, duplicates, one element vs scalar carry no meaning.
+_STRING_SET_FIELDS: Final = ("Resource", "NotResource")
+_PRINCIPAL_FIELDS: Final = ("Principal", "NotPrincipal")
+# Labels only: they change nothing about what a statement grants, so comparison ignores them.
+_LABEL_FIELDS: Final = ("Sid",)
+
+
+def trust_policy(opsramp_account_id: str, external_id: str) -> PolicyDocument:
+    """Return the trust policy that lets OpsRamp's account assume the role only with our External ID."""
+    if not isinstance(opsramp_account_id, str) or not _ACCOUNT_ID_RE.match(opsramp_account_id):
+        raise ValueError("OpsRamp account id must be 12 digits")
+    # The value itself never goes into the message: it is a secret.
+    if not isinstance(external_id, str) or not _EXTERNAL_ID_RE.match(external_id):
+        raise ValueError("External ID must be 2-1224 characters of letters, digits and +=,.@:/-_")
+    return {
+        "Version": POLICY_VERSION,
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{opsramp_account_id}:root"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+            }
+        ],
+    }
+
+
+def parse_policy(doc: str | Mapping[str, Any]) -> PolicyDocument:
+    """Return a policy as a plain dict, from URL-encoded JSON (as IAM returns it), JSON text or a mapping."""
+    if isinstance(doc, Mapping):
+        return copy.deepcopy(dict(doc))
+    if not isinstance(doc, str):
+        raise TypeError(f"policy document must be str or mapping, not {type(doc).__name__}")
+    text = doc.strip()
+    if not text.startswith("{"):
+        # IAM returns documents percent-encoded (RFC 3986). `unquote`, not `unquote_plus`: a literal "+"
+        # (legal in role names and ARNs) must stay a "+".
+        text = urllib.parse.unquote(text).strip()
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        # Position only: the text may hold an External ID.
+        raise ValueError(
+            f"policy document is not valid JSON (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    if not isinstance(parsed, dict):
+        raise ValueError("policy document must be a JSON object")
+    return parsed
+
+
+def _statements(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    raw = doc.get("Statement", [])
+    # A single statement may be written as an object instead of a one-element list.
+    items = [raw] if isinstance(raw, Mapping) else list(raw)
+    for item in items:
+        if not isinstance(item, Mapping):
+            raise ValueError("every policy statement must be a JSON object")
+    return items
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, list | tuple):
+        return list(value)
+    return [value]
+
+
+def _scalar_text(value: Any) -> str:
+    # IAM compares condition values as text: true and "true", 3600 and "3600" mean the same.
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def _string_set(value: Any) -> list[str]:
+    return sorted({_scalar_text(v) for v in _as_list(value)})
+
+
+def _canonical_principal(value: Any) -> Any:
+    if isinstance(value, str):
+        return value  # "*"
+    if not isinstance(value, Mapping):
+        return _canonical_generic(value)
+    out: dict[str, Any] = {}
+    for kind, ids in value.items():
+        names = _string_set(ids)
+        if kind == "AWS":
+            # IAM stores a bare account id as the account's root ARN; both mean "that account".
+            names = sorted({f"arn:aws:iam::{n}:root" if _ACCOUNT_ID_RE.match(n) else n for n in names})
+        out[kind] = names
+    return out
+
+
+def _canonical_condition(value: Any) -> Any:
+    if not isinstance(value, Mapping):
+        return _canonical_generic(value)
+    out: dict[str, Any] = {}
+    for operator, block in value.items():
+        if not isinstance(block, Mapping):
+            out[operator] = _canonical_generic(block)
+            continue
+        keys: dict[str, list[str]] = {}
+        for key, values in block.items():
+            # Condition key names are case-insensitive in IAM; their values are not.
+            merged = set(keys.get(key.lower(), [])) | set(_string_set(values))
+            keys[key.lower()] = sorted(merged)
+        out[operator] = keys
+    return out
+
+
+def _canonical_generic(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _canonical_generic(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical_generic(v) for v in value]
+    return value
+
+
+def _sort_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _canonical_statements(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One entry per (statement, action): a statement grants (or denies) the union of its actions."""
+    out: dict[str, dict[str, Any]] = {}
+    for stmt in _statements(doc):
+        base: dict[str, Any] = {}
+        for key, value in stmt.items():
+            if key in _LABEL_FIELDS or key == "Action":
+                continue
+            if key == "NotAction":
+                base[key] = sorted({str(a).lower() for a in _as_list(value)})
+            elif key in _STRING_SET_FIELDS:
+                base[key] = _string_set(value)
+            elif key in _PRINCIPAL_FIELDS:
+                base[key] = _canonical_principal(value)
+            elif key == "Condition":
+                base[key] = _canonical_condition(value)
+            else:
+                base[key] = _canonical_generic(value)
+        if "Action" in stmt:
+            # Action names are case-insensitive in IAM. Splitting the list into one statement per action
+            # keeps the meaning (Action is an any-of), and makes a split policy compare equal to its whole.
+            actions = sorted({str(a).lower() for a in _as_list(stmt["Action"])})
+            exploded = [{**base, "Action": a} for a in actions] or [base]
+        else:
+            exploded = [base]
+        for item in exploded:
+            out[_sort_key(item)] = item
+    return [out[k] for k in sorted(out)]
+
+
+def canonical_policy(doc: str | Mapping[str, Any]) -> Any:
+    """Return a normal form of a policy in which documents of the same meaning are equal.
+
+    Ignored: key order, order and duplicates of statements/actions/resources/principals/condition values,
+    one-element lists vs scalars, the case of action names and condition keys, `Sid` and the document `Id`
+    (labels only). A statement with several actions is treated as one statement per action.
+    """
+    parsed = parse_policy(doc)
+    return {
+        "Version": str(parsed.get("Version", _DEFAULT_VERSION)),
+        "Statement": _canonical_statements(parsed),
+    }
+
+
+def policies_equal(a: str | Mapping[str, Any], b: str | Mapping[str, Any]) -> bool:
+    """Tell whether two policy documents grant and deny exactly the same things (see canonical_policy)."""
+    return bool(canonical_policy(a) == canonical_policy(b))
+
+
+def _compact(doc: Mapping[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+def policy_size(doc: Mapping[str, Any]) -> int:
+    """Count the non-whitespace characters of a policy's compact JSON, the way IAM measures its limits."""
+    return sum(1 for ch in _compact(doc) if not ch.isspace())
+
+
+def _splittable(stmt: Mapping[str, Any]) -> bool:
+    # Only plain Allow statements are cut: a Deny, a Condition or a NotAction cut across documents is easy to
+    # get subtly wrong and no policy we ship needs it.
+    return (
+        stmt.get("Effect") == "Allow"
+        and "Condition" not in stmt
+        and "NotAction" not in stmt
+        and isinstance(stmt.get("Action"), list)
+        and len(stmt["Action"]) > 1
+    )
+
+
+def split_policy(doc: Mapping[str, Any], max_chars: int = MAX_MANAGED_POLICY_CHARS) -> list[PolicyDocument]:
+    """Split a policy into documents of at most `max_chars` that together grant exactly the original.
+
+    Deterministic: statements keep their order and are packed first-fit into the current document; a plain
+    Allow statement (no Condition, no NotAction) that does not fit is cut between actions, in order. A policy
+    that already fits is returned unchanged as the only part. Raises ValueError when a single statement (or a
+    single action of a cuttable one) cannot fit in an empty document.
+    """
+    parsed = parse_policy(doc)
+    if policy_size(parsed) <= max_chars:
+        return [parsed]
+    header = {k: v for k, v in parsed.items() if k != "Statement"}
+    header.setdefault("Version", POLICY_VERSION)
+
+    parts: list[PolicyDocument] = []
+    current: list[dict[str, Any]] = []
+
+    def size_with(extra: dict[str, Any]) -> int:
+        return policy_size({**header, "Statement": [*current, extra]})
+
+    def close() -> None:
+        nonlocal current
+        if current:
+            parts.append(copy.deepcopy({**header, "Statement": current}))
+            current = []
+
+    for index, raw in enumerate(_statements(parsed)):
+        stmt = dict(raw)
+        if size_with(stmt) <= max_chars:
+            current.append(stmt)
+            continue
+        if not _splittable(stmt):
+            close()
+            if size_with(stmt) > max_chars:
+                raise ValueError(
+                    f"policy statement #{index} ({policy_size(stmt)} characters) cannot fit in a managed "
+                    f"policy of {max_chars} characters and cannot be split"
+                )
+            current.append(stmt)
+            continue
+        actions: list[Any] = list(stmt["Action"])
+        while actions:
+            fit = _largest_prefix_that_fits(stmt, actions, size_with, max_chars)
+            if fit == 0:
+                if not current:
+                    raise ValueError(
+                        f"policy statement #{index}: a single action does not fit in a managed policy of "
+                        f"{max_chars} characters"
+                    )
+                close()
+                continue
+            current.append({**stmt, "Action": actions[:fit]})
+            actions = actions[fit:]
+            if actions:
+                close()
+    close()
+    return parts
+
+
+def _largest_prefix_that_fits(
+    stmt: Mapping[str, Any],
+    actions: list[Any],
+    size_with: Any,
+    max_chars: int,
+) -> int:
+    """Binary search for the most leading actions that fit beside what the current document holds."""
+    low, high = 0, len(actions)
+    while low < high:
+        mid = (low + high + 1) // 2
+        if size_with({**stmt, "Action": actions[:mid]}) <= max_chars:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _documents(docs: Any) -> list[Any]:
+    if isinstance(docs, str | Mapping):
+        return [docs]
+    if isinstance(docs, Iterable):
+        return list(docs)
+    raise TypeError(f"expected a policy document or a sequence of them, not {type(docs).__name__}")
+
+
+def policy_digest(docs: PolicyDocument | Sequence[PolicyDocument]) -> str:
+    """Return "sha256:<16 hex>" over the meaning of one document or a set of documents.
+
+    A set of documents counts as the union of their statements, so a policy and its split_policy parts,
+    in any order, have the same digest.
+    """
+    entries: set[str] = set()
+    for doc in _documents(docs):
+        canonical = canonical_policy(doc)
+        for stmt in canonical["Statement"]:
+            entries.add(_sort_key({"Version": canonical["Version"], "Statement": stmt}))
+    payload = "\n".join(sorted(entries)).encode()
+    return "sha256:" + hashlib.sha256(payload).hexdigest()[:16]
+
+
+def policy_actions(doc: str | Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> set[str]:
+    """Return every action an Allow statement names (lower-cased), over one document or several."""
+    found: set[str] = set()
+    for one in _documents(doc):
+        for stmt in _statements(parse_policy(one)):
+            if stmt.get("Effect") == "Allow" and "Action" in stmt:
+                found.update(str(a).lower() for a in _as_list(stmt["Action"]))
+    return found
+
+
+def load_opsramp_policy() -> PolicyDocument:
+    """Return the shipped OpsRamp read-only permission policy (package data, easy to replace)."""
+    text = resources.files(_PACKAGE).joinpath("data", _OPSRAMP_POLICY_FILE).read_text(encoding="utf-8")
+    return parse_policy(text)
