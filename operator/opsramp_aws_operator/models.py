@@ -1,0 +1,338 @@
+"""The AWSIntegration contract: pydantic models for spec and status, the one source the CRD is generated from.
+
+Every field carries a description (it becomes `kubectl explain` text) and the validation the API server can
+do on its own. Defaults live here and therefore in the CRD schema: the operator never writes them into spec.
+Rules a structural schema cannot express (CEL) are attached as `x-kubernetes-validations` and repeated as
+pydantic validators, so a cluster without CEL and the operator itself refuse the same input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from .constants import DEFAULT_ROLE_PATH, TAG_PREFIX
+
+# --- patterns (Go RE2 and Python re agree on all of them) -------------------------------------------------
+ACCOUNT_ID_PATTERN = r"^[0-9]{12}$"
+REGION_PATTERN = r"^(All|[a-z]{2}(-[a-z]+)+-[1-9][0-9]?)$"
+TENANT_ID_PATTERN = (
+    r"^(client_[0-9]+|msp_[0-9]+|"
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+)
+# https for real tenants; plain http is accepted only for loopback hosts (local emulators, port-forwards).
+ENDPOINT_PATTERN = (
+    r"^(https://[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?"
+    r"|http://(localhost|127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3})(:[0-9]{1,5})?)/?$"
+)
+SECRET_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+ROLE_NAME_PATTERN = r"^[A-Za-z0-9_+=,.@-]+$"  # IAM's [\w+=,.@-], ASCII only
+ROLE_PATH_PATTERN = r"^(/|/[\x21-\x7E]{1,510}/)$"
+ROLE_ARN_PATTERN = r"^arn:aws(-[a-z]+)*:iam::[0-9]{12}:role/([\x21-\x7E]{0,510}/)?[A-Za-z0-9_+=,.@-]{1,64}$"
+POLICY_ARN_PATTERN = r"^arn:aws(-[a-z]+)*:iam::([0-9]{12}|aws):policy/([\x21-\x7E]{0,510}/)?[A-Za-z0-9_+=,.@-]{1,128}$"
+EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9_+=,.@:/-]+$"
+TAG_KEY_PATTERN = r"^[A-Za-z0-9 _.:/=+@-]{1,128}$"
+TAG_VALUE_PATTERN = r"^[A-Za-z0-9 _.:/=+@-]{0,256}$"
+DISPLAY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.:()@/-]{0,127}$"
+
+MAX_USER_TAGS = 45  # IAM allows 50 tags per role; the operator adds its own ownership tags.
+MAX_EXTRA_POLICIES = 9  # 10 managed policies per role by default quota; one is at least ours.
+
+
+class _Model(BaseModel):
+    """Frozen, camelCase on the wire, unknown fields refused (like strict field validation)."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        strict=True,  # like the API server: "3600" is not an integer, "yes" is not a boolean
+    )
+
+
+AccountId = Annotated[str, StringConstraints(pattern=ACCOUNT_ID_PATTERN)]
+Region = Annotated[str, StringConstraints(pattern=REGION_PATTERN)]
+SecretName = Annotated[str, StringConstraints(pattern=SECRET_NAME_PATTERN, min_length=1, max_length=253)]
+PolicyArn = Annotated[str, StringConstraints(pattern=POLICY_ARN_PATTERN, max_length=2048)]
+TagValue = Annotated[str, StringConstraints(pattern=TAG_VALUE_PATTERN, max_length=256)]
+
+
+class SecretRef(_Model):
+    """A Secret in the resource's own namespace."""
+
+    name: SecretName = Field(description="Name of a Secret in the same namespace as the AWSIntegration.")
+
+
+class OpsRampSpec(_Model):
+    """Where the OpsRamp tenant is and how to authenticate to it."""
+
+    endpoint: str = Field(
+        pattern=ENDPOINT_PATTERN,
+        max_length=2048,
+        description=(
+            "Base URL of the tenant's OpsRamp API host, e.g. https://acme.api.opsramp.com "
+            "(the 'API Endpoint' shown on the OpsRamp custom integration). Must be https; plain http is "
+            "accepted only for loopback hosts."
+        ),
+        examples=["https://acme.api.opsramp.com"],
+    )
+    tenant_id: str = Field(
+        pattern=TENANT_ID_PATTERN,
+        description="OpsRamp tenant id: client_<n>, msp_<n> or a UUID (OpsRamp Setup > Accounts).",
+    )
+    credentials_secret_ref: SecretRef = Field(
+        description=(
+            "Secret in the same namespace with keys clientId and clientSecret: the key and secret of an "
+            "OpsRamp API client allowed to manage integrations."
+        ),
+    )
+    aws_account_id: AccountId | None = Field(
+        default=None,
+        description=(
+            "OpsRamp's own 12-digit AWS account id, the principal the role trusts (shown on OpsRamp's "
+            "'Install AWS Integration' page). Defaults to the operator's configured value."
+        ),
+    )
+
+
+class RoleSpec(_Model):
+    """The IAM role OpsRamp assumes in the AWS account."""
+
+    name: str | None = Field(
+        default=None,
+        pattern=ROLE_NAME_PATTERN,
+        min_length=1,
+        max_length=64,
+        description=(
+            "IAM role name (letters, digits and +=,.@_-, at most 64). Defaults to a name derived from the "
+            "resource's namespace and name. Changing it creates the new role, moves the integration, then "
+            "deletes the old role."
+        ),
+    )
+    path: str = Field(
+        default=DEFAULT_ROLE_PATH,
+        pattern=ROLE_PATH_PATTERN,
+        max_length=512,
+        description="IAM path of the role and of the policies the operator creates; starts and ends with '/'.",
+    )
+    permissions_boundary_arn: PolicyArn | None = Field(
+        default=None,
+        description="ARN of a managed policy set as the role's permissions boundary. Unset: no boundary.",
+    )
+    max_session_duration: int = Field(
+        default=3600,
+        ge=3600,
+        le=43200,
+        description="Maximum session duration in seconds for OpsRamp's sessions on the role (3600 to 43200).",
+    )
+    tags: dict[str, TagValue] = Field(
+        default_factory=dict,
+        max_length=MAX_USER_TAGS,
+        description=(
+            "Extra IAM tags for the role and the policies the operator creates. Keys must not start with "
+            f"'aws:' or '{TAG_PREFIX}' (reserved for ownership tags)."
+        ),
+        json_schema_extra={
+            "maxProperties": MAX_USER_TAGS,
+            "x-kubernetes-validations": [
+                {
+                    "rule": (
+                        "self.all(k, k.matches('" + TAG_KEY_PATTERN.replace("\\", "\\\\") + "') && "
+                        f"!k.startsWith('aws:') && !k.startsWith('{TAG_PREFIX}'))"
+                    ),
+                    "message": (
+                        "tag keys are 1-128 characters of letters, digits, spaces and _.:/=+-@ and must not "
+                        f"start with 'aws:' or '{TAG_PREFIX}'"
+                    ),
+                }
+            ],
+        },
+    )
+    managed_policy_arns: list[PolicyArn] = Field(
+        default_factory=list,
+        max_length=MAX_EXTRA_POLICIES,
+        description="ARNs of extra managed policies to attach to the role, besides OpsRamp's policy.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    attach_opsramp_policy: bool = Field(
+        default=True,
+        alias="attachOpsRampPolicy",
+        description=(
+            "Attach the read-only permission policy the operator ships for OpsRamp (as customer-managed "
+            "policies named after the role). Set false to grant permissions only via managedPolicyArns."
+        ),
+    )
+
+    @field_validator("tags")
+    @classmethod
+    def _check_tag_keys(cls, tags: dict[str, str]) -> dict[str, str]:
+        for key in tags:
+            if not re.match(TAG_KEY_PATTERN, key):
+                raise ValueError(f"tag key {key!r} must be 1-128 characters of letters, digits, spaces and _.:/=+-@")
+            if key.startswith(("aws:", TAG_PREFIX)):
+                raise ValueError(f"tag key {key!r} uses a reserved prefix ('aws:' or '{TAG_PREFIX}')")
+        return tags
+
+
+class AwsSpec(_Model):
+    """Which AWS account the operator acts in, and how it gets there."""
+
+    account_id: AccountId | None = Field(
+        default=None,
+        description=(
+            "The customer's 12-digit AWS account id the role must live in. When set, the operator checks with "
+            "STS GetCallerIdentity that it acts in this account and refuses to write anything otherwise."
+        ),
+    )
+    assume_role_arn: str | None = Field(
+        default=None,
+        pattern=ROLE_ARN_PATTERN,
+        max_length=2048,
+        description=(
+            "Role the operator assumes to act in another AWS account (central cluster, many accounts). Unset: "
+            "the operator's own credentials (IRSA, EKS Pod Identity or environment)."
+        ),
+    )
+    external_id: str | None = Field(
+        default=None,
+        pattern=EXTERNAL_ID_PATTERN,
+        min_length=2,
+        max_length=1224,
+        description="External ID required by assumeRoleArn's trust policy, if any (2-1224 of [\\w+=,.@:/-]).",
+    )
+
+    @model_validator(mode="after")
+    def _external_id_needs_role(self) -> AwsSpec:
+        if self.external_id is not None and self.assume_role_arn is None:
+            raise ValueError("aws.externalId is only used together with aws.assumeRoleArn")
+        return self
+
+
+class AWSIntegrationSpec(_Model):
+    """Desired state: one IAM role trusted by OpsRamp plus one OpsRamp AWS integration using it."""
+
+    display_name: str | None = Field(
+        default=None,
+        pattern=DISPLAY_NAME_PATTERN,
+        max_length=128,
+        description="Name of the integration in OpsRamp. Defaults to <namespace>-<name>.",
+    )
+    regions: list[Region] = Field(
+        min_length=1,
+        max_length=64,
+        description='AWS region codes OpsRamp monitors (e.g. ["us-east-1", "eu-west-1"]), or ["All"].',
+        json_schema_extra={
+            "x-kubernetes-list-type": "set",
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!('All' in self) || size(self) == 1",
+                    "message": "'All' cannot be combined with regions",
+                }
+            ],
+        },
+    )
+    install_all_linked_accounts: bool = Field(
+        default=False,
+        description="OpsRamp's 'Install All Linked Accounts': also monitor the organization's linked accounts.",
+    )
+    opsramp: OpsRampSpec = Field(description="The OpsRamp tenant and its API credentials.")
+    external_id_secret_ref: SecretRef | None = Field(
+        default=None,
+        description=(
+            "Secret (same namespace, key externalId) holding the External ID shown on OpsRamp's 'Install AWS "
+            "Integration' page. Unset: the operator generates one and keeps it in a Secret it owns "
+            "(status.externalIdSecretName)."
+        ),
+    )
+    role: RoleSpec = Field(default_factory=RoleSpec, description="The IAM role OpsRamp assumes.")
+    aws: AwsSpec = Field(default_factory=AwsSpec, description="The AWS account the operator acts in.")
+    deletion_policy: Literal["Delete", "Retain"] = Field(
+        default="Delete",
+        description=(
+            "Delete: on deletion, uninstall the integration and remove the role and the policies the operator "
+            "created. Retain: leave both in place."
+        ),
+    )
+    suspend: bool = Field(
+        default=False,
+        description="Stop acting on this resource (no writes to AWS or OpsRamp); status is kept.",
+    )
+
+    @field_validator("regions")
+    @classmethod
+    def _all_alone(cls, regions: list[str]) -> list[str]:
+        if "All" in regions and len(regions) > 1:
+            raise ValueError("'All' cannot be combined with regions")
+        if len(set(regions)) != len(regions):
+            raise ValueError("regions must not repeat")
+        return regions
+
+    def effective_display_name(self, namespace: str, name: str) -> str:
+        return self.display_name or f"{namespace}-{name}"[:128]
+
+    def effective_role_name(self, namespace: str, name: str) -> str:
+        return self.role.name or default_role_name(namespace, name)
+
+
+def default_role_name(namespace: str, name: str) -> str:
+    """`opsramp-<namespace>-<name>`, shortened with a stable hash suffix when it would exceed 64 characters."""
+    base = re.sub(r"[^A-Za-z0-9_+=,.@-]", "-", f"opsramp-{namespace}-{name}")
+    if len(base) <= 64:
+        return base
+    digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:8]
+    return f"{base[:55]}-{digest}"
+
+
+# --- status -------------------------------------------------------------------------------------------------
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(_Model):
+    """A metav1.Condition."""
+
+    type: str = Field(description="Condition type: Ready, RoleReady, IntegrationReady, Reconciling or Stalled.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: str = Field(description="CamelCase reason for the last transition.", pattern=r"^[A-Za-z]([A-Za-z0-9_]*)$")
+    message: str = Field(default="", max_length=32768, description="What happened and, if needed, what to fix.")
+    last_transition_time: str = Field(
+        description="When the status last changed (RFC 3339).", json_schema_extra={"format": "date-time"}
+    )
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The metadata.generation the condition was computed for."
+    )
+
+
+class AWSIntegrationStatus(_Model):
+    """Observed state, written only by the operator."""
+
+    observed_generation: int | None = Field(default=None, description="The last metadata.generation acted on.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready (summary), RoleReady, IntegrationReady, Reconciling and Stalled.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    role_arn: str | None = Field(default=None, description="ARN of the IAM role OpsRamp assumes.")
+    integration_id: str | None = Field(default=None, description="Id of the installed integration in OpsRamp.")
+    account_id: str | None = Field(default=None, description="AWS account the role lives in.")
+    external_id_secret_name: str | None = Field(
+        default=None, description="Secret holding the External ID (the referenced one or the generated one)."
+    )
+    policy_digest: str | None = Field(
+        default=None, description="Digest of the permission policy documents attached by the operator."
+    )
+    last_sync_time: str | None = Field(
+        default=None,
+        description="When the operator last confirmed AWS and OpsRamp match the spec (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
+    )
+    kopf: dict[str, Any] | None = Field(
+        default=None,
+        description="Internal bookkeeping of the kopf framework.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )

@@ -1,0 +1,20 @@
+"""Guards on the repository layout that would otherwise break in confusing ways."""
+
+from __future__ import annotations
+
+import operator as stdlib_operator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_operator_source_root_is_not_a_package() -> None:
+    """operator/ has no __init__.py: a package named `operator` would shadow the standard library."""
+    assert not (ROOT / "operator" / "__init__.py").exists()
+    assert not (ROOT / "sandbox" / "__init__.py").exists()
+
+
+def test_stdlib_operator_is_the_real_one() -> None:
+    """`import operator` still gives the standard library module with our source root on sys.path."""
+    assert hasattr(stdlib_operator, "itemgetter")
+    assert "site-packages" not in (stdlib_operator.__file__ or "/lib/")
