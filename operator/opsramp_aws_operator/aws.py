@@ -487,6 +487,7 @@ class AwsAccount:
         self.label = label
         self._secrets = tuple(s for s in secrets if s)
         self._account_id: str | None = None
+        self._caller_arn: str | None = None
         self._lock = threading.Lock()
 
     @property
@@ -494,16 +495,25 @@ class AwsAccount:
         """The botocore IAM client (tests register event hooks on `iam_client.meta.events`)."""
         return self.iam.client
 
-    def caller_account_id(self) -> str:
-        """The 12-digit account these credentials act in (STS GetCallerIdentity, asked once)."""
+    def _identity(self) -> tuple[str, str]:
         with self._lock:
-            if self._account_id is None:
+            if self._account_id is None or self._caller_arn is None:
                 try:
                     response = self.sts_client.get_caller_identity()
                 except (ClientError, BotoCoreError) as exc:
                     raise classify_error(exc, "GetCallerIdentity", self.label, self._secrets) from None
                 self._account_id = str(response["Account"])
-            return self._account_id
+                self._caller_arn = str(response["Arn"])
+            return self._account_id, self._caller_arn
+
+    def caller_account_id(self) -> str:
+        """The 12-digit account these credentials act in (STS GetCallerIdentity, asked once)."""
+        return self._identity()[0]
+
+    def partition(self) -> str:
+        """The ARN partition of the account ("aws", "aws-cn", "aws-us-gov"), from the caller's ARN."""
+        parts = self._identity()[1].split(":")
+        return parts[1] if len(parts) > 1 and parts[1] else "aws"
 
     def __repr__(self) -> str:
         return f"AwsAccount({self.label})"

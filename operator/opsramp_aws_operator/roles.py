@@ -1,0 +1,517 @@
+"""The IAM role reconciler: observe the role and its policies, then create or change only what differs.
+
+Pure logic over the `IamRoles` adapter of an `AwsAccount` (no SDK import here). The rules it keeps:
+
+- Ownership before any write: every role and policy we create carries our owner tags; anything under our
+  deterministic names without them (or with another owner's UID) stops the pass with `NotOwned`, and the
+  whole observe phase runs before the first write, so nothing is modified in that case.
+- Level-based: a pass over unchanged state makes read calls only.
+- Crash-safe: names are deterministic and every create is preceded by a lookup, so a rerun after a crash
+  between any two calls converges without duplicates. Our policy parts are created in ascending order and
+  deleted in descending order, so the parts that exist are always `1..k` and probing `k+1` finds leftovers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+
+from .aws import IamRoles, ObservedPolicy, ObservedRole
+from .constants import (
+    MANAGED_BY_VALUE,
+    TAG_MANAGED_BY,
+    TAG_OWNER_NAME,
+    TAG_OWNER_NAMESPACE,
+    TAG_OWNER_UID,
+    TAG_PREFIX,
+)
+from .errors import NeedsAttention, NotOwned, TransientError
+from .policies import (
+    MAX_MANAGED_POLICY_CHARS,
+    policies_equal,
+    policy_digest,
+    policy_size,
+    split_policy,
+)
+
+# IAM's limits that moto does not enforce (IAM User Guide, "IAM and AWS STS quotas").
+MAX_ROLE_NAME_CHARS: Final = 64
+MAX_PATH_CHARS: Final = 512
+MAX_TAGS: Final = 50
+MAX_TAG_KEY_CHARS: Final = 128
+MAX_TAG_VALUE_CHARS: Final = 256
+MAX_DESCRIPTION_CHARS: Final = 1000
+MIN_SESSION_SECONDS: Final = 3600
+MAX_SESSION_SECONDS: Final = 43200
+DEFAULT_MANAGED_POLICY_QUOTA: Final = 10
+# Default quota for a role's trust policy; accounts can raise it to 4096.
+DEFAULT_TRUST_POLICY_CHARS: Final = 2048
+# Leftover probing stops here even if IAM holds more (the quota caps what we could ever have attached).
+_MAX_PARTS_PROBED: Final = 20
+
+_ROLE_NAME_RE: Final = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,64}$")
+_PATH_RE: Final = re.compile(r"^(/|/[\x21-\x7E]{1,510}/)$")
+_POLICY_ARN_RE: Final = re.compile(
+    r"^arn:aws(-[a-z]+)*:iam::([0-9]{12}|aws):policy/([\x21-\x7E]{0,510}/)?[A-Za-z0-9_+=,.@-]{1,128}$"
+)
+_TAG_RE: Final = re.compile(r"^[\w .:/=+@-]*$")
+_DESCRIPTION_RE: Final = re.compile(r"^[\t\n\r\x20-\x7e\xa1-\xff]*$")
+
+
+class Account(Protocol):
+    """What the reconciler needs of an `aws.AwsAccount` (a Protocol so tests can wrap one)."""
+
+    @property
+    def iam(self) -> IamRoles: ...
+
+    def caller_account_id(self) -> str: ...
+
+    def partition(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The AWSIntegration that owns a role: its UID proves ownership, namespace and name are for people."""
+
+    uid: str
+    namespace: str
+    name: str
+
+    def tags(self) -> dict[str, str]:
+        """The ownership tags put on everything we create."""
+        return {
+            TAG_OWNER_UID: self.uid,
+            TAG_OWNER_NAMESPACE: self.namespace,
+            TAG_OWNER_NAME: self.name,
+            TAG_MANAGED_BY: MANAGED_BY_VALUE,
+        }
+
+
+@dataclass(frozen=True)
+class DesiredRole:
+    """Everything the role should be; `tags` are the user's, ownership tags are added by the reconciler."""
+
+    name: str
+    path: str
+    trust_policy: dict[str, Any]
+    max_session_duration: int
+    permissions_boundary_arn: str | None
+    tags: Mapping[str, str]
+    # The OpsRamp policy; None = do not attach the shipped policy (and delete ours if we made it earlier).
+    permission_policy: dict[str, Any] | None
+    extra_managed_policy_arns: tuple[str, ...]
+    owner: Owner
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RoleOutcome:
+    """What the role is after a pass."""
+
+    arn: str
+    account_id: str
+    # Ours plus the spec's extra ARNs, all attached (foreign attachments are not listed).
+    policy_arns: tuple[str, ...]
+    policy_digest: str
+    # Human words for what was written this pass; () when nothing was.
+    changes: tuple[str, ...]
+    created: bool
+    # When what the role grants or who may assume it last changed, as far as this pass knows: the time of
+    # this pass's last such write, else the role's CreateDate (so a role a previous pass created moments ago
+    # still counts as young). None only when unknown.
+    last_changed: datetime | None
+
+
+def policy_name(role_name: str, index: int) -> str:
+    """The deterministic name of our `index`-th (1-based) policy part for a role."""
+    return f"{role_name}-opsramp-{index}"
+
+
+def policy_arn(partition: str, account_id: str, path: str, role_name: str, index: int) -> str:
+    """The ARN our `index`-th policy part has (policies live on the role's path)."""
+    return f"arn:{partition}:iam::{account_id}:policy{path}{policy_name(role_name, index)}"
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """Where a role's policy parts live: ARN of part i is `prefix + str(i)`."""
+
+    prefix: str
+
+    @classmethod
+    def of(cls, account: Account, path: str, role_name: str) -> _Parts:
+        return cls(policy_arn(account.partition(), account.caller_account_id(), path, role_name, 0)[:-1])
+
+    def arn(self, index: int) -> str:
+        return f"{self.prefix}{index}"
+
+    def index_of(self, arn: str) -> int | None:
+        suffix = arn[len(self.prefix) :] if arn.startswith(self.prefix) else ""
+        return int(suffix) if suffix.isdigit() else None
+
+
+def desired_policy_documents(desired: DesiredRole) -> list[dict[str, Any]]:
+    """The documents of our policy parts: the permission policy split to IAM's size limit (or none)."""
+    if desired.permission_policy is None:
+        return []
+    try:
+        return split_policy(desired.permission_policy, MAX_MANAGED_POLICY_CHARS)
+    except ValueError as exc:
+        raise NeedsAttention("InvalidSpec", f"the permission policy cannot be stored in IAM: {exc}") from None
+
+
+def validate_desired(
+    desired: DesiredRole,
+    *,
+    max_managed_policies: int = DEFAULT_MANAGED_POLICY_QUOTA,
+    max_trust_policy_chars: int = DEFAULT_TRUST_POLICY_CHARS,
+) -> None:
+    """Refuse, before any AWS call, what IAM would refuse but moto does not; one message lists every problem."""
+    problems: list[str] = []
+    if not _ROLE_NAME_RE.match(desired.name):
+        problems.append(
+            f"role name {desired.name!r} must be 1-{MAX_ROLE_NAME_CHARS} characters of letters, digits and +=,.@_-"
+        )
+    if len(desired.path) > MAX_PATH_CHARS or not _PATH_RE.match(desired.path):
+        problems.append(
+            f"role path {desired.path!r} must start and end with '/' and hold only printable ASCII "
+            f"(at most {MAX_PATH_CHARS} characters)"
+        )
+    if not MIN_SESSION_SECONDS <= desired.max_session_duration <= MAX_SESSION_SECONDS:
+        problems.append(
+            f"maxSessionDuration {desired.max_session_duration} must be between {MIN_SESSION_SECONDS} "
+            f"and {MAX_SESSION_SECONDS} seconds"
+        )
+    if len(desired.description) > MAX_DESCRIPTION_CHARS or not _DESCRIPTION_RE.match(desired.description):
+        problems.append(f"description must be at most {MAX_DESCRIPTION_CHARS} printable Latin-1 characters")
+    trust_chars = policy_size(desired.trust_policy)
+    if trust_chars > max_trust_policy_chars:
+        problems.append(f"trust policy has {trust_chars} characters, IAM allows {max_trust_policy_chars}")
+    if desired.permissions_boundary_arn is not None and not _POLICY_ARN_RE.match(desired.permissions_boundary_arn):
+        problems.append(f"permissionsBoundaryArn {desired.permissions_boundary_arn!r} is not a policy ARN")
+    for arn in desired.extra_managed_policy_arns:
+        if not _POLICY_ARN_RE.match(arn):
+            problems.append(f"managedPolicyArns entry {arn!r} is not a policy ARN")
+    problems.extend(_tag_problems(desired))
+    parts: list[dict[str, Any]] = []
+    try:
+        parts = desired_policy_documents(desired)
+    except NeedsAttention as exc:
+        problems.append(exc.message)
+    for index, part in enumerate(parts, start=1):
+        size = policy_size(part)
+        if size > MAX_MANAGED_POLICY_CHARS:
+            problems.append(
+                f"permission policy part {index} has {size} characters, IAM allows {MAX_MANAGED_POLICY_CHARS}"
+            )
+    attached = len(parts) + len(set(desired.extra_managed_policy_arns))
+    if attached > max_managed_policies:
+        problems.append(
+            f"the role would have {attached} managed policies attached ({len(parts)} for OpsRamp's policy, "
+            f"{len(set(desired.extra_managed_policy_arns))} extra); the account's quota is {max_managed_policies}"
+        )
+    if problems:
+        raise NeedsAttention("InvalidSpec", "; ".join(problems))
+
+
+def _tag_problems(desired: DesiredRole) -> list[str]:
+    problems: list[str] = []
+    for key, value in desired.tags.items():
+        if not key or len(key) > MAX_TAG_KEY_CHARS or not _TAG_RE.match(key):
+            problems.append(
+                f"tag key {key!r} must be 1-{MAX_TAG_KEY_CHARS} characters of letters, digits and _.:/=+-@ or spaces"
+            )
+        elif key.lower().startswith(("aws:", TAG_PREFIX)):
+            problems.append(f"tag key {key!r} uses a reserved prefix ('aws:' or '{TAG_PREFIX}')")
+        if len(value) > MAX_TAG_VALUE_CHARS or not _TAG_RE.match(value):
+            problems.append(
+                f"tag {key!r} value must be at most {MAX_TAG_VALUE_CHARS} characters of letters, digits "
+                "and _.:/=+-@ or spaces"
+            )
+    owner_tags = desired.owner.tags()
+    for key, value in owner_tags.items():
+        if len(value) > MAX_TAG_VALUE_CHARS or not _TAG_RE.match(value):
+            problems.append(f"ownership tag {key} cannot hold {value!r}")
+    total = len(set(desired.tags) | set(owner_tags))
+    if total > MAX_TAGS:
+        problems.append(
+            f"the role would carry {total} tags ({len(desired.tags)} from the spec, {len(owner_tags)} for "
+            f"ownership); IAM allows {MAX_TAGS}"
+        )
+    return problems
+
+
+def check_account(account: Account, expected_account_id: str | None) -> str:
+    """Return the account the credentials act in; `AccountMismatch` when the spec names another one."""
+    actual = account.caller_account_id()
+    if expected_account_id and expected_account_id != actual:
+        raise NeedsAttention(
+            "AccountMismatch",
+            f"the operator's AWS credentials act in account {actual}, but spec.aws.accountId is "
+            f"{expected_account_id}; nothing was written (fix accountId or aws.assumeRoleArn)",
+        )
+    return actual
+
+
+def _check_owned(kind: str, name: str, tags: Mapping[str, str], owner: Owner) -> None:
+    uid = tags.get(TAG_OWNER_UID)
+    if uid == owner.uid:
+        return
+    if uid is None:
+        raise NotOwned(
+            f"IAM {kind} {name} already exists and carries no {TAG_OWNER_UID} tag, so this operator did not "
+            f"create it and will not change it; choose another spec.role.name or delete the {kind}"
+        )
+    who = f"{tags.get(TAG_OWNER_NAMESPACE, '?')}/{tags.get(TAG_OWNER_NAME, '?')}"
+    raise NotOwned(
+        f"IAM {kind} {name} belongs to another AWSIntegration ({who}, uid {uid}); choose another spec.role.name"
+    )
+
+
+def _is_owned(tags: Mapping[str, str], owner: Owner) -> bool:
+    return tags.get(TAG_OWNER_UID) == owner.uid
+
+
+@dataclass
+class _Pass:
+    """Bookkeeping of one pass: what was written, and when the last usability-relevant write happened."""
+
+    changes: list[str] = field(default_factory=list)
+    last_grant_change: datetime | None = None
+
+    def wrote(self, words: str, *, affects_grants: bool = True) -> None:
+        self.changes.append(words)
+        if affects_grants:
+            self.last_grant_change = datetime.now(UTC)
+
+
+def _find_leftovers(
+    iam: IamRoles,
+    parts: _Parts,
+    first_index: int,
+    attached: Iterable[str],
+    owner: Owner,
+) -> list[ObservedPolicy]:
+    """Our policies beyond the desired parts: probe `first_index, first_index+1, ...` and scan attachments."""
+    found: dict[str, ObservedPolicy] = {}
+    index = first_index
+    while index <= _MAX_PARTS_PROBED:
+        policy = iam.get_policy(parts.arn(index))
+        if policy is None:
+            break
+        if _is_owned(policy.tags, owner):
+            found[policy.arn] = policy
+        index += 1
+    # Attached parts past a gap (should not happen with ascending create / descending delete, but cheap).
+    for arn in attached:
+        index_of = parts.index_of(arn)
+        if index_of is not None and index_of >= first_index and arn not in found:
+            policy = iam.get_policy(arn)
+            if policy is not None and _is_owned(policy.tags, owner):
+                found[arn] = policy
+    return sorted(found.values(), key=lambda p: -_part_index(p.name))
+
+
+def _part_index(name: str) -> int:
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def ensure_role(
+    account: Account,
+    desired: DesiredRole,
+    *,
+    max_managed_policies: int = DEFAULT_MANAGED_POLICY_QUOTA,
+    previously_attached: Collection[str] = (),
+) -> RoleOutcome:
+    """Make the role, its trust, its tags and its permissions match `desired`, writing only what differs.
+
+    `previously_attached` are the ARNs an earlier pass reported in `RoleOutcome.policy_arns`: extra ARNs
+    among them that the spec no longer lists are detached (IAM cannot tell us which attachments were ours,
+    and foreign ones must stay).
+    """
+    validate_desired(desired, max_managed_policies=max_managed_policies)
+    iam = account.iam
+    owner = desired.owner
+    account_id = account.caller_account_id()
+    documents = desired_policy_documents(desired)
+    parts = _Parts.of(account, desired.path, desired.name)
+    our_arns = [parts.arn(i) for i in range(1, len(documents) + 1)]
+    extras = tuple(dict.fromkeys(desired.extra_managed_policy_arns))
+
+    # --- observe (reads only; every ownership check happens before the first write) -------------------------
+    role = iam.get_role(desired.name)
+    attached: tuple[str, ...] = ()
+    if role is not None:
+        _check_owned("role", role.name, role.tags, owner)
+        if role.path != desired.path:
+            raise NeedsAttention(
+                "RolePathChanged",
+                f"IAM role {role.name} lives on path {role.path} but the spec asks for {desired.path}; IAM "
+                "cannot move a role: set spec.role.path back, or change spec.role.name to create a new role",
+            )
+        attached = iam.list_attached(desired.name) or ()
+    observed_parts: list[ObservedPolicy | None] = []
+    for arn in our_arns:
+        policy = iam.get_policy(arn)
+        if policy is not None:
+            _check_owned("policy", policy.name, policy.tags, owner)
+        observed_parts.append(policy)
+    leftovers = _find_leftovers(iam, parts, len(documents) + 1, attached, owner)
+
+    # --- write only what differs ----------------------------------------------------------------------------
+    run = _Pass()
+    role_tags = {**desired.tags, **owner.tags()}
+    created = False
+    if role is None:
+        role = iam.create_role(
+            desired.name,
+            path=desired.path,
+            trust_policy=desired.trust_policy,
+            max_session_duration=desired.max_session_duration,
+            description=desired.description,
+            permissions_boundary_arn=desired.permissions_boundary_arn,
+            tags=role_tags,
+        )
+        created = True
+        run.wrote(f"created role {desired.name}")
+    else:
+        _update_role(iam, role, desired, role_tags, run)
+
+    policy_tags = {**desired.tags, **owner.tags()}
+    for index, (arn, document, observed) in enumerate(zip(our_arns, documents, observed_parts, strict=True), 1):
+        name = policy_name(desired.name, index)
+        if observed is None:
+            iam.create_policy(
+                name,
+                desired.path,
+                document,
+                f"OpsRamp read-only permissions for IAM role {desired.name}, part {index}; managed by "
+                f"{MANAGED_BY_VALUE}",
+                policy_tags,
+            )
+            run.wrote(f"created policy {name}")
+            continue
+        if not policies_equal(observed.document, document):
+            version = iam.create_policy_version(arn, document, set_as_default=True)
+            run.wrote(f"updated policy {name} (version {version})")
+        missing = {k: v for k, v in policy_tags.items() if observed.tags.get(k) != v}
+        if missing:
+            iam.tag_policy(arn, missing)
+            run.wrote(f"tagged policy {name}", affects_grants=False)
+
+    attached_set = set(attached)
+    for arn in (*our_arns, *extras):
+        if arn not in attached_set:
+            iam.attach(desired.name, arn)
+            run.wrote(f"attached {arn}")
+
+    # Extras an earlier pass attached that the spec dropped (foreign attachments are never in that list).
+    wanted = set(our_arns) | set(extras)
+    for arn in previously_attached:
+        if arn in attached_set and arn not in wanted and not any(arn == p.arn for p in leftovers):
+            iam.detach(desired.name, arn)
+            run.wrote(f"detached {arn}")
+
+    # Our parts that are no longer desired: highest index first, keeping the existing ones a prefix 1..k.
+    for policy in leftovers:
+        if policy.arn in attached_set:
+            iam.detach(desired.name, policy.arn)
+            run.wrote(f"detached {policy.arn}")
+        if iam.delete_policy(policy.arn):
+            run.wrote(f"deleted policy {policy.name}", affects_grants=False)
+
+    last_changed = role.create_date
+    if run.last_grant_change is not None and (last_changed is None or run.last_grant_change > last_changed):
+        last_changed = run.last_grant_change
+    return RoleOutcome(
+        arn=role.arn,
+        account_id=account_id,
+        policy_arns=(*our_arns, *extras),
+        policy_digest=policy_digest(documents) if documents else "",
+        changes=tuple(run.changes),
+        created=created,
+        last_changed=last_changed,
+    )
+
+
+def _update_role(
+    iam: IamRoles, role: ObservedRole, desired: DesiredRole, role_tags: Mapping[str, str], run: _Pass
+) -> None:
+    """Bring an existing (owned) role's trust, settings, boundary and tags to the desired state."""
+    name = desired.name
+    if not policies_equal(role.trust_policy, desired.trust_policy):
+        iam.update_trust(name, desired.trust_policy)
+        run.wrote("updated trust policy")
+    if role.max_session_duration != desired.max_session_duration or role.description != desired.description:
+        iam.update_role(name, desired.max_session_duration, desired.description)
+        run.wrote("updated max session duration and description", affects_grants=False)
+    if desired.permissions_boundary_arn is None:
+        if role.permissions_boundary_arn is not None:
+            iam.delete_boundary(name)
+            run.wrote("removed permissions boundary")
+    elif role.permissions_boundary_arn != desired.permissions_boundary_arn:
+        iam.put_boundary(name, desired.permissions_boundary_arn)
+        run.wrote("set permissions boundary")
+    to_set = {k: v for k, v in role_tags.items() if role.tags.get(k) != v}
+    # The spec owns the role's whole tag set; "aws:" tags belong to AWS services and cannot be removed.
+    to_remove = {k for k in role.tags if k not in role_tags and not k.lower().startswith("aws:")}
+    if to_set:
+        iam.tag_role(name, to_set)
+        run.wrote(f"tagged role ({', '.join(sorted(to_set))})", affects_grants=False)
+    if to_remove:
+        iam.untag_role(name, to_remove)
+        run.wrote(f"untagged role ({', '.join(sorted(to_remove))})", affects_grants=False)
+
+
+def delete_role(account: Account, name: str, path: str, owner: Owner) -> bool:
+    """Remove the role and the policies we created, in the order IAM requires; True if anything was deleted.
+
+    A role that is not ours raises `NotOwned` before anything is touched; a role already gone is success
+    (its leftover policies, e.g. from a crash during create, are still cleaned up).
+    """
+    iam = account.iam
+    parts = _Parts.of(account, path, name)
+    role = iam.get_role(name)
+    attached: tuple[str, ...] = ()
+    if role is not None:
+        _check_owned("role", role.name, role.tags, owner)
+        attached = iam.list_attached(name) or ()
+    ours = _find_leftovers(iam, parts, 1, attached, owner)
+    deleted = False
+    if role is not None:
+        # Every managed policy goes, foreign ones included: IAM refuses to delete a role with attachments.
+        for arn in attached:
+            deleted |= iam.detach(name, arn)
+        for inline in iam.list_inline(name):
+            deleted |= iam.delete_inline(name, inline)
+        for profile in iam.list_instance_profiles(name):
+            deleted |= iam.remove_from_instance_profile(name, profile)
+    for policy in ours:  # highest part first
+        deleted |= iam.delete_policy(policy.arn)
+    if role is not None:
+        deleted |= iam.delete_role(name)
+    return deleted
+
+
+def ensure_role_usable(outcome: RoleOutcome, now: datetime, settle_seconds: float) -> None:
+    """Raise `RolePropagating` (temporary) while the role's last grant change is younger than `settle_seconds`.
+
+    IAM is eventually consistent: a new role or trust policy can take seconds to be assumable. Waiting is the
+    caller's retry with `retry_after`, never a sleep inside a handler.
+    """
+    if outcome.last_changed is None or settle_seconds <= 0:
+        return
+    age = (now - outcome.last_changed).total_seconds()
+    if age >= settle_seconds:
+        return
+    # A clock behind AWS's makes the age negative: never ask for more than one full settle period.
+    remaining = min(settle_seconds, settle_seconds - age)
+    raise TransientError(
+        "RolePropagating",
+        f"IAM role {outcome.arn} changed {max(0.0, age):.0f}s ago; waiting for IAM to propagate it",
+        retry_after=max(1.0, remaining),
+    )
