@@ -1,0 +1,301 @@
+"""The OpsRamp emulator's state: API clients, tokens, installed integrations, rate windows, faults, counters.
+
+One lock guards everything, because the aiohttp handlers run on the emulator's loop thread while tests and
+the admin methods of `OpsRampEmulator` touch the same state from other threads. Nothing here awaits.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import secrets
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+# OpsRamp's documented per-tenant, per-minute limits for "other APIs" (integrations, discovery), client tier.
+DEFAULT_RATE_LIMITS: dict[str, int] = {"gets": 500, "paged_gets": 50, "writes": 50}
+# Keys of the credential object the emulator keeps but never returns (OpsRamp does not echo secrets).
+HIDDEN_CREDENTIAL_KEYS = frozenset({"ExternalId", "SecurityKey", "AccessKey"})
+
+
+@dataclass
+class ApiClient:
+    """An OpsRamp API client (a "Custom Integration" key and secret) and the tenant it belongs to."""
+
+    tenant_id: str
+    client_id: str
+    client_secret: str = field(repr=False)
+
+
+@dataclass
+class Faults:
+    """Fault switches; all off by default. Counters (`*_next`) count down as requests consume them."""
+
+    # Share (0..1) of API requests answered with `error_status` (random, seeded by `seed`).
+    error_rate: float = 0.0
+    error_status: int = 500
+    # The next N API requests (matching `error_method` when set) get `error_status`.
+    error_next: int = 0
+    error_method: str | None = None
+    # Apply the request first, then answer with the error (a create that "succeeded" behind a 5xx).
+    error_after_apply: bool = False
+    # The next N API requests get a 429 with rate-limit headers; `throttle_retry_after` adds Retry-After.
+    throttle_next: int = 0
+    throttle_reset_seconds: float = 1.0
+    throttle_retry_after: float | None = None
+    # Seconds added before answering any API or token request.
+    latency_seconds: float = 0.0
+    # Share of requests, or the next N, whose connection is closed without an answer.
+    drop_rate: float = 0.0
+    drop_next: int = 0
+    seed: int | None = None
+
+    def update(self, changes: dict[str, Any]) -> None:
+        known = {f.name for f in fields(self)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown fault switches: {sorted(unknown)}")
+        for key, value in changes.items():
+            setattr(self, key, value)
+
+
+@dataclass
+class Token:
+    value: str
+    tenant_id: str
+    expires_at: float
+
+
+@dataclass
+class RateWindow:
+    """A fixed window per (tenant, category), aligned to multiples of the window length on the wall clock."""
+
+    start: float
+    count: int = 0
+
+
+@dataclass
+class RequestRecord:
+    """One request as the emulator saw it (for tests that check what arrived and when)."""
+
+    at: float
+    method: str
+    route: str
+    tenant_id: str | None
+    status: int
+    category: str | None
+
+
+class EmulatorState:
+    """All mutable state of one emulator instance."""
+
+    def __init__(
+        self,
+        clients: list[ApiClient],
+        *,
+        token_lifetime: float,
+        rate_window_seconds: float,
+        rate_limits: dict[str, int] | None = None,
+        expires_in_as_string: bool = True,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.clients = {c.client_id: c for c in clients}
+        self.token_lifetime = token_lifetime
+        self.rate_window_seconds = rate_window_seconds
+        self.rate_limits = dict(DEFAULT_RATE_LIMITS, **(rate_limits or {}))
+        self.expires_in_as_string = expires_in_as_string
+        self.tokens: dict[str, Token] = {}
+        # tenant -> integration id -> stored record (credential includes the hidden keys)
+        self.integrations: dict[str, dict[str, dict[str, Any]]] = {}
+        self.windows: dict[tuple[str, str], RateWindow] = {}
+        self.faults = Faults()
+        self._rng = random.Random()
+        self.request_counts: Counter[str] = Counter()
+        self.requests: list[RequestRecord] = []
+        self.throttled = 0
+        self.role_checks: list[dict[str, Any]] = []
+
+    # -- clients and tokens -------------------------------------------------------------------------------
+
+    def add_client(self, client: ApiClient) -> None:
+        with self.lock:
+            self.clients[client.client_id] = client
+
+    def issue_token(self, client_id: str, client_secret: str) -> Token | None:
+        with self.lock:
+            client = self.clients.get(client_id)
+            if client is None or not secrets.compare_digest(client.client_secret, client_secret):
+                return None
+            token = Token(str(uuid.uuid4()), client.tenant_id, time.monotonic() + self.token_lifetime)
+            self.tokens[token.value] = token
+            return token
+
+    def token_lifetime_field(self) -> int | str:
+        # OpsRamp's OpenAPI types expires_in as a string ("7199"); its current guide shows an integer.
+        lifetime = max(0, math.floor(self.token_lifetime) - 1) if self.token_lifetime >= 2 else 1
+        return str(lifetime) if self.expires_in_as_string else lifetime
+
+    def check_token(self, value: str) -> tuple[Token | None, str]:
+        """(token, problem) where problem is "", "unknown" or "expired"."""
+        with self.lock:
+            token = self.tokens.get(value)
+            if token is None:
+                return None, "unknown"
+            if time.monotonic() >= token.expires_at:
+                return None, "expired"
+            return token, ""
+
+    def expire_tokens(self) -> int:
+        with self.lock:
+            now = time.monotonic()
+            for token in self.tokens.values():
+                token.expires_at = min(token.expires_at, now)
+            return len(self.tokens)
+
+    # -- rate limits --------------------------------------------------------------------------------------
+
+    def take_rate_slot(self, tenant_id: str, category: str) -> tuple[bool, int, int, float]:
+        """(allowed, limit, remaining, reset epoch seconds) for one request of `category`."""
+        with self.lock:
+            limit = self.rate_limits[category]
+            now = time.time()
+            length = self.rate_window_seconds
+            start = math.floor(now / length) * length
+            key = (tenant_id, category)
+            window = self.windows.get(key)
+            if window is None or window.start != start:
+                window = RateWindow(start)
+                self.windows[key] = window
+            reset = start + length
+            if window.count >= limit:
+                self.throttled += 1
+                return False, limit, 0, reset
+            window.count += 1
+            return True, limit, limit - window.count, reset
+
+    def note_throttled(self) -> None:
+        with self.lock:
+            self.throttled += 1
+
+    # -- faults -------------------------------------------------------------------------------------------
+
+    def set_faults(self, changes: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            self.faults.update(changes)
+            if "seed" in changes:
+                self._rng.seed(changes["seed"])
+            return asdict(self.faults)
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults = Faults()
+
+    def should_drop(self) -> bool:
+        with self.lock:
+            f = self.faults
+            if f.drop_next > 0:
+                f.drop_next -= 1
+                return True
+            return f.drop_rate > 0 and self._rng.random() < f.drop_rate
+
+    def should_throttle(self) -> tuple[bool, float, float | None]:
+        with self.lock:
+            f = self.faults
+            if f.throttle_next > 0:
+                f.throttle_next -= 1
+                self.throttled += 1
+                return True, f.throttle_reset_seconds, f.throttle_retry_after
+            return False, 0.0, None
+
+    def injected_error(self, method: str) -> tuple[int | None, bool]:
+        """(status to answer or None, whether to apply the request first)."""
+        with self.lock:
+            f = self.faults
+            if f.error_next > 0 and (f.error_method is None or f.error_method.upper() == method.upper()):
+                f.error_next -= 1
+                return f.error_status, f.error_after_apply
+            if f.error_rate > 0 and self._rng.random() < f.error_rate:
+                return f.error_status, f.error_after_apply
+            return None, False
+
+    # -- integrations -------------------------------------------------------------------------------------
+
+    def add_integration(self, tenant_id: str, record: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            record = copy.deepcopy(record)
+            record.setdefault("id", f"INTG-{uuid.uuid4()}")
+            record.setdefault("installedBy", "opsramp_api_user")
+            record.setdefault("installedTime", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S%z"))
+            record.setdefault("status", "enabled")
+            self.integrations.setdefault(tenant_id, {})[record["id"]] = record
+            return copy.deepcopy(record)
+
+    def get_integration(self, tenant_id: str, integration_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            record = self.integrations.get(tenant_id, {}).get(integration_id)
+            return copy.deepcopy(record) if record is not None else None
+
+    def replace_integration(self, tenant_id: str, record: dict[str, Any]) -> None:
+        with self.lock:
+            self.integrations.setdefault(tenant_id, {})[record["id"]] = copy.deepcopy(record)
+
+    def remove_integration(self, tenant_id: str, integration_id: str) -> bool:
+        with self.lock:
+            return self.integrations.get(tenant_id, {}).pop(integration_id, None) is not None
+
+    def list_integrations(self, tenant_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [copy.deepcopy(r) for r in self.integrations.get(tenant_id, {}).values()]
+
+    # -- bookkeeping --------------------------------------------------------------------------------------
+
+    def record(self, method: str, route: str, tenant_id: str | None, status: int, category: str | None) -> None:
+        with self.lock:
+            self.request_counts[f"{method} {route}"] += 1
+            self.requests.append(RequestRecord(time.time(), method, route, tenant_id, status, category))
+
+    def reset(self) -> None:
+        with self.lock:
+            self.tokens.clear()
+            self.integrations.clear()
+            self.windows.clear()
+            self.faults = Faults()
+            self.request_counts.clear()
+            self.requests.clear()
+            self.throttled = 0
+            self.role_checks.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The admin view: no secrets (no client secrets, tokens or External IDs)."""
+        with self.lock:
+            return {
+                "tenants": {
+                    tenant: {"integrations": [public_view(r) for r in records.values()]}
+                    for tenant, records in self.integrations.items()
+                },
+                "clients": [{"tenant_id": c.tenant_id} for c in self.clients.values()],
+                "requests": dict(self.request_counts),
+                "request_log": [asdict(r) for r in self.requests],
+                "throttled": self.throttled,
+                "role_checks": list(self.role_checks),
+                "faults": asdict(self.faults),
+                "rate_limits": dict(self.rate_limits),
+                "rate_window_seconds": self.rate_window_seconds,
+                "token_lifetime": self.token_lifetime,
+            }
+
+
+def public_view(record: dict[str, Any]) -> dict[str, Any]:
+    """An integration as OpsRamp returns it: the credential without its secret fields."""
+    out = copy.deepcopy(record)
+    credential = out.get("credential")
+    if isinstance(credential, dict):
+        for key in HIDDEN_CREDENTIAL_KEYS:
+            credential.pop(key, None)
+    return out
