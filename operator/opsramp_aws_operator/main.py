@@ -1,13 +1,106 @@
-"""Console entry point `opsramp-aws-operator`: starts the kopf operator (filled in by the operator issue)."""
+"""Console entry point `opsramp-aws-operator`: settings, logging, metrics, then kopf's event loop."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
 import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from . import __version__, handlers, redaction
+from .aws import AwsSessions, AwsSettings
+from .service import Service
+from .settings import Settings, SettingsError
+
+log = logging.getLogger("opsramp_aws_operator")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with kopf's object reference when the record has one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        k8s = getattr(record, "k8s_ref", None)
+        if isinstance(k8s, dict):
+            entry["object"] = {k: k8s.get(k) for k in ("namespace", "name", "uid") if k8s.get(k)}
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(settings: Settings) -> None:
+    level = getattr(logging, settings.log_level)
+    kopf.configure(
+        debug=settings.log_level == "DEBUG",
+        verbose=settings.log_level == "DEBUG",
+        quiet=settings.log_level in ("WARNING", "ERROR"),
+    )
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler(sys.stderr))
+    for handler in root.handlers:
+        if settings.log_format == "json":
+            handler.setFormatter(JsonFormatter())
+        else:
+            handler.setFormatter(logging.Formatter("[%(asctime)s] %(name)-24.24s [%(levelname)-7s] %(message)s"))
+    root.setLevel(level)
+    # Third-party clients log request details at DEBUG; keep them quiet unless asked for.
+    for noisy in ("botocore", "boto3", "urllib3", "kubernetes", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(level, logging.INFO))
+    redaction.install_logging_filter()
+
+
+def build_service(settings: Settings) -> Service:
+    aws = AwsSessions(AwsSettings(rate_limit=settings.iam_calls_per_second, rate_window_seconds=1.0))
+    return Service(settings, aws=aws)
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("opsramp-aws-operator: the operator's handlers are not wired in yet.", file=sys.stderr)
-    return 2
+    parser = argparse.ArgumentParser(
+        prog="opsramp-aws-operator",
+        description="Reconcile AWSIntegration resources into IAM roles and OpsRamp AWS integrations. "
+        "Configured by OPERATOR_* environment variables (see docs/configuration.md).",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"opsramp-aws-operator: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr="0.0.0.0")  # noqa: S104 - scraped from the pod network
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, settings)
+    log.info(
+        "Starting opsramp-aws-operator %s (namespaces: %s, resync every %ss)",
+        __version__,
+        ", ".join(settings.namespaces) or "all",
+        settings.resync_interval_seconds,
+    )
+    kopf.run(
+        registry=registry,
+        standalone=settings.peering_name is None,
+        peering_name=settings.peering_name,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None,
+        memo=kopf.Memo(service=build_service(settings)),
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,191 @@
+"""Pure functions from one reconcile pass's result to the status conditions and the Events worth posting.
+
+Conditions follow metav1.Condition: `lastTransitionTime` moves only when `status` flips, every condition is
+stamped with the generation it was computed for, and the full list is always written (a merge patch replaces
+lists). `Reconciling` and `Stalled` follow kstatus: True only while they apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from .errors import NeedsAttention, OperatorError, TransientError
+
+READY = "Ready"
+ROLE_READY = "RoleReady"
+INTEGRATION_READY = "IntegrationReady"
+RECONCILING = "Reconciling"
+STALLED = "Stalled"
+ORDER = (READY, ROLE_READY, INTEGRATION_READY, RECONCILING, STALLED)
+
+Step = Literal["role", "integration"]
+StepState = Literal["pending", "done", "failed"]
+
+
+@dataclass(frozen=True)
+class ConditionUpdate:
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+
+
+@dataclass
+class PassResult:
+    """What one reconcile pass achieved, filled step by step by the service."""
+
+    role: StepState = "pending"
+    integration: StepState = "pending"
+    role_arn: str | None = None
+    role_message: str = ""
+    integration_id: str | None = None
+    integration_message: str = ""
+    account_id: str | None = None
+    external_id_secret_name: str | None = None
+    policy_digest: str | None = None
+    failed_step: Step | None = None
+    error: OperatorError | None = None
+    suspended: bool = False
+    changes: list[str] = field(default_factory=list)
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _step_condition(
+    ctype: str, state: StepState, step: Step, result: PassResult, done_reason: str, done_message: str
+) -> ConditionUpdate:
+    if state == "done":
+        return ConditionUpdate(ctype, "True", done_reason, done_message)
+    if result.failed_step == step and result.error is not None:
+        return ConditionUpdate(ctype, "False", result.error.reason, result.error.message)
+    waiting_for = "the IAM role" if step == "integration" else "earlier steps"
+    return ConditionUpdate(ctype, "Unknown", "Pending", f"Waiting for {waiting_for}.")
+
+
+def desired_updates(result: PassResult) -> list[ConditionUpdate]:
+    """The five conditions for this pass, in a fixed order."""
+    if result.suspended:
+        return [
+            ConditionUpdate(READY, "False", "Suspended", "spec.suspend is true: the operator does not act."),
+            ConditionUpdate(RECONCILING, "False", "Suspended", ""),
+            ConditionUpdate(STALLED, "False", "Suspended", ""),
+        ]
+    role = _step_condition(
+        ROLE_READY, result.role, "role", result, "RoleReconciled", f"IAM role {result.role_arn} matches the spec."
+    )
+    integration = _step_condition(
+        INTEGRATION_READY,
+        result.integration,
+        "integration",
+        result,
+        "IntegrationReconciled",
+        f"OpsRamp integration {result.integration_id} matches the spec.",
+    )
+    error = result.error
+    if error is None and role.status == "True" and integration.status == "True":
+        ready = ConditionUpdate(READY, "True", "Reconciled", "The IAM role and the OpsRamp integration match the spec.")
+    elif error is not None:
+        ready = ConditionUpdate(READY, "False", error.reason, error.message)
+    else:
+        ready = ConditionUpdate(READY, "False", "Reconciling", "Reconciliation is in progress.")
+    transient = isinstance(error, TransientError)
+    attention = isinstance(error, NeedsAttention)
+    reconciling = (
+        ConditionUpdate(RECONCILING, "True", error.reason if error else "Progressing", error.message if error else "")
+        if transient or (error is None and ready.status != "True")
+        else ConditionUpdate(RECONCILING, "False", "Idle", "")
+    )
+    stalled = (
+        ConditionUpdate(STALLED, "True", error.reason, error.message)
+        if attention and error is not None
+        else ConditionUpdate(STALLED, "False", "Progressing" if error else "Idle", "")
+    )
+    # An unexpected error (neither kind) is reported like a transient one: retried, not stalled.
+    return [ready, role, integration, reconciling, stalled]
+
+
+def merge_conditions(
+    previous: Sequence[Mapping[str, Any]] | None,
+    updates: Sequence[ConditionUpdate],
+    generation: int | None,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Apply updates to the previous list: keep lastTransitionTime unless status flips; keep unknown types."""
+    old = {c.get("type"): c for c in previous or ()}
+    stamp = format_time(now)
+    merged: dict[str, dict[str, Any]] = {}
+    for update in updates:
+        before = old.get(update.type)
+        transition = before.get("lastTransitionTime") if before and before.get("status") == update.status else None
+        condition: dict[str, Any] = {
+            "type": update.type,
+            "status": update.status,
+            "reason": update.reason,
+            "message": update.message,
+            "lastTransitionTime": transition or stamp,
+        }
+        if generation is not None:
+            condition["observedGeneration"] = generation
+        merged[update.type] = condition
+    for ctype, kept in old.items():
+        if ctype not in merged and ctype is not None:
+            merged[ctype] = dict(kept)
+    rank = {t: i for i, t in enumerate(ORDER)}
+    return sorted(merged.values(), key=lambda c: (rank.get(c["type"], len(ORDER)), c["type"]))
+
+
+@dataclass(frozen=True)
+class EventToPost:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+def events_for(previous: Sequence[Mapping[str, Any]] | None, current: Sequence[Mapping[str, Any]]) -> list[EventToPost]:
+    """Events on transitions only: Ready's status or reason changed since the last written status."""
+    before = next((c for c in previous or () if c.get("type") == READY), None)
+    after = next((c for c in current if c.get("type") == READY), None)
+    if after is None:
+        return []
+    if before is not None and (before.get("status"), before.get("reason")) == (after["status"], after["reason"]):
+        return []
+    if after["status"] == "True":
+        return [EventToPost("Normal", "Ready", after["message"])]
+    stalled = next((c for c in current if c.get("type") == STALLED), None)
+    if stalled is not None and stalled.get("status") == "True":
+        return [EventToPost("Warning", after["reason"], after["message"])]
+    if after["reason"] == "Suspended":
+        return [EventToPost("Normal", "Suspended", after["message"])]
+    return []
+
+
+def build_status(
+    result: PassResult,
+    previous_status: Mapping[str, Any] | None,
+    generation: int | None,
+    now: datetime,
+) -> tuple[dict[str, Any], list[EventToPost]]:
+    """The status patch for this pass and the Events its transitions deserve."""
+    previous_conditions = (previous_status or {}).get("conditions") or []
+    conditions = merge_conditions(previous_conditions, desired_updates(result), generation, now)
+    patch: dict[str, Any] = {"conditions": conditions}
+    if not result.suspended:
+        patch["observedGeneration"] = generation
+    for key, value in (
+        ("roleArn", result.role_arn),
+        ("integrationId", result.integration_id),
+        ("accountId", result.account_id),
+        ("externalIdSecretName", result.external_id_secret_name),
+        ("policyDigest", result.policy_digest),
+    ):
+        if value is not None:
+            patch[key] = value
+    ready = next(c for c in conditions if c["type"] == READY)
+    if ready["status"] == "True":
+        patch["lastSyncTime"] = format_time(now)
+    return patch, events_for(previous_conditions, conditions)

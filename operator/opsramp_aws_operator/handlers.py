@@ -1,0 +1,263 @@
+"""kopf handlers: parse the resource, call the service, translate our errors into kopf's, write status.
+
+Create, update, resume and the drift timer all run `reconcile_awsintegration`'s pass; delete runs the
+cleanup behind our finalizer. Only this module knows kopf's exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import zlib
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from . import metrics, redaction
+from .conditions import PassResult, build_status
+from .constants import GROUP, PLURAL, SKIP_CLEANUP_ANNOTATION, VERSION
+from .errors import NeedsAttention, OperatorError, TransientError
+from .models import AWSIntegrationSpec
+from .service import ResourceRef, Service
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+TRUE_VALUES = ("true", "yes", "1")
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    """One line per problem, naming the spec field: the API server's schema catches most of these first."""
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "spec"
+        problems.append(f"spec.{where}: {item['msg']}")
+    return "Invalid spec: " + "; ".join(problems)
+
+
+def parse_spec(spec: Mapping[str, Any]) -> AWSIntegrationSpec:
+    try:
+        return AWSIntegrationSpec.model_validate(dict(spec))
+    except ValidationError as exc:
+        raise NeedsAttention("InvalidSpec", describe_validation_error(exc)) from None
+
+
+def retry_delay(error: OperatorError, retry: int, settings: Settings) -> float:
+    """Needs-attention errors back off exponentially to a cap; transient ones wait as told, growing gently."""
+    if isinstance(error, NeedsAttention):
+        return float(
+            min(settings.attention_backoff_seconds * 2 ** min(retry, 16), settings.attention_backoff_max_seconds)
+        )
+    if isinstance(error, TransientError):
+        return float(min(max(error.retry_after, 1.0) * (1.5 ** min(retry, 8)), 120.0))
+    return float(min(5.0 * 2 ** min(retry, 6), 300.0))
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redaction.redact(value)
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
+
+
+def run_pass(
+    service: Service,
+    body: kopf.Body,
+    spec: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    status: Mapping[str, Any],
+    patch: kopf.Patch,
+) -> OperatorError | None:
+    """One reconcile pass: status is written whatever happens; the error (if any) is returned, not raised."""
+    ref = ResourceRef(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
+    result = PassResult()
+    started = time.monotonic()
+    error: OperatorError | None = None
+    try:
+        desired = parse_spec(spec)
+        with service.lock_for(ref.uid):
+            service.reconcile(desired, ref, status, result)
+    except OperatorError as exc:
+        error = exc
+        if result.failed_step is None:
+            result.failed_step = "role"
+    except Exception as exc:
+        log.exception("Unexpected error while reconciling %s", ref)
+        error = TransientError("InternalError", f"Unexpected {type(exc).__name__}; see the operator's log.", 30.0)
+        result.failed_step = result.failed_step or "role"
+    result.error = error
+    status_patch, events = build_status(result, status, meta.get("generation"), datetime.now(UTC))
+    for key, value in _redacted(status_patch).items():
+        patch.status[key] = value
+    for event in events:
+        kopf.event(body, type=event.type, reason=event.reason, message=redaction.redact(event.message))
+    ready = next((c["status"] for c in status_patch["conditions"] if c["type"] == "Ready"), "Unknown")
+    service.record_ready(ref.uid, ready)
+    outcome = "ok" if error is None else "needs_attention" if isinstance(error, NeedsAttention) else "transient"
+    metrics.RECONCILES.labels(outcome).inc()
+    metrics.RECONCILE_SECONDS.labels(outcome).observe(time.monotonic() - started)
+    if result.changes:
+        log.info("Reconciled %s: %s", ref, "; ".join(result.changes))
+    return error
+
+
+def reconcile_awsintegration(
+    *,
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    retry: int,
+    **_: Any,
+) -> None:
+    """Create / update / resume: reconcile, write status, and let kopf retry with our delay on error."""
+    error = run_pass(memo.service, body, spec, meta, status, patch)
+    if error is not None:
+        delay = retry_delay(error, retry, memo.service.settings)
+        raise kopf.TemporaryError(redaction.redact(str(error)), delay=delay)
+
+
+def resync_awsintegration(
+    *,
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
+    """The drift timer: the same pass, skipped while a change handler holds the resource."""
+    service: Service = memo.service
+    lock = service.lock_for(meta["uid"])
+    if lock.locked():
+        return
+    run_pass(service, body, spec, meta, status, patch)
+
+
+def delete_awsintegration(
+    *,
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    retry: int,
+    **kwargs: Any,
+) -> None:
+    """Cleanup behind the finalizer; the skip-cleanup annotation releases it without touching AWS or OpsRamp."""
+    service: Service = memo.service
+    ref = ResourceRef(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
+    annotations = meta.get("annotations") or {}
+    try:
+        desired = parse_spec(spec)
+    except NeedsAttention:
+        desired = None
+    if str(annotations.get(SKIP_CLEANUP_ANNOTATION, "")).lower() in TRUE_VALUES:
+        kopf.event(
+            body,
+            type="Warning",
+            reason="CleanupSkipped",
+            message=f"{SKIP_CLEANUP_ANNOTATION} is set: the IAM role and the OpsRamp integration were left in place.",
+        )
+    elif desired is not None:
+        try:
+            with service.lock_for(ref.uid):
+                done = service.cleanup(desired, ref, status)
+        except OperatorError as exc:
+            message = (
+                f"Cleanup failed: {exc.message} Fix it, or annotate the resource with {SKIP_CLEANUP_ANNOTATION}=true "
+                "to release it without cleanup."
+            )
+            conditions = build_status(
+                PassResult(failed_step="integration", error=type(exc)(exc.reason, message)),
+                status,
+                meta.get("generation"),
+                datetime.now(UTC),
+            )[0]["conditions"]
+            patch.status["conditions"] = _redacted(conditions)
+            if isinstance(exc, NeedsAttention) and retry == 0:
+                kopf.event(body, type="Warning", reason=exc.reason, message=redaction.redact(message))
+            raise kopf.TemporaryError(
+                redaction.redact(message), delay=retry_delay(exc, retry, service.settings)
+            ) from None
+        for line in done:
+            log.info("Cleanup of %s: %s", ref, line)
+    # Release the credentials Secret when no other resource still uses it.
+    if desired is not None:
+        secret = desired.opsramp.credentials_secret_ref.name
+        credentials_refs: kopf.Index[tuple[str, str], str] = kwargs["credentials_refs"]
+        users = set(credentials_refs.get((ref.namespace, secret), ()))
+        if not (users - {ref.uid}):
+            service.release_credentials(ref.namespace, secret)
+    service.forget(ref.uid)
+
+
+def index_credentials(*, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], str] | None:
+    """Which resources use which credentials Secret (to know when its protection finalizer can go)."""
+    ref = (spec.get("opsramp") or {}).get("credentialsSecretRef") or {}
+    if not ref.get("name") or meta.get("deletionTimestamp"):
+        return None
+    return {(meta["namespace"], ref["name"]): meta["uid"]}
+
+
+def jitter_for(settings: Settings) -> Any:
+    def initial_delay(meta: kopf.Meta, **_: Any) -> float:
+        # Stable per resource, spread over one interval, so a fleet does not resync at once after a restart.
+        fraction = (zlib.crc32(str(meta.get("uid", "")).encode()) % 1000) / 1000.0
+        return settings.resync_interval_seconds * fraction + random.uniform(0, 1)
+
+    return initial_delay
+
+
+def configure(settings: Settings) -> Any:
+    def startup(settings_: kopf.OperatorSettings, **_: Any) -> None:
+        # Our own names for everything kopf stores on the resource (DESIGN: prefix under our group).
+        settings_.persistence.finalizer = f"{GROUP}/cleanup"
+        settings_.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings_.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+            prefix=GROUP, key="last-handled-configuration"
+        )
+        # Events only where we post them ourselves (transitions), never kopf's per-retry chatter.
+        settings_.posting.loggers = False
+        # Sync handlers (boto3, requests) run in this pool; bounded so thousands of resources do not mean
+        # thousands of threads. The rate limiters keep the external APIs safe either way.
+        settings_.execution.max_workers = 16
+        # Reconnect watches regularly so a silently dropped stream never stalls the operator for long.
+        settings_.watching.server_timeout = 300
+        settings_.watching.client_timeout = 330
+        settings_.peering.standalone = settings.peering_name is None
+        if settings.peering_name:
+            settings_.peering.name = settings.peering_name
+
+    return startup
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+    """Attach every handler to `registry` with intervals from `settings`."""
+    res = (GROUP, VERSION, PLURAL)
+    kopf.on.startup(registry=registry)(configure(settings))
+    kopf.index(*res, registry=registry, id="credentials_refs")(index_credentials)
+    kopf.on.create(*res, registry=registry, id="reconcile")(reconcile_awsintegration)
+    kopf.on.update(*res, registry=registry, id="reconcile", field="spec")(reconcile_awsintegration)
+    kopf.on.resume(*res, registry=registry, id="reconcile")(reconcile_awsintegration)
+    kopf.on.delete(*res, registry=registry, id="cleanup")(delete_awsintegration)
+    kopf.timer(
+        *res,
+        registry=registry,
+        id="resync",
+        interval=settings.resync_interval_seconds,
+        initial_delay=jitter_for(settings),
+        # Not while kopf is still processing a change: the change handler's retries own the resource.
+        idle=min(5.0, settings.resync_interval_seconds),
+    )(resync_awsintegration)

@@ -1,0 +1,177 @@
+"""Kubernetes Secrets the operator reads and owns, through the official client: the only module importing it.
+
+kopf talks to the API server for the custom resource itself; everything else (the OpsRamp credentials
+Secret, the External ID Secret, the protection finalizer on referenced Secrets) goes through here.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from . import metrics
+from .errors import NeedsAttention, TransientError
+
+log = logging.getLogger(__name__)
+
+_client_lock = threading.Lock()
+_api: kubernetes.client.CoreV1Api | None = None
+
+
+def core_api() -> kubernetes.client.CoreV1Api:
+    """One CoreV1Api for the process: in-cluster config when running in a pod, else KUBECONFIG."""
+    global _api  # noqa: PLW0603 - a process-wide client, created lazily once
+    with _client_lock:
+        if _api is None:
+            try:
+                kubernetes.config.load_incluster_config()  # type: ignore[no-untyped-call]
+            except kubernetes.config.ConfigException:
+                kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
+            _api = kubernetes.client.CoreV1Api()
+        return _api
+
+
+def reset_client() -> None:
+    """Forget the cached client (tests that switch clusters)."""
+    global _api  # noqa: PLW0603
+    with _client_lock:
+        _api = None
+
+
+@dataclass(frozen=True)
+class OwnerReference:
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "apiVersion": self.api_version,
+            "kind": self.kind,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+@dataclass(frozen=True)
+class SecretData:
+    name: str
+    data: Mapping[str, str]
+    owner_uids: tuple[str, ...]
+    finalizers: tuple[str, ...]
+    deleting: bool
+
+
+def _classify(exc: Exception, what: str) -> Exception:
+    if isinstance(exc, ApiException):
+        metrics.API_ERRORS.labels("kubernetes", "secrets", str(exc.status)).inc()
+        if exc.status in (401, 403):
+            return NeedsAttention(
+                "KubernetesForbidden",
+                f"The operator may not access {what} (HTTP {exc.status}): check its RBAC.",
+            )
+        if exc.status == 429 or (exc.status or 0) >= 500:
+            return TransientError("KubernetesUnavailable", f"Kubernetes API error {exc.status} on {what}.", 5.0)
+        return NeedsAttention("KubernetesRejected", f"Kubernetes refused the request on {what} (HTTP {exc.status}).")
+    metrics.API_ERRORS.labels("kubernetes", "secrets", "connection").inc()
+    return TransientError("KubernetesUnavailable", f"Kubernetes API unreachable while reading {what}.", 5.0)
+
+
+def _decode(secret: Any) -> SecretData:
+    raw = secret.data or {}
+    data = {}
+    for key, value in raw.items():
+        try:
+            data[key] = base64.b64decode(value).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            data[key] = ""
+    meta = secret.metadata
+    return SecretData(
+        name=meta.name,
+        data=data,
+        owner_uids=tuple(ref.uid for ref in meta.owner_references or ()),
+        finalizers=tuple(meta.finalizers or ()),
+        deleting=meta.deletion_timestamp is not None,
+    )
+
+
+class Secrets:
+    """get / create / finalizer changes on Secrets; errors come out as our two kinds."""
+
+    def get(self, namespace: str, name: str) -> SecretData | None:
+        what = f"Secret {namespace}/{name}"
+        metrics.API_CALLS.labels("kubernetes", "read_secret").inc()
+        try:
+            secret = core_api().read_namespaced_secret(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _classify(exc, what) from None
+        except (Urllib3Error, OSError) as exc:
+            raise _classify(exc, what) from None
+        return _decode(secret)
+
+    def create(
+        self,
+        namespace: str,
+        name: str,
+        data: Mapping[str, str],
+        owner: OwnerReference,
+        labels: Mapping[str, str],
+    ) -> bool:
+        """Create the Secret; False (no error) when it already exists, so a rerun after a crash is harmless."""
+        what = f"Secret {namespace}/{name}"
+        body: Any = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": dict(labels),
+                "ownerReferences": [owner.as_dict()],
+            },
+            "stringData": dict(data),
+        }
+        metrics.API_CALLS.labels("kubernetes", "create_secret").inc()
+        try:
+            core_api().create_namespaced_secret(namespace, body)
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise _classify(exc, what) from None
+        except (Urllib3Error, OSError) as exc:
+            raise _classify(exc, what) from None
+        return True
+
+    def _set_finalizers(self, namespace: str, name: str, finalizers: list[str]) -> None:
+        what = f"Secret {namespace}/{name}"
+        metrics.API_CALLS.labels("kubernetes", "patch_secret").inc()
+        try:
+            core_api().patch_namespaced_secret(name, namespace, {"metadata": {"finalizers": finalizers}})
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise _classify(exc, what) from None
+        except (Urllib3Error, OSError) as exc:
+            raise _classify(exc, what) from None
+
+    def add_finalizer(self, namespace: str, secret: SecretData, finalizer: str) -> None:
+        if finalizer not in secret.finalizers and not secret.deleting:
+            self._set_finalizers(namespace, secret.name, [*secret.finalizers, finalizer])
+
+    def remove_finalizer(self, namespace: str, name: str, finalizer: str) -> None:
+        secret = self.get(namespace, name)
+        if secret is not None and finalizer in secret.finalizers:
+            self._set_finalizers(namespace, name, [f for f in secret.finalizers if f != finalizer])

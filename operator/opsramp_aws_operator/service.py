@@ -1,0 +1,386 @@
+"""The reconcile service: External ID → IAM role → role usable → OpsRamp integration, and the cleanup on delete.
+
+It knows nothing of kopf. Every pass is level-based (observe, create if missing, update what differs) and
+fills a `PassResult` step by step, so the handler can report how far it got when a step raises one of our two
+error kinds. Before anything is created it checks everything that can be checked (Secrets, credentials, the
+AWS account, the display name), so bad input leaves nothing half-created behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import secrets
+import string
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from . import metrics, redaction
+from .aws import AwsSessions
+from .conditions import PassResult, Step
+from .constants import API_VERSION, GROUP, KIND, MANAGED_BY_VALUE
+from .errors import NeedsAttention, NotOwned, OperatorError
+from .integrations import check_display_name_free, ensure_integration, remove_integration
+from .kube import OwnerReference, Secrets
+from .models import EXTERNAL_ID_PATTERN, AWSIntegrationSpec
+from .opsramp import AwsIntegrationRequest, OpsRampClient, OpsRampLimits, get_client
+from .policies import load_opsramp_policy, trust_policy
+from .roles import DesiredRole, Owner, check_account, delete_role, ensure_role, ensure_role_usable, validate_desired
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+CREDENTIALS_FINALIZER = f"{GROUP}/credentials-in-use"
+EXTERNAL_ID_KEY = "externalId"
+GENERATED_EXTERNAL_ID_LENGTH = 48
+# Letters and digits: inside IAM's External ID set and safe to paste anywhere.
+_EXTERNAL_ID_ALPHABET = string.ascii_letters + string.digits
+_ROLE_ARN = re.compile(r"^arn:[^:]+:iam::(?P<account>[0-9]{12}):role(?P<path>/(?:.*/)?)(?P<name>[^/]+)$")
+
+
+@dataclass(frozen=True)
+class ResourceRef:
+    """The AWSIntegration being reconciled, as the service needs to know it."""
+
+    namespace: str
+    name: str
+    uid: str
+
+    @property
+    def owner(self) -> Owner:
+        return Owner(uid=self.uid, namespace=self.namespace, name=self.name)
+
+    def owner_reference(self) -> OwnerReference:
+        return OwnerReference(api_version=API_VERSION, kind=KIND, name=self.name, uid=self.uid)
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def generated_secret_name(resource_name: str) -> str:
+    """Deterministic name of the Secret holding a generated External ID (valid, ≤ 253 characters)."""
+    name = f"{resource_name}-opsramp-external-id"
+    if len(name) <= 253:
+        return name
+    digest = hashlib.sha256(resource_name.encode()).hexdigest()[:8]
+    return f"{resource_name[:220]}-{digest}-opsramp-external-id"
+
+
+def generate_external_id() -> str:
+    return "".join(secrets.choice(_EXTERNAL_ID_ALPHABET) for _ in range(GENERATED_EXTERNAL_ID_LENGTH))
+
+
+def parse_role_arn(arn: str) -> tuple[str, str, str] | None:
+    """(account, path, name) of a role ARN, or None."""
+    match = _ROLE_ARN.match(arn)
+    return (match["account"], match["path"], match["name"]) if match else None
+
+
+@contextmanager
+def step(result: PassResult, name: Step) -> Iterator[None]:
+    """Attribute any error raised inside to one step, so conditions say which side failed."""
+    try:
+        yield
+    except OperatorError:
+        result.failed_step = name
+        raise
+
+
+@dataclass(frozen=True)
+class OpsRampCredentials:
+    client_id: str
+    client_secret: str = ""
+
+    def __repr__(self) -> str:
+        return f"OpsRampCredentials(client_id={self.client_id!r})"
+
+
+class Service:
+    """One per operator process; handlers call `reconcile` and `cleanup`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        secrets_api: Secrets | None = None,
+        aws: AwsSessions | None = None,
+        opsramp_factory: Callable[..., OpsRampClient] = get_client,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.secrets = secrets_api or Secrets()
+        self.aws = aws or AwsSessions()
+        self.opsramp_factory = opsramp_factory
+        self.clock = clock
+        self.limits = OpsRampLimits(
+            gets_per_window=settings.opsramp_gets_per_window,
+            paged_gets_per_window=settings.opsramp_paged_gets_per_window,
+            writes_per_window=settings.opsramp_writes_per_window,
+            window_seconds=settings.opsramp_window_seconds,
+        )
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._ready: dict[str, str] = {}
+
+    # --- concurrency: one pass per resource at a time (change handlers and the drift timer) -------------
+
+    def lock_for(self, uid: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(uid, threading.Lock())
+
+    def forget(self, uid: str) -> None:
+        with self._locks_guard:
+            self._locks.pop(uid, None)
+            self._ready.pop(uid, None)
+            self._publish_ready()
+
+    def record_ready(self, uid: str, ready: str) -> None:
+        with self._locks_guard:
+            self._ready[uid] = ready
+            self._publish_ready()
+
+    def _publish_ready(self) -> None:
+        counts = {"True": 0, "False": 0, "Unknown": 0}
+        for value in self._ready.values():
+            counts[value] = counts.get(value, 0) + 1
+        for value, count in counts.items():
+            metrics.RESOURCES.labels(value).set(count)
+
+    # --- inputs -----------------------------------------------------------------------------------------
+
+    def opsramp_account_id(self, spec: AWSIntegrationSpec) -> str:
+        account = spec.opsramp.aws_account_id or self.settings.default_opsramp_aws_account_id
+        if not account:
+            raise NeedsAttention(
+                "InvalidSpec",
+                "OpsRamp's AWS account id is unknown: set spec.opsramp.awsAccountId (shown on OpsRamp's 'Install "
+                "AWS Integration' page) or the operator's OPERATOR_OPSRAMP_AWS_ACCOUNT_ID.",
+            )
+        return account
+
+    def credentials(self, spec: AWSIntegrationSpec, ref: ResourceRef, *, protect: bool) -> OpsRampCredentials:
+        name = spec.opsramp.credentials_secret_ref.name
+        secret = self.secrets.get(ref.namespace, name)
+        if secret is None:
+            raise NeedsAttention(
+                "CredentialsSecretNotFound",
+                f"Secret {ref.namespace}/{name} (spec.opsramp.credentialsSecretRef) does not exist: create it with "
+                "keys clientId and clientSecret of an OpsRamp API client.",
+            )
+        missing = [k for k in ("clientId", "clientSecret") if not secret.data.get(k)]
+        if missing:
+            raise NeedsAttention(
+                "CredentialsSecretInvalid",
+                f"Secret {ref.namespace}/{name} lacks key(s) {', '.join(missing)}: it needs clientId and "
+                "clientSecret of an OpsRamp API client.",
+            )
+        creds = OpsRampCredentials(secret.data["clientId"], secret.data["clientSecret"])
+        redaction.register(creds.client_secret)
+        if protect:
+            # Cleanup needs these credentials; keep the Secret until the resources using it are gone, so that
+            # deleting a namespace cannot remove it before the uninstall.
+            self.secrets.add_finalizer(ref.namespace, secret, CREDENTIALS_FINALIZER)
+        return creds
+
+    def external_id(self, spec: AWSIntegrationSpec, ref: ResourceRef) -> tuple[str, str]:
+        """(External ID, name of the Secret holding it): the referenced Secret, or one we generate and own."""
+        if spec.external_id_secret_ref is not None:
+            name = spec.external_id_secret_ref.name
+            secret = self.secrets.get(ref.namespace, name)
+            if secret is None:
+                raise NeedsAttention(
+                    "ExternalIdSecretNotFound",
+                    f"Secret {ref.namespace}/{name} (spec.externalIdSecretRef) does not exist: create it with key "
+                    "externalId holding the External ID from OpsRamp's 'Install AWS Integration' page.",
+                )
+            value = secret.data.get(EXTERNAL_ID_KEY, "")
+            redaction.register(value)
+            if not value:
+                raise NeedsAttention(
+                    "ExternalIdSecretInvalid", f"Secret {ref.namespace}/{name} has no key externalId (or it is empty)."
+                )
+            if not (2 <= len(value) <= 1224) or not re.match(EXTERNAL_ID_PATTERN, value):
+                raise NeedsAttention(
+                    "ExternalIdInvalid",
+                    f"The External ID in Secret {ref.namespace}/{name} is not valid for IAM: it must be 2 to 1224 "
+                    "characters of letters, digits and _+=,.@:/-.",
+                )
+            return value, name
+        name = generated_secret_name(ref.name)
+        secret = self.secrets.get(ref.namespace, name)
+        if secret is None:
+            value = generate_external_id()
+            redaction.register(value)
+            labels = {
+                "app.kubernetes.io/managed-by": MANAGED_BY_VALUE,
+                f"{GROUP}/awsintegration": ref.name[:63],
+            }
+            self.secrets.create(ref.namespace, name, {EXTERNAL_ID_KEY: value}, ref.owner_reference(), labels)
+            # Read back: after a crash or a race, the Secret that exists is the one that counts.
+            secret = self.secrets.get(ref.namespace, name)
+            if secret is None:
+                raise NeedsAttention("ExternalIdSecretInvalid", f"Secret {ref.namespace}/{name} vanished after create.")
+        if ref.uid not in secret.owner_uids:
+            raise NotOwned(
+                f"Secret {ref.namespace}/{name} exists but is not owned by this AWSIntegration: delete it, or "
+                "put the External ID in a Secret of your own and set spec.externalIdSecretRef."
+            )
+        value = secret.data.get(EXTERNAL_ID_KEY, "")
+        redaction.register(value)
+        if not value or not re.match(EXTERNAL_ID_PATTERN, value):
+            raise NeedsAttention(
+                "ExternalIdSecretInvalid",
+                f"Secret {ref.namespace}/{name} no longer holds a valid generated External ID: delete it to "
+                "generate a new one.",
+            )
+        return value, name
+
+    def client(self, spec: AWSIntegrationSpec, creds: OpsRampCredentials) -> OpsRampClient:
+        return self.opsramp_factory(
+            spec.opsramp.endpoint.rstrip("/"),
+            spec.opsramp.tenant_id,
+            creds.client_id,
+            creds.client_secret,
+            limits=self.limits,
+        )
+
+    def desired_role(
+        self, spec: AWSIntegrationSpec, ref: ResourceRef, opsramp_account: str, external_id: str
+    ) -> DesiredRole:
+        return DesiredRole(
+            name=spec.effective_role_name(ref.namespace, ref.name),
+            path=spec.role.path,
+            trust_policy=trust_policy(opsramp_account, external_id),
+            max_session_duration=spec.role.max_session_duration,
+            permissions_boundary_arn=spec.role.permissions_boundary_arn,
+            tags=dict(spec.role.tags),
+            permission_policy=load_opsramp_policy() if spec.role.attach_opsramp_policy else None,
+            extra_managed_policy_arns=tuple(spec.role.managed_policy_arns),
+            owner=ref.owner,
+            description=f"OpsRamp monitoring role for AWSIntegration {ref}",
+        )
+
+    # --- reconcile ----------------------------------------------------------------------------------------
+
+    def reconcile(
+        self, spec: AWSIntegrationSpec, ref: ResourceRef, status: Mapping[str, Any], result: PassResult
+    ) -> None:
+        if spec.suspend:
+            result.suspended = True
+            return
+        recorded_id = status.get("integrationId") or None
+        previous_arn = status.get("roleArn") or None
+        display_name = spec.effective_display_name(ref.namespace, ref.name)
+        protect = spec.deletion_policy == "Delete"
+
+        # 1. Everything that can be checked before a write.
+        with step(result, "role"):
+            opsramp_account = self.opsramp_account_id(spec)
+        with step(result, "integration"):
+            creds = self.credentials(spec, ref, protect=protect)
+            client = self.client(spec, creds)
+        with step(result, "role"):
+            account = self.aws.for_target(spec.aws.assume_role_arn, spec.aws.external_id)
+            redaction.register(spec.aws.external_id)
+            result.account_id = check_account(account, spec.aws.account_id)
+            role_name = spec.effective_role_name(ref.namespace, ref.name)
+            role_arn = f"arn:{account.partition()}:iam::{result.account_id}:role{spec.role.path}{role_name}"
+        our_arns = {role_arn} | ({previous_arn} if previous_arn else set())
+        with step(result, "integration"):
+            if recorded_id:
+                # A cheap non-paged read that also proves the credentials work.
+                client.get(recorded_id)
+            else:
+                check_display_name_free(client, display_name, our_arns, recorded_id)
+
+        # 2. External ID (the first write: a Secret we own), then the role.
+        with step(result, "role"):
+            external_id, secret_name = self.external_id(spec, ref)
+            result.external_id_secret_name = secret_name
+            desired = self.desired_role(spec, ref, opsramp_account, external_id)
+            validate_desired(desired)
+            outcome = ensure_role(account, desired)
+            result.role = "done"
+            result.role_arn = outcome.arn
+            result.policy_digest = outcome.policy_digest
+            result.changes.extend(outcome.changes)
+            our_arns.add(outcome.arn)
+
+        # 3. Wait out IAM's propagation, then the integration.
+        with step(result, "integration"):
+            ensure_role_usable(outcome, self.clock(), self.settings.role_settle_seconds)
+            request = AwsIntegrationRequest(
+                display_name=display_name,
+                account_number=result.account_id,
+                role_arn=outcome.arn,
+                external_id=external_id,
+                regions=tuple(spec.regions),
+                install_all_linked_accounts=spec.install_all_linked_accounts,
+            )
+            trust_changed = any("trust" in change for change in outcome.changes)
+            integration = ensure_integration(client, request, recorded_id, our_arns, force_update=trust_changed)
+            result.integration = "done"
+            result.integration_id = integration.integration.id
+            result.changes.extend(integration.changes)
+
+        # 4. A renamed role: the integration has moved, so the old one (if ours) can go.
+        if previous_arn and previous_arn != outcome.arn:
+            with step(result, "role"):
+                parsed = parse_role_arn(previous_arn)
+                if parsed is not None:
+                    _, old_path, old_name = parsed
+                    try:
+                        if delete_role(account, old_name, old_path, ref.owner):
+                            result.changes.append(f"deleted previous role {old_name}")
+                    except NotOwned:
+                        log.warning("Previous role %s is not ours; left in place", old_name)
+
+    # --- cleanup ------------------------------------------------------------------------------------------
+
+    def cleanup(self, spec: AWSIntegrationSpec, ref: ResourceRef, status: Mapping[str, Any]) -> list[str]:
+        """Uninstall the integration, then delete the role and our policies; already gone counts as done."""
+        done: list[str] = []
+        if spec.deletion_policy == "Retain":
+            return ["deletionPolicy is Retain: the role and the integration are kept"]
+        recorded_id = status.get("integrationId") or None
+        recorded_arn = status.get("roleArn") or None
+        display_name = spec.effective_display_name(ref.namespace, ref.name)
+        account = self.aws.for_target(spec.aws.assume_role_arn, spec.aws.external_id)
+        account_id = check_account(account, spec.aws.account_id)
+        role_name = spec.effective_role_name(ref.namespace, ref.name)
+        role_arn = f"arn:{account.partition()}:iam::{account_id}:role{spec.role.path}{role_name}"
+        our_arns = {role_arn} | ({recorded_arn} if recorded_arn else set())
+
+        try:
+            creds = self.credentials(spec, ref, protect=False)
+        except NeedsAttention:
+            if recorded_id or recorded_arn:
+                raise
+            # Nothing was ever recorded, so nothing can have been installed but after a crash; without
+            # credentials there is no way to look, and waiting for them would wedge the deletion.
+            log.info("No OpsRamp credentials and nothing recorded for %s: skipping the OpsRamp side", ref)
+        else:
+            client = self.client(spec, creds)
+            reason = f"AWSIntegration {ref} was deleted (deletionPolicy Delete)"
+            for removed in remove_integration(client, recorded_id, display_name, our_arns, reason):
+                done.append(f"uninstalled OpsRamp integration {removed}")
+
+        roles_to_delete = {(spec.role.path, role_name)}
+        if recorded_arn and (parsed := parse_role_arn(recorded_arn)) is not None:
+            roles_to_delete.add((parsed[1], parsed[2]))
+        for path, name in sorted(roles_to_delete):
+            try:
+                if delete_role(account, name, path, ref.owner):
+                    done.append(f"deleted IAM role {name} and its policies")
+            except NotOwned:
+                # Someone else's role under the name we would have used: never ours to delete.
+                log.info("IAM role %s is not owned by %s; left in place", name, ref)
+        return done
+
+    def release_credentials(self, namespace: str, secret_name: str) -> None:
+        self.secrets.remove_finalizer(namespace, secret_name, CREDENTIALS_FINALIZER)

@@ -1,0 +1,98 @@
+"""Operator settings from environment variables (the Helm chart sets them); one frozen object, read once."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from .models import ACCOUNT_ID_PATTERN
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the operator cannot use; the message names it."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={value} must be at least {minimum}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable about the operator. Environment names are in `from_env`."""
+
+    namespaces: tuple[str, ...] = ()  # empty: every namespace
+    default_opsramp_aws_account_id: str | None = None
+    resync_interval_seconds: float = 600.0
+    log_level: str = "INFO"
+    log_format: str = "json"  # json | text
+    health_port: int = 8080
+    metrics_port: int = 9090  # 0 disables the metrics endpoint
+    peering_name: str | None = None  # None: standalone (one replica, no peering objects needed)
+    # Needs-attention errors are retried slowly, doubling from base to max, so a broken resource never hot-loops.
+    attention_backoff_seconds: float = 30.0
+    attention_backoff_max_seconds: float = 600.0
+    # IAM is eventually consistent: a role younger than this is not handed to OpsRamp yet.
+    role_settle_seconds: float = 10.0
+    # OpsRamp rate limits per tenant (documented: 500 GETs, 50 paged GETs, 50 writes a minute).
+    opsramp_window_seconds: float = 60.0
+    opsramp_gets_per_window: int = 500
+    opsramp_paged_gets_per_window: int = 50
+    opsramp_writes_per_window: int = 50
+    iam_calls_per_second: int = 10
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        namespaces = tuple(ns.strip() for ns in env.get("OPERATOR_NAMESPACES", "").split(",") if ns.strip())
+        account = env.get("OPERATOR_OPSRAMP_AWS_ACCOUNT_ID", "").strip() or None
+        if account is not None and not re.match(ACCOUNT_ID_PATTERN, account):
+            raise SettingsError(f"OPERATOR_OPSRAMP_AWS_ACCOUNT_ID={account!r} is not a 12-digit AWS account id")
+        log_format = env.get("OPERATOR_LOG_FORMAT", "json").strip().lower() or "json"
+        if log_format not in ("json", "text"):
+            raise SettingsError(f"OPERATOR_LOG_FORMAT={log_format!r} must be 'json' or 'text'")
+        log_level = env.get("OPERATOR_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(f"OPERATOR_LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+        return cls(
+            namespaces=namespaces,
+            default_opsramp_aws_account_id=account,
+            resync_interval_seconds=_float(env, "OPERATOR_RESYNC_INTERVAL_SECONDS", 600.0, minimum=1.0),
+            log_level=log_level,
+            log_format=log_format,
+            health_port=_int(env, "OPERATOR_HEALTH_PORT", 8080),
+            metrics_port=_int(env, "OPERATOR_METRICS_PORT", 9090),
+            peering_name=env.get("OPERATOR_PEERING_NAME", "").strip() or None,
+            attention_backoff_seconds=_float(env, "OPERATOR_ATTENTION_BACKOFF_SECONDS", 30.0, minimum=0.1),
+            attention_backoff_max_seconds=_float(env, "OPERATOR_ATTENTION_BACKOFF_MAX_SECONDS", 600.0, minimum=0.1),
+            role_settle_seconds=_float(env, "OPERATOR_ROLE_SETTLE_SECONDS", 10.0),
+            opsramp_window_seconds=_float(env, "OPERATOR_OPSRAMP_RATE_WINDOW_SECONDS", 60.0, minimum=0.1),
+            opsramp_gets_per_window=_int(env, "OPERATOR_OPSRAMP_GETS_PER_WINDOW", 500, minimum=1),
+            opsramp_paged_gets_per_window=_int(env, "OPERATOR_OPSRAMP_PAGED_GETS_PER_WINDOW", 50, minimum=1),
+            opsramp_writes_per_window=_int(env, "OPERATOR_OPSRAMP_WRITES_PER_WINDOW", 50, minimum=1),
+            iam_calls_per_second=_int(env, "OPERATOR_IAM_CALLS_PER_SECOND", 10, minimum=1),
+        )
