@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate every file derived from crds/, the Helm chart and the Argo CD health check (or, with --check, say which are stale).
+"""Regenerate the files derived from crds/, the Helm chart and the Argo CD health check (--check: list stale ones).
 
 One source of truth per artefact:
 - crds/*.yaml                    -> charts/opsramp-aws-operator/files/crds/ (byte copies the chart templates from)
@@ -20,9 +20,10 @@ sys.path.insert(0, str(ROOT / "sandbox"))
 
 from opsramp_sandbox.tools import ensure_helm  # noqa: E402 (needs the sys.path line above)
 
-CHART = ROOT / "charts" / "opsramp-aws-operator"
-CRDS = ROOT / "crds"
-DEPLOY = ROOT / "deploy"
+# Paths below are relative to a tree root: the repo, or a copy of it (tests check a copy with --root).
+CHART = Path("charts/opsramp-aws-operator")
+CRDS = Path("crds")
+DEPLOY = Path("deploy")
 ARGOCD = DEPLOY / "argocd"
 RELEASE = "opsramp-aws-operator"
 NAMESPACE = "opsramp-system"
@@ -42,7 +43,8 @@ metadata:
     pod-security.kubernetes.io/enforce-version: latest
 """
 
-KUSTOMIZATION_YAML = f"""{GENERATED.format(source="hack/sync-manifests.py")}# `kubectl apply -k deploy/` installs the operator with the chart's default values into {NAMESPACE}.
+KUSTOMIZATION_YAML = f"""{GENERATED.format(source="hack/sync-manifests.py")}\
+# `kubectl apply -k deploy/` installs the operator with the chart's default values into {NAMESPACE}.
 # Change the namespace or the image in an overlay that uses this directory as a base.
 apiVersion: kustomize.config.k8s.io/v1beta1
 kind: Kustomization
@@ -53,12 +55,13 @@ resources:
 """
 
 
-def render_chart(values: list[Path] | None = None, namespace: str = NAMESPACE) -> str:
+def render_chart(root: Path = ROOT, values: list[Path] | None = None, namespace: str = NAMESPACE) -> str:
     """`helm template` the chart as release `opsramp-aws-operator` in `namespace` with the given values files."""
-    cmd = [str(ensure_helm()), "template", RELEASE, str(CHART), "--namespace", namespace]
+    cmd = [str(ensure_helm()), "template", RELEASE, str(root / CHART), "--namespace", namespace]
     for path in values or []:
         cmd += ["--values", str(path)]
-    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    # helm is our own fetched binary and every argument is a path or a constant.
+    return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout  # noqa: S603
 
 
 def argocd_cm(lua: str) -> str:
@@ -80,52 +83,55 @@ def argocd_cm(lua: str) -> str:
     )
 
 
-def expected_files() -> dict[Path, str]:
-    """Every generated path and the text it must hold."""
+def expected_files(root: Path = ROOT) -> dict[Path, str]:
+    """Every generated path under `root` and the text it must hold."""
     files: dict[Path, str] = {}
-    for crd in sorted(CRDS.glob("*.yaml")):
-        files[CHART / "files" / "crds" / crd.name] = crd.read_text()
-    rendered = render_chart()
-    files[DEPLOY / f"{RELEASE}.yaml"] = GENERATED.format(source="charts/opsramp-aws-operator (default values)") + (
-        rendered
-    )
-    files[DEPLOY / "namespace.yaml"] = NAMESPACE_YAML
-    files[DEPLOY / "kustomization.yaml"] = KUSTOMIZATION_YAML
-    lua = (ARGOCD / "health.lua").read_text()
-    files[CUSTOMIZATION_DIR / "health.lua"] = lua
-    files[ARGOCD / "argocd-cm.yaml"] = argocd_cm(lua)
+    for crd in sorted((root / CRDS).glob("*.yaml")):
+        files[root / CHART / "files" / "crds" / crd.name] = crd.read_text()
+    source = GENERATED.format(source="charts/opsramp-aws-operator (default values)")
+    files[root / DEPLOY / f"{RELEASE}.yaml"] = source + render_chart(root)
+    files[root / DEPLOY / "namespace.yaml"] = NAMESPACE_YAML
+    files[root / DEPLOY / "kustomization.yaml"] = KUSTOMIZATION_YAML
+    lua = (root / ARGOCD / "health.lua").read_text()
+    files[root / CUSTOMIZATION_DIR / "health.lua"] = lua
+    files[root / ARGOCD / "argocd-cm.yaml"] = argocd_cm(lua)
     return files
 
 
-def stale_files() -> list[Path]:
-    """Generated paths whose content on disk differs from what this script would write."""
-    stale = [path for path, text in expected_files().items() if not path.is_file() or path.read_text() != text]
-    # A CRD removed from crds/ must not live on in the chart.
-    wanted = {crd.name for crd in CRDS.glob("*.yaml")}
-    stale += [p for p in sorted((CHART / "files" / "crds").glob("*.yaml")) if p.name not in wanted]
-    return stale
+def orphaned_crd_copies(root: Path = ROOT) -> list[Path]:
+    """Chart CRD copies whose source was removed from crds/: they must not live on in the chart."""
+    wanted = {crd.name for crd in (root / CRDS).glob("*.yaml")}
+    return [p for p in sorted((root / CHART / "files" / "crds").glob("*.yaml")) if p.name not in wanted]
+
+
+def stale_files(root: Path = ROOT) -> list[Path]:
+    """Generated paths under `root` whose content differs from what this script would write."""
+    expected = expected_files(root)
+    stale = [path for path, text in expected.items() if not path.is_file() or path.read_text() != text]
+    return stale + orphaned_crd_copies(root)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 listing stale files")
+    parser.add_argument("--root", type=Path, default=ROOT, help="tree to work on (default: this repo)")
     args = parser.parse_args(argv)
+    root: Path = args.root.resolve()
     if args.check:
-        stale = stale_files()
+        stale = stale_files(root)
         for path in stale:
-            print(f"stale: {path.relative_to(ROOT)}", file=sys.stderr)
+            print(f"stale: {path.relative_to(root)}", file=sys.stderr)
         if stale:
             print("run: python hack/sync-manifests.py", file=sys.stderr)
         return 1 if stale else 0
-    wanted = {crd.name for crd in CRDS.glob("*.yaml")}
-    for old in (CHART / "files" / "crds").glob("*.yaml"):
-        if old.name not in wanted:
-            old.unlink()
-    for path, text in expected_files().items():
+    for orphan in orphaned_crd_copies(root):
+        orphan.unlink()
+        print(f"removed {orphan.relative_to(root)}")
+    for path, text in expected_files(root).items():
         if not path.is_file() or path.read_text() != text:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
-            print(f"wrote {path.relative_to(ROOT)}")
+            print(f"wrote {path.relative_to(root)}")
     return 0
 
 

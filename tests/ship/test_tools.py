@@ -19,9 +19,7 @@ def test_ensure_kubectl_and_helm_give_working_binaries() -> None:
     kubectl_version = subprocess.run(
         [str(kubectl), "version", "--client"], capture_output=True, text=True, check=True
     ).stdout
-    helm_version = subprocess.run(
-        [str(helm), "version", "--short"], capture_output=True, text=True, check=True
-    )
+    helm_version = subprocess.run([str(helm), "version", "--short"], capture_output=True, text=True, check=True)
     print(f"\n{kubectl}: {kubectl_version.strip()}\n{helm}: {helm_version.stdout.strip()}")
     assert "Client Version: v1.37." in kubectl_version
     assert "Kustomize Version:" in kubectl_version

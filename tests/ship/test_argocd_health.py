@@ -1,0 +1,150 @@
+"""Tests of the Argo CD integration: the Lua health check under real Lua 5.1, its upstream-format cases, the example."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from lupa import lua51
+from ship_support import ARGOCD, CHART, CRD_FILE, CUSTOMIZATION
+
+# jsonschema ships no type stubs and is not in mypy's ignore list; a typed handle keeps mypy strict here.
+jsonschema: Any = importlib.import_module("jsonschema")
+
+HEALTH_LUA = ARGOCD / "health.lua"
+CASES = yaml.safe_load((CUSTOMIZATION / "health_test.yaml").read_text())["tests"]
+
+
+def run_health(obj: dict[str, Any], script: str | None = None) -> dict[str, Any]:
+    """Run the health script the way Argo CD does: `obj` global in, `{status, message}` table out."""
+    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    result = lua.execute(script if script is not None else HEALTH_LUA.read_text())
+    return {key: result[key] for key in ("status", "message") if result[key] is not None}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[Path(c["inputPath"]).stem for c in CASES])
+def test_health_case(case: dict[str, Any]) -> None:
+    """Each health_test.yaml case (upstream resource_customizations format) gets its status and message."""
+    obj = yaml.safe_load((CUSTOMIZATION / case["inputPath"]).read_text())
+    assert run_health(obj) == case["healthStatus"]
+
+
+def test_cases_cover_every_status() -> None:
+    """The upstream-format cases exercise Healthy, Progressing, Degraded and Suspended."""
+    assert {c["healthStatus"]["status"] for c in CASES} == {"Healthy", "Progressing", "Degraded", "Suspended"}
+    listed = {(CUSTOMIZATION / c["inputPath"]).resolve() for c in CASES}
+    assert listed == {p.resolve() for p in (CUSTOMIZATION / "testdata").glob("*.yaml")}
+
+
+def test_testdata_are_valid_awsintegrations() -> None:
+    """Every testdata object validates against the CRD's openAPIV3Schema, so the cases look like real resources."""
+    crd = yaml.safe_load(CRD_FILE.read_text())
+    (version,) = crd["spec"]["versions"]
+    schema = version["schema"]["openAPIV3Schema"]
+    validator = jsonschema.Draft4Validator(schema, format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER)
+    for path in sorted((CUSTOMIZATION / "testdata").glob("*.yaml")):
+        obj = yaml.safe_load(path.read_text())
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(obj)]
+        assert errors == [], path.name
+
+
+@pytest.mark.parametrize(
+    ("reason", "status"),
+    [
+        ("InvalidSpec", "Degraded"),
+        ("NotOwned", "Degraded"),
+        ("AccountMismatch", "Degraded"),
+        ("OpsRampAuthFailed", "Degraded"),
+        ("OpsRampRejected", "Degraded"),
+        ("AwsAccessDenied", "Degraded"),
+        ("Conflict", "Degraded"),
+        ("SecretNotFound", "Degraded"),
+        ("AwsLimitExceeded", "Degraded"),
+        ("AwsThrottled", "Progressing"),
+        ("AwsUnavailable", "Progressing"),
+        ("AwsRoleNotYetUsable", "Progressing"),
+        ("OpsRampRateLimited", "Progressing"),
+        ("OpsRampUnavailable", "Progressing"),
+        ("Reconciling", "Progressing"),
+    ],
+)
+def test_ready_false_reason_table(reason: str, status: str) -> None:
+    """Ready=False is Degraded only for reasons a person must fix; transient ones stay Progressing."""
+    obj = {
+        "metadata": {"name": "x", "generation": 2},
+        "spec": {},
+        "status": {
+            "observedGeneration": 2,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": reason,
+                    "message": f"because {reason}",
+                    "observedGeneration": 2,
+                }
+            ],
+        },
+    }
+    assert run_health(obj) == {"status": status, "message": f"because {reason}"}
+
+
+def test_ready_true_without_generation_proof_is_progressing() -> None:
+    """Ready=True with no observedGeneration anywhere is not Healthy: nothing proves it covers the current spec."""
+    obj = {
+        "metadata": {"name": "x", "generation": 2},
+        "spec": {},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "ok"}]},
+    }
+    assert run_health(obj) == {"status": "Progressing", "message": "ok"}
+
+
+def test_condition_falls_back_to_status_observed_generation() -> None:
+    """A Ready condition without its own observedGeneration is judged by status.observedGeneration."""
+    obj = {
+        "metadata": {"name": "x", "generation": 7},
+        "spec": {"suspend": False},
+        "status": {
+            "observedGeneration": 7,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "all good"}],
+        },
+    }
+    assert run_health(obj) == {"status": "Healthy", "message": "all good"}
+
+
+def test_copies_of_the_health_check_are_current() -> None:
+    """The resource_customizations copy and the argocd-cm snippet hold exactly deploy/argocd/health.lua."""
+    lua = HEALTH_LUA.read_text()
+    assert (CUSTOMIZATION / "health.lua").read_text() == lua
+    cm = yaml.safe_load((ARGOCD / "argocd-cm.yaml").read_text())
+    assert cm["metadata"]["name"] == "argocd-cm"
+    assert cm["data"]["resource.customizations.health.integrations.opsramp.com_AWSIntegration"] == lua
+
+
+def test_example_applications_order_crd_before_resources() -> None:
+    """The example syncs the operator (CRD at a negative wave) before integrations that skip the dry run."""
+    apps = {doc["metadata"]["name"]: doc for doc in yaml.safe_load_all((ARGOCD / "application.yaml").read_text())}
+    operator, integrations = apps["opsramp-aws-operator"], apps["aws-integrations"]
+    for app in (operator, integrations):
+        assert app["apiVersion"] == "argoproj.io/v1alpha1"
+        assert app["kind"] == "Application"
+
+    def wave(meta: dict[str, Any]) -> int:
+        return int(meta.get("annotations", {}).get("argocd.argoproj.io/sync-wave", "0"))
+
+    assert wave(operator["metadata"]) < wave(integrations["metadata"])
+    helm_values = operator["spec"]["source"]["helm"]["valuesObject"]
+    assert wave({"annotations": helm_values["crds"]["annotations"]}) < 0
+    assert "SkipDryRunOnMissingResource=true" in integrations["spec"]["syncPolicy"]["syncOptions"]
+    # The Application points at this chart, with values the chart's schema accepts.
+    assert operator["spec"]["source"]["path"] == "charts/opsramp-aws-operator"
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    for key, value in helm_values.items():
+        defaults[key] = {**defaults[key], **value}
+    jsonschema.Draft7Validator(schema).validate(defaults)

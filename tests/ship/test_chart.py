@@ -1,0 +1,373 @@
+"""Tests of the Helm chart: lint, valid manifests for Kubernetes 1.29 and 1.37, least-privilege RBAC, safe pods."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+from conftest import Renderer
+from ship_support import (
+    CHART,
+    CRD_FILE,
+    DEPLOY,
+    NAMESPACE,
+    NAMESPACED_VALUES,
+    RELEASE,
+    Manifest,
+    by_kind,
+    load_docs,
+    one,
+)
+
+# jsonschema ships no type stubs and is not in mypy's ignore list; a typed handle keeps mypy strict here.
+jsonschema: Any = importlib.import_module("jsonschema")
+
+K8S_VERSIONS = ("1.29.0", "1.37.0")
+# Kinds kubernetes-validate has no schema for; each is checked by its own test below.
+CUSTOM_KINDS = {"ServiceMonitor", "KopfPeering", "ClusterKopfPeering"}
+
+Rule = tuple[str, str, str]  # (apiGroup, resource, verb)
+
+OPERATOR_RULES: set[Rule] = {
+    *{("integrations.opsramp.com", "awsintegrations", v) for v in ("get", "list", "watch", "patch")},
+    *{("integrations.opsramp.com", "awsintegrations/status", v) for v in ("get", "patch")},
+    *{("", "secrets", v) for v in ("get", "list", "watch", "create", "patch", "delete")},
+    ("", "events", "create"),
+    ("events.k8s.io", "events", "create"),
+}
+KOPF_CLUSTER_READS: set[Rule] = {
+    *{("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")},
+    *{("", "namespaces", v) for v in ("get", "list", "watch")},
+}
+PEERING_VERBS = ("get", "list", "watch", "patch")
+
+
+def rule_set(role: Manifest) -> set[Rule]:
+    """Flatten a Role/ClusterRole into (group, resource, verb) triples."""
+    triples: set[Rule] = set()
+    for rule in role["rules"]:
+        assert not rule.get("resourceNames") and not rule.get("nonResourceURLs"), rule
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    triples.add((group, resource, verb))
+    return triples
+
+
+def validate_builtin(docs: list[Manifest], version: str) -> list[str]:
+    """Validate every built-in kind strictly; return the kinds skipped as custom resources."""
+    skipped = []
+    for doc in docs:
+        if doc["kind"] in CUSTOM_KINDS:
+            skipped.append(doc["kind"])
+            continue
+        kubernetes_validate.validate(doc, version, strict=True)
+    return skipped
+
+
+def env_of(deployment: Manifest) -> dict[str, Any]:
+    """The operator container's env as name -> value (or valueFrom)."""
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def test_helm_lint_strict(helm: Path) -> None:
+    """`helm lint --strict` passes with default values and with the namespaced values file."""
+    for extra in ([], ["--values", str(NAMESPACED_VALUES)]):
+        result = subprocess.run(
+            [str(helm), "lint", "--strict", str(CHART), *extra], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_default_render_validates(default_docs: list[Manifest], version: str) -> None:
+    """Default values render only built-in kinds (and the CRD), all valid under --strict for this version."""
+    assert validate_builtin(default_docs, version) == []
+    kinds = sorted(doc["kind"] for doc in default_docs)
+    assert kinds == sorted(
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "Deployment",
+            "Service",
+            "ServiceAccount",
+        ]
+    )
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_namespaced_render_validates(namespaced_docs: list[Manifest], version: str) -> None:
+    """Namespaced-mode values render valid built-in objects under --strict; only known custom kinds are skipped."""
+    skipped = validate_builtin(namespaced_docs, version)
+    assert sorted(skipped) == ["KopfPeering", "KopfPeering", "ServiceMonitor"]
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_kustomize_build_validates(kubectl: Path, version: str) -> None:
+    """`kubectl kustomize deploy/` builds, puts everything namespaced into opsramp-system and validates."""
+    out = subprocess.run([str(kubectl), "kustomize", str(DEPLOY)], capture_output=True, text=True, check=True)
+    docs = load_docs(out.stdout)
+    assert validate_builtin(docs, version) == []
+    assert one(docs, "Namespace")["metadata"]["name"] == NAMESPACE
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "ServiceAccount", "Service"):
+            assert doc["metadata"]["namespace"] == NAMESPACE
+    binding = one(docs, "ClusterRoleBinding")
+    assert binding["subjects"][0]["namespace"] == NAMESPACE
+
+
+def test_cluster_mode_rbac_is_exactly_what_the_operator_uses(default_docs: list[Manifest]) -> None:
+    """Cluster mode: one ClusterRole with exactly the operator's and kopf's rules, bound to the ServiceAccount."""
+    assert by_kind(default_docs, "Role") == []
+    assert by_kind(default_docs, "RoleBinding") == []
+    role = one(default_docs, "ClusterRole")
+    assert rule_set(role) == OPERATOR_RULES | KOPF_CLUSTER_READS
+    binding = one(default_docs, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    sa = one(default_docs, "ServiceAccount")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}]
+
+
+def test_namespaced_mode_rbac_grants_only_inside_watched_namespaces(namespaced_docs: list[Manifest]) -> None:
+    """Namespaced mode: a Role+RoleBinding per watched namespace; cluster-wide only kopf's CRD/namespace reads."""
+    assert rule_set(one(namespaced_docs, "ClusterRole")) == KOPF_CLUSTER_READS
+    roles = by_kind(namespaced_docs, "Role")
+    bindings = by_kind(namespaced_docs, "RoleBinding")
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    peering = {("kopf.dev", "kopfpeerings", v) for v in PEERING_VERBS}
+    for role in roles:
+        assert rule_set(role) == OPERATOR_RULES | peering
+    sa = one(namespaced_docs, "ServiceAccount")
+    for binding in bindings:
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}
+        ]
+
+
+@pytest.mark.parametrize(
+    ("sets", "where", "expected"),
+    [
+        (("peering.enabled=true",), "ClusterRole", {("kopf.dev", "clusterkopfpeerings", v) for v in PEERING_VERBS}),
+        (
+            ("peering.enabled=true", "watchNamespaces={a,b}"),
+            "ClusterRole",
+            {("kopf.dev", "kopfpeerings", v) for v in PEERING_VERBS},
+        ),
+        (("peering.enabled=false", "watchNamespaces={a,b}"), "ClusterRole", set()),
+    ],
+)
+def test_peering_rules_follow_kopf_peering_mode(
+    render: Renderer, sets: tuple[str, ...], where: str, expected: set[Rule]
+) -> None:
+    """Peering rights appear only with peering.enabled, cluster-wide peering only when all namespaces are watched."""
+    docs = render(sets=sets)
+    extra = rule_set(one(docs, where)) - OPERATOR_RULES - KOPF_CLUSTER_READS
+    assert extra == expected
+
+
+def test_peering_objects_match_kopf_mode(render: Renderer, namespaced_docs: list[Manifest]) -> None:
+    """The chart creates the peering object kopf patches: one ClusterKopfPeering, or a KopfPeering per namespace."""
+    cluster = render(sets=("peering.enabled=true",))
+    peering = one(cluster, "ClusterKopfPeering")
+    assert peering["apiVersion"] == "kopf.dev/v1"
+    assert env_of(one(cluster, "Deployment"))["OPERATOR_PEERING_NAME"] == peering["metadata"]["name"]
+    per_ns = by_kind(namespaced_docs, "KopfPeering")
+    assert sorted(p["metadata"]["namespace"] for p in per_ns) == ["team-a", "team-b"]
+    assert {p["metadata"]["name"] for p in per_ns} == {
+        env_of(one(namespaced_docs, "Deployment"))["OPERATOR_PEERING_NAME"]
+    }
+
+
+@pytest.mark.parametrize("fixture", ["default_docs", "namespaced_docs"])
+def test_no_wildcards_in_rbac(request: pytest.FixtureRequest, fixture: str) -> None:
+    """No rendered ClusterRole/Role grants a wildcard verb, resource or API group."""
+    docs: list[Manifest] = request.getfixturevalue(fixture)
+    roles = by_kind(docs, "ClusterRole") + by_kind(docs, "Role")
+    assert roles
+    for role in roles:
+        for rule in role["rules"]:
+            for key in ("verbs", "resources", "apiGroups"):
+                assert all("*" not in item for item in rule[key]), (role["metadata"], rule)
+
+
+def test_namespaced_mode_without_namespaces_is_refused(render: Renderer) -> None:
+    """rbac.namespaced=true with no watchNamespaces fails the render with a message naming the fix."""
+    with pytest.raises(subprocess.CalledProcessError) as caught:
+        render(sets=("rbac.namespaced=true",))
+    assert "set watchNamespaces" in caught.value.stderr
+
+
+def test_deployment_is_single_recreate_and_locked_down(default_docs: list[Manifest]) -> None:
+    """One replica, Recreate, kopf liveness probe, resources, non-root read-only pod with ALL caps dropped."""
+    deployment = one(default_docs, "Deployment")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (container,) = pod["containers"]
+    sc = container["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["runAsNonRoot"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"health": 8080, "metrics": 9090}
+    probe = container["livenessProbe"]["httpGet"]
+    assert probe["path"] == "/healthz"
+    assert ports[probe["port"]] == 8080
+    assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert container["image"] == "ghcr.io/opsramp/opsramp-aws-operator:0.1.0"
+
+
+def test_default_env_reaches_the_operator(default_docs: list[Manifest]) -> None:
+    """With default values the operator gets exactly the documented OPERATOR_* settings and their defaults."""
+    env = env_of(one(default_docs, "Deployment"))
+    assert env == {
+        "OPERATOR_NAMESPACES": "",
+        "OPERATOR_OPSRAMP_AWS_ACCOUNT_ID": "",
+        "OPERATOR_RESYNC_INTERVAL_SECONDS": "600",
+        "OPERATOR_LOG_LEVEL": "INFO",
+        "OPERATOR_LOG_FORMAT": "json",
+        "OPERATOR_HEALTH_PORT": "8080",
+        "OPERATOR_METRICS_PORT": "9090",
+        "OPERATOR_PEERING_NAME": "",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+
+
+def test_values_reach_the_pod(namespaced_docs: list[Manifest]) -> None:
+    """Namespaces, account id, region, log settings, extra env/volumes and scheduling values reach the pod."""
+    deployment = one(namespaced_docs, "Deployment")
+    env = env_of(deployment)
+    assert env["OPERATOR_NAMESPACES"] == "team-a,team-b"
+    assert env["OPERATOR_OPSRAMP_AWS_ACCOUNT_ID"] == "123456789012"
+    assert env["OPERATOR_RESYNC_INTERVAL_SECONDS"] == "300"
+    assert (env["OPERATOR_LOG_LEVEL"], env["OPERATOR_LOG_FORMAT"]) == ("DEBUG", "text")
+    assert env["AWS_REGION"] == "eu-west-1"
+    assert env["HTTPS_PROXY"] == "http://proxy.internal:3128"
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"].endswith(":0.1.0-rc.1")
+    assert container["imagePullPolicy"] == "Always"
+    assert {"name": "ca-bundle", "mountPath": "/etc/ssl/corporate", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "ca-bundle", "configMap": {"name": "corporate-ca"}} in pod["volumes"]
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["tolerations"][0]["key"] == "dedicated"
+    assert "nodeAffinity" in pod["affinity"]
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["example.com/team"] == "platform"
+    sa = one(namespaced_docs, "ServiceAccount")
+    assert sa["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/opsramp-aws-operator"
+    }
+
+
+def test_metrics_service_and_service_monitor(default_docs: list[Manifest], namespaced_docs: list[Manifest]) -> None:
+    """The metrics Service exposes 9090 to the pod's metrics port; the ServiceMonitor scrapes /metrics through it."""
+    service = one(default_docs, "Service")
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"}]
+    pod_labels = one(default_docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert by_kind(default_docs, "ServiceMonitor") == []
+    monitor = one(namespaced_docs, "ServiceMonitor")
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    ns_service = one(namespaced_docs, "Service")
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= ns_service["metadata"]["labels"].items()
+
+
+def test_crd_is_kept_and_matches_crds_dir(default_docs: list[Manifest], render: Renderer) -> None:
+    """The chart's CRD has helm.sh/resource-policy: keep and the content of crds/; crds.enabled=false drops it."""
+    crd = one(default_docs, "CustomResourceDefinition")
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    source = yaml.safe_load(CRD_FILE.read_text())
+    assert crd["spec"] == source["spec"]
+    assert crd["metadata"]["name"] == source["metadata"]["name"]
+    assert by_kind(render(sets=("crds.enabled=false",)), "CustomResourceDefinition") == []
+    # Extra annotations never remove the keep policy.
+    annotated = render(sets=("crds.annotations.helm\\.sh/resource-policy=delete",))
+    assert one(annotated, "CustomResourceDefinition")["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "unknownTopLevel=1",
+        "image.registry=ghcr.io",
+        "metrics.serviceMonitor.honorLabels=true",
+        "operator.logFormat=xml",
+        "operator.opsrampAwsAccountId=12345",
+        "securityContext.capabilities.keep={ALL}",
+    ],
+)
+def test_schema_rejects_unknown_or_bad_values(render: Renderer, bad: str) -> None:
+    """values.schema.json makes helm refuse unknown keys at any level and out-of-range values."""
+    with pytest.raises(subprocess.CalledProcessError) as caught:
+        render(sets=(bad,))
+    assert "schema" in caught.value.stderr
+
+
+def test_schema_closes_every_object() -> None:
+    """Every object in values.schema.json that lists properties sets additionalProperties: false."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    jsonschema.Draft7Validator.check_schema(schema)
+    open_objects: list[str] = []
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            if "properties" in node and node.get("additionalProperties") is not False:
+                open_objects.append(where or "/")
+            for key, child in node.items():
+                walk(child, f"{where}/{key}")
+        elif isinstance(node, list):
+            for i, child in enumerate(node):
+                walk(child, f"{where}/{i}")
+
+    walk(schema, "")
+    assert open_objects == []
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    jsonschema.Draft7Validator(schema).validate(values)
+    jsonschema.Draft7Validator(schema).validate(merged(values, yaml.safe_load(NAMESPACED_VALUES.read_text())))
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Helm's values merge: maps merge key by key, everything else is replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def test_release_name_and_namespace_flow_through(render: Renderer) -> None:
+    """Another namespace puts every namespaced object there and binds the ServiceAccount in it."""
+    docs = render(namespace="ops")
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "Service", "ServiceAccount"):
+            assert doc["metadata"]["namespace"] == "ops"
+    assert one(docs, "ClusterRoleBinding")["subjects"][0]["namespace"] == "ops"
+    assert one(docs, "Deployment")["metadata"]["name"] == RELEASE
