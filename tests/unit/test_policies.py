@@ -656,6 +656,22 @@ def test_split_does_not_cut_conditional_deny_or_notaction_statements() -> None:
 
 
 @pytest.mark.parametrize(
+    "tail",
+    [
+        pytest.param({"Effect": "Deny"}, id="deny"),
+        pytest.param({"Effect": "Allow", "Condition": {"Bool": {"aws:SecureTransport": "true"}}}, id="condition"),
+    ],
+)
+def test_split_moves_an_uncuttable_statement_whole_to_the_next_part(tail: dict[str, Any]) -> None:
+    """A Deny or conditional statement that does not fit beside others starts a new part instead of being cut."""
+    filler = {"Effect": "Allow", "Action": [f"ec2:DescribeThing{i}" for i in range(40)], "Resource": "*"}
+    big = {"Action": [f"iam:PutSomething{i}" for i in range(40)], "Resource": "*", **tail}
+    doc = {"Version": "2012-10-17", "Statement": [filler, big]}
+    parts = split_policy(doc, 1200)
+    assert [p["Statement"] for p in parts] == [[filler], [big]]
+
+
+@pytest.mark.parametrize(
     ("doc", "max_chars", "message"),
     [
         pytest.param(
