@@ -3,7 +3,8 @@
 -- must fix. Suspended: spec.suspend. Progressing: everything else, with the operator's message.
 local hs = {}
 
--- Reasons that will not clear by retrying: the operator waits for a person to change something.
+-- Reasons that will not clear by retrying: the operator waits for a person to change something. The operator
+-- also sets Stalled=True for these; the list covers a Ready=False written without Stalled.
 local needsPerson = {
   InvalidSpec = true,
   NotOwned = true,
@@ -13,20 +14,43 @@ local needsPerson = {
   AwsAccessDenied = true,
   Conflict = true,
   SecretNotFound = true,
+  CredentialsSecretNotFound = true,
+  CredentialsSecretInvalid = true,
+  ExternalIdSecretNotFound = true,
+  ExternalIdSecretInvalid = true,
+  ExternalIdInvalid = true,
+  DisplayNameInUse = true,
+  RolePathChanged = true,
+  KubernetesForbidden = true,
+  KubernetesRejected = true,
 }
 
--- Aws* reasons that clear by themselves (throttling, outages, IAM's eventual consistency).
+-- Aws* reasons that clear by themselves: "Aws" + the AWS error codes the operator retries (throttling,
+-- service errors, concurrent changes), and its own network and timeout reasons. Every other Aws* reason is
+-- an AWS error code that needs a person (AccessDenied, NoSuchEntity, MalformedPolicyDocument, ...).
 local awsTransient = {
-  AwsThrottled = true,
   AwsThrottling = true,
-  AwsUnavailable = true,
+  AwsThrottlingException = true,
+  AwsThrottledException = true,
+  AwsRequestThrottledException = true,
+  AwsTooManyRequestsException = true,
+  AwsRequestLimitExceeded = true,
+  AwsRequestThrottled = true,
+  AwsSlowDown = true,
+  AwsPriorRequestNotComplete = true,
+  AwsServiceFailure = true,
   AwsServiceUnavailable = true,
+  AwsServiceUnavailableException = true,
+  AwsInternalFailure = true,
   AwsInternalError = true,
+  AwsConcurrentModification = true,
+  AwsIDPCommunicationError = true,
+  AwsRequestTimeout = true,
+  AwsRequestTimeoutException = true,
+  AwsEntityAlreadyExists = true,
   AwsTimeout = true,
-  AwsEndpointUnreachable = true,
-  AwsRoleNotYetUsable = true,
-  AwsRolePropagating = true,
-  AwsEventualConsistency = true,
+  AwsConnectionError = true,
+  AwsClientError = true,
 }
 
 local function isPersonReason(reason)

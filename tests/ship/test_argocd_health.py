@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +66,12 @@ def test_testdata_are_valid_awsintegrations() -> None:
         ("Conflict", "Degraded"),
         ("SecretNotFound", "Degraded"),
         ("AwsLimitExceeded", "Degraded"),
-        ("AwsThrottled", "Progressing"),
-        ("AwsUnavailable", "Progressing"),
-        ("AwsRoleNotYetUsable", "Progressing"),
+        ("CredentialsSecretNotFound", "Degraded"),
+        ("DisplayNameInUse", "Degraded"),
+        ("AwsThrottling", "Progressing"),
+        ("AwsServiceUnavailable", "Progressing"),
+        ("AwsConnectionError", "Progressing"),
+        ("OpsRampCannotAssumeRole", "Progressing"),
         ("OpsRampRateLimited", "Progressing"),
         ("OpsRampUnavailable", "Progressing"),
         ("Reconciling", "Progressing"),
@@ -92,6 +96,51 @@ def test_ready_false_reason_table(reason: str, status: str) -> None:
         },
     }
     assert run_health(obj) == {"status": status, "message": f"because {reason}"}
+
+
+AWS_CODES = (
+    "AccessDenied",
+    "NoSuchEntity",
+    "MalformedPolicyDocument",
+    "LimitExceeded",
+    "InvalidInput",
+    "UnmodifiableEntity",
+    "EntityAlreadyExists",
+    "Throttling",
+    "ServiceUnavailable",
+    "ConcurrentModification",
+)
+
+
+@pytest.mark.parametrize("code", AWS_CODES)
+@pytest.mark.parametrize("with_stalled", [True, False], ids=["full-status", "ready-only"])
+def test_agrees_with_the_operator_on_aws_errors(code: str, with_stalled: bool) -> None:
+    """For an AWS error code, Degraded iff the operator classifies it as needing a person, with or without Stalled."""
+    from botocore.exceptions import ClientError
+
+    from opsramp_aws_operator.aws import classify_error
+    from opsramp_aws_operator.conditions import PassResult, build_status
+    from opsramp_aws_operator.errors import NeedsAttention
+
+    response: Any = {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+    error = classify_error(ClientError(response, "GetRole"), "GetRole", "role r")
+    result = PassResult(role="failed", failed_step="role", error=error)
+    status, _ = build_status(result, None, 4, datetime(2026, 11, 20, tzinfo=UTC))
+    if not with_stalled:
+        status["conditions"] = [c for c in status["conditions"] if c["type"] == "Ready"]
+    obj = {"metadata": {"name": "x", "generation": 4}, "spec": {}, "status": status}
+    expected = "Degraded" if isinstance(error, NeedsAttention) else "Progressing"
+    assert run_health(obj) == {"status": expected, "message": error.message}
+
+
+def test_healthy_on_the_operators_own_ready_status() -> None:
+    """The status the operator writes after a clean pass is Healthy."""
+    from opsramp_aws_operator.conditions import PassResult, build_status
+
+    result = PassResult(role="done", integration="done", role_arn="arn:aws:iam::1:role/r", integration_id="7")
+    status, _ = build_status(result, None, 9, datetime(2026, 11, 20, tzinfo=UTC))
+    obj = {"metadata": {"name": "x", "generation": 9}, "spec": {}, "status": status}
+    assert run_health(obj)["status"] == "Healthy"
 
 
 def test_ready_true_without_generation_proof_is_progressing() -> None:
