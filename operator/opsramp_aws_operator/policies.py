@@ -68,9 +68,7 @@ def parse_policy(doc: str | Mapping[str, Any]) -> PolicyDocument:
         parsed = json.loads(text)
     except json.JSONDecodeError as exc:
         # Position only: the text may hold an External ID.
-        raise ValueError(
-            f"policy document is not valid JSON (line {exc.lineno}, column {exc.colno})"
-        ) from None
+        raise ValueError(f"policy document is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
     if not isinstance(parsed, dict):
         raise ValueError("policy document must be a JSON object")
     return parsed
@@ -79,7 +77,12 @@ def parse_policy(doc: str | Mapping[str, Any]) -> PolicyDocument:
 def _statements(doc: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     raw = doc.get("Statement", [])
     # A single statement may be written as an object instead of a one-element list.
-    items = [raw] if isinstance(raw, Mapping) else list(raw)
+    if isinstance(raw, Mapping):
+        items = [raw]
+    elif isinstance(raw, list | tuple):
+        items = list(raw)
+    else:
+        raise ValueError("policy Statement must be an object or a list of objects")
     for item in items:
         if not isinstance(item, Mapping):
             raise ValueError("every policy statement must be a JSON object")
@@ -230,8 +233,9 @@ def split_policy(doc: Mapping[str, Any], max_chars: int = MAX_MANAGED_POLICY_CHA
     parsed = parse_policy(doc)
     if policy_size(parsed) <= max_chars:
         return [parsed]
+    # Every part repeats the original's top-level keys (Version above all: it changes how IAM reads the
+    # statements), never a default of our own.
     header = {k: v for k, v in parsed.items() if k != "Statement"}
-    header.setdefault("Version", POLICY_VERSION)
 
     parts: list[PolicyDocument] = []
     current: list[dict[str, Any]] = []

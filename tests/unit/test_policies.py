@@ -746,3 +746,22 @@ def test_shipped_policy_fits_the_managed_policy_limit_after_split() -> None:
     parts = split_policy(doc)
     assert all(policy_size(p) <= MAX_MANAGED_POLICY_CHARS for p in parts)
     assert policy_actions(parts) == policy_actions(doc)
+
+
+def test_split_keeps_the_original_version_in_every_part() -> None:
+    """Parts repeat the original's Version (even the old default), so the split never changes its grammar."""
+    doc = {
+        "Version": "2008-10-17",
+        "Statement": [{"Effect": "Allow", "Action": [f"ec2:DescribeThing{i}" for i in range(200)], "Resource": "*"}],
+    }
+    parts = split_policy(doc, 1000)
+    assert len(parts) > 1
+    assert {p["Version"] for p in parts} == {"2008-10-17"}
+    assert policy_digest(parts) == policy_digest(doc)
+
+
+@pytest.mark.parametrize("statement", [None, "ec2:DescribeInstances", 3, ["not-an-object"]])
+def test_malformed_statements_raise_value_error(statement: Any) -> None:
+    """A Statement that is not an object or a list of objects is refused with ValueError, not a crash."""
+    with pytest.raises(ValueError, match=r"[Ss]tatement"):
+        canonical_policy({"Version": "2012-10-17", "Statement": statement})
