@@ -159,6 +159,12 @@ def test_shipped_policy_grants_only_on_all_resources_without_escape_hatches() ->
         assert stmt["Resource"] == "*"
 
 
+def test_shipped_policy_file_lists_actions_sorted() -> None:
+    """Actions are kept sorted (case-insensitively) so a replacement or addition shows up as a clean diff."""
+    [stmt] = load_opsramp_policy()["Statement"]
+    assert stmt["Action"] == sorted(stmt["Action"], key=str.lower)
+
+
 @pytest.mark.parametrize("service", MONITORED_SERVICE_PREFIXES)
 def test_shipped_policy_covers_each_monitored_service(service: str) -> None:
     """OpsRamp can discover every monitored service: the policy holds at least one read of its prefix."""
