@@ -1,0 +1,138 @@
+"""Tests that `helm template … | kubectl apply` and `kubectl apply -k deploy/` go through against the sandbox's API."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from ship_support import CHART, DEPLOY, NAMESPACE, NAMESPACED_VALUES, RELEASE, load_docs
+
+from opsramp_sandbox.kube import KubeEmulator
+
+# Everything the chart renders in either mode, as `kubectl api-resources -o name` spells it. The custom kinds
+# (ServiceMonitor, kopf peerings) are registered below from minimal CRDs, as their operators would install them.
+NEEDED = {
+    "customresourcedefinitions.apiextensions.k8s.io",
+    "namespaces",
+    "serviceaccounts",
+    "services",
+    "deployments.apps",
+    "clusterroles.rbac.authorization.k8s.io",
+    "clusterrolebindings.rbac.authorization.k8s.io",
+    "roles.rbac.authorization.k8s.io",
+    "rolebindings.rbac.authorization.k8s.io",
+}
+
+
+def minimal_crd(group: str, kind: str, plural: str, scope: str) -> dict[str, object]:
+    """A CRD that accepts any object of the kind (stands in for prometheus-operator's and kopf's CRDs)."""
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": scope,
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, kubectl: Path) -> Iterator[dict[str, str]]:
+    """A fresh emulator with third-party CRDs; yields the environment that points kubectl at it."""
+    emulator = KubeEmulator(
+        crds=[
+            minimal_crd("monitoring.coreos.com", "ServiceMonitor", "servicemonitors", "Namespaced"),
+            minimal_crd("kopf.dev", "KopfPeering", "kopfpeerings", "Namespaced"),
+            minimal_crd("kopf.dev", "ClusterKopfPeering", "clusterkopfpeerings", "Cluster"),
+        ]
+    )
+    emulator.start()
+    try:
+        config = tmp_path / "kubeconfig"
+        config.write_text(
+            "apiVersion: v1\nkind: Config\n"
+            f"clusters: [{{name: emu, cluster: {{server: '{emulator.url}'}}}}]\n"
+            "users: [{name: emu, user: {token: test}}]\n"
+            "contexts: [{name: emu, context: {cluster: emu, user: emu}}]\n"
+            "current-context: emu\n"
+        )
+        env = {**os.environ, "KUBECONFIG": str(config)}
+        served = kubectl_run(kubectl, env, "api-resources", "-o", "name").stdout.split()
+        missing = sorted(NEEDED - set(served))
+        if missing:
+            pytest.xfail(f"the Kubernetes emulator does not serve {missing} yet")
+        yield env
+    finally:
+        emulator.stop()
+
+
+def kubectl_run(
+    kubectl: Path, env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run kubectl against the emulator; fail with its output when it fails."""
+    result = subprocess.run([str(kubectl), *args], input=stdin, env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"kubectl {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def create_namespaces(kubectl: Path, env: dict[str, str], *names: str) -> None:
+    """Create namespaces with `kubectl apply` (JSON; `kubectl create namespace` would send protobuf)."""
+    manifest = "".join(f"---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n" for name in names)
+    kubectl_run(kubectl, env, "apply", "--validate=false", "-f", "-", stdin=manifest)
+
+
+def apply_and_compare(kubectl: Path, env: dict[str, str], manifest: str) -> None:
+    """Apply a stream (the emulator serves no OpenAPI, hence --validate=false) and read every object back."""
+    kubectl_run(kubectl, env, "apply", "--validate=false", "-f", "-", stdin=manifest)
+    for doc in load_docs(manifest):
+        meta = doc["metadata"]
+        where = ["-n", meta["namespace"]] if meta.get("namespace") else []
+        kind = f"{doc['kind']}.{doc['apiVersion'].split('/')[0]}" if "/" in doc["apiVersion"] else doc["kind"]
+        got = kubectl_run(kubectl, env, "get", kind, meta["name"], *where, "-o", "name").stdout.strip()
+        assert got.endswith(f"/{meta['name']}"), got
+
+
+def test_helm_template_applies_to_the_emulator(helm: Path, kubectl: Path, cluster: dict[str, str]) -> None:
+    """The default render (CRD included) applies without errors and every object can be read back."""
+    create_namespaces(kubectl, cluster, NAMESPACE)
+    out = subprocess.run(
+        [str(helm), "template", RELEASE, str(CHART), "--namespace", NAMESPACE],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    apply_and_compare(kubectl, cluster, out.stdout)
+    names = kubectl_run(kubectl, cluster, "get", "crd", "-o", "name").stdout
+    assert "awsintegrations.integrations.opsramp.com" in names
+
+
+def test_namespaced_render_applies_to_the_emulator(helm: Path, kubectl: Path, cluster: dict[str, str]) -> None:
+    """Namespaced mode (Roles per namespace, peering objects, ServiceMonitor) applies without errors."""
+    create_namespaces(kubectl, cluster, NAMESPACE, "team-a", "team-b")
+    out = subprocess.run(
+        [str(helm), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, "--values", str(NAMESPACED_VALUES)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    apply_and_compare(kubectl, cluster, out.stdout)
+
+
+def test_kustomize_applies_to_the_emulator(kubectl: Path, cluster: dict[str, str]) -> None:
+    """`kubectl apply -k deploy/` creates the namespace, the CRD and the operator's objects."""
+    kubectl_run(kubectl, cluster, "apply", "--validate=false", "-k", str(DEPLOY))
+    built = kubectl_run(kubectl, cluster, "kustomize", str(DEPLOY)).stdout
+    apply_and_compare(kubectl, cluster, built)
