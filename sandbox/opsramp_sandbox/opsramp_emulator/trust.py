@@ -17,10 +17,10 @@ import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,12 @@ def parse_policy_document(document: Any) -> dict[str, Any]:
     raise ValueError("unreadable trust policy")
 
 
+class RoleSource(Protocol):
+    """Where the checker reads roles from (IAM via boto3, or a fake in tests)."""
+
+    def read(self, role_arn: str) -> RoleView | None: ...
+
+
 class RoleReader:
     """Reads roles from an IAM endpoint (moto in the sandbox) with boto3; None when the role is missing."""
 
@@ -185,12 +191,12 @@ class TrustChecker:
 
     def __init__(
         self,
-        reader: RoleReader | None,
+        reader: RoleSource | None,
         opsramp_account: str,
         *,
         propagation_delay: float = 0.0,
         require_external_id_condition: bool = True,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.reader = reader
         self.opsramp_account = opsramp_account
