@@ -220,25 +220,25 @@ def jitter_for(settings: Settings) -> Any:
     return initial_delay
 
 
-def configure(settings: Settings) -> Any:
-    def startup(settings_: kopf.OperatorSettings, **_: Any) -> None:
+def configure(ours: Settings) -> Any:
+    def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Our own names for everything kopf stores on the resource (DESIGN: prefix under our group).
-        settings_.persistence.finalizer = f"{GROUP}/cleanup"
-        settings_.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings_.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        settings.persistence.finalizer = f"{GROUP}/cleanup"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix=GROUP, key="last-handled-configuration"
         )
         # Events only where we post them ourselves (transitions), never kopf's per-retry chatter.
-        settings_.posting.loggers = False
+        settings.posting.loggers = False
         # Sync handlers (boto3, requests) run in this pool; bounded so thousands of resources do not mean
         # thousands of threads. The rate limiters keep the external APIs safe either way.
-        settings_.execution.max_workers = 16
+        settings.execution.max_workers = 16
         # Reconnect watches regularly so a silently dropped stream never stalls the operator for long.
-        settings_.watching.server_timeout = 300
-        settings_.watching.client_timeout = 330
-        settings_.peering.standalone = settings.peering_name is None
-        if settings.peering_name:
-            settings_.peering.name = settings.peering_name
+        settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.peering.standalone = ours.peering_name is None
+        if ours.peering_name:
+            settings.peering.name = ours.peering_name
 
     return startup
 
@@ -247,6 +247,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Attach every handler to `registry` with intervals from `settings`."""
     res = (GROUP, VERSION, PLURAL)
     kopf.on.startup(registry=registry)(configure(settings))
+    # A fresh registry has no login handlers: authenticate like the kubernetes client does (in-cluster service
+    # account, else KUBECONFIG), the same way kube.py does for Secrets.
+    kopf.on.login(registry=registry)(kopf.login_via_client)
     kopf.index(*res, registry=registry, id="credentials_refs")(index_credentials)
     kopf.on.create(*res, registry=registry, id="reconcile")(reconcile_awsintegration)
     kopf.on.update(*res, registry=registry, id="reconcile", field="spec")(reconcile_awsintegration)

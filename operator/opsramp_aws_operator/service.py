@@ -367,8 +367,14 @@ class Service:
         else:
             client = self.client(spec, creds)
             reason = f"AWSIntegration {ref} was deleted (deletionPolicy Delete)"
-            for removed in remove_integration(client, recorded_id, display_name, our_arns, reason):
-                done.append(f"uninstalled OpsRamp integration {removed}")
+            try:
+                for removed in remove_integration(client, recorded_id, display_name, our_arns, reason):
+                    done.append(f"uninstalled OpsRamp integration {removed}")
+            except NeedsAttention:
+                if recorded_id or recorded_arn:
+                    raise
+                # Nothing recorded: no pass ever got as far as a role, so nothing can be installed.
+                log.info("OpsRamp refused the lookup for %s and nothing was recorded: skipping it", ref)
 
         roles_to_delete = {(spec.role.path, role_name)}
         if recorded_arn and (parsed := parse_role_arn(recorded_arn)) is not None:
