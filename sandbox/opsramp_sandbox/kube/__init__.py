@@ -39,11 +39,12 @@ class KubeEmulator:
         crds: Iterable[dict[str, Any]] = (),
         bookmark_interval: float = 5.0,
         event_window: int = 10_000,
+        field_validation_default: str = "Warn",
     ) -> None:
         self.host = host
         self.port = port
         self.url = ""
-        self.store = Store(event_window=event_window)
+        self.store = Store(event_window=event_window, field_validation_default=field_validation_default)
         crd_type = self.store.resolve("apiextensions.k8s.io", "v1", "customresourcedefinitions")
         for crd in crds:
             self.store.create(crd_type, None, crd)

@@ -168,12 +168,14 @@ def _without(obj: Obj, *keys: str) -> Obj:
 class Store:
     """All objects, the resourceVersion counter, registered resource types and the watch event log."""
 
-    def __init__(self, *, event_window: int = 10_000, field_validation_default: str = "Strict") -> None:
+    def __init__(self, *, event_window: int = 10_000, field_validation_default: str = "Warn") -> None:
         self._rv = 100
         self._types: dict[tuple[str, str, str], ResourceType] = {}
         self._storage_type: dict[tuple[str, str], ResourceType] = {}
         self._objects: dict[tuple[str, str], dict[tuple[str, str], Obj]] = {}
         self.log = EventLog(event_window)
+        # A real apiserver treats a request without ?fieldValidation= as Warn (prune, warn); kubectl sends
+        # Strict. Tests may raise the default to Strict to catch writes of undeclared fields.
         self.field_validation_default = field_validation_default
         for rt in BUILTIN_TYPES:
             self._register(rt)
