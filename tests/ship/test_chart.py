@@ -238,6 +238,19 @@ def test_deployment_is_single_recreate_and_locked_down(default_docs: list[Manife
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert "emptyDir" in volumes[mounts["/tmp"]]
     assert container["image"] == "ghcr.io/opsramp/opsramp-aws-operator:0.1.0"
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+
+
+def test_scanner_skips_are_written_down(default_docs: list[Manifest]) -> None:
+    """Every checkov skip on the Deployment names a check and a reason, and the chart README lists it."""
+    annotations = one(default_docs, "Deployment")["metadata"]["annotations"]
+    skips = {k: v for k, v in annotations.items() if k.startswith("checkov.io/skip")}
+    assert skips
+    readme = (CHART / "README.md").read_text()
+    for value in skips.values():
+        check, _, reason = value.partition("=")
+        assert check.startswith("CKV") and len(reason) > 20, value
+        assert f"| {check} " in readme, check
 
 
 def test_default_env_reaches_the_operator(default_docs: list[Manifest]) -> None:
