@@ -1,0 +1,67 @@
+"""The operator end to end: apply → Ready with the role and the integration real; delete → both gone."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import unquote
+
+import pytest
+from e2e_harness import (
+    OPSRAMP_ACCOUNT,
+    TENANT,
+    Kube,
+    Operator,
+    Sandbox,
+    condition,
+    example_resource,
+    wait_for,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def test_apply_example_reaches_ready_and_delete_cleans_up(
+    sandbox: Sandbox, kube: Kube, operator_process: Operator, namespace: str
+) -> None:
+    """The README example becomes a trusted role plus one OpsRamp integration; deleting it removes both."""
+    kube.create(example_resource(namespace, sandbox.opsramp.url))
+    obj = wait_for(
+        "Ready=True",
+        lambda: (o := kube.get(namespace, "production")) and condition(o, "Ready").get("status") == "True" and o,
+    )
+    status = obj["status"]
+    assert condition(obj, "Ready")["observedGeneration"] == obj["metadata"]["generation"]
+    role_name = status["roleArn"].rsplit("/", 1)[-1]
+
+    # IAM: the trust policy admits only OpsRamp's account, and only with the External ID kept in the Secret.
+    role = sandbox.iam().get_role(RoleName=role_name)["Role"]
+    trust = role["AssumeRolePolicyDocument"]
+    trust = json.loads(unquote(trust)) if isinstance(trust, str) else trust
+    external_id = kube.core.read_namespaced_secret(status["externalIdSecretName"], namespace).data["externalId"]
+    import base64
+
+    external_id = base64.b64decode(external_id).decode()
+    (statement,) = trust["Statement"]
+    assert statement["Principal"] == {"AWS": f"arn:aws:iam::{OPSRAMP_ACCOUNT}:root"}
+    assert statement["Condition"] == {"StringEquals": {"sts:ExternalId": external_id}}
+    assert len(external_id) >= 32
+
+    # OpsRamp: exactly one integration, with that role and the regions.
+    ours = [i for i in sandbox.opsramp.integrations(TENANT) if i["id"] == status["integrationId"]]
+    assert len(ours) == 1
+    credential = ours[0]["credential"]
+    assert credential["AssumeRoleARN"] == status["roleArn"]
+    assert set(credential["Regions"].split(",")) == {"us-east-1", "eu-west-1"}
+
+    # The External ID never shows up in status, events or the operator's output.
+    assert external_id not in json.dumps(obj)
+    assert external_id not in operator_process.output()
+    assert sandbox.client_secret not in operator_process.output()
+
+    kube.delete(namespace, "production")
+    wait_for("object gone", lambda: kube.get(namespace, "production") is None)
+    assert not [i for i in sandbox.opsramp.integrations(TENANT) if i["id"] == status["integrationId"]]
+    with pytest.raises(sandbox.iam().exceptions.NoSuchEntityException):
+        sandbox.iam().get_role(RoleName=role_name)
+    secret = kube.core.read_namespaced_secret("opsramp-api-client", namespace)
+    assert not (secret.metadata.finalizers or [])
