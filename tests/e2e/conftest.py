@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from e2e_harness import CLIENT_ID, Kube, Operator, Sandbox, start_sandbox, stop_sandbox
 
 
