@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from kube_support import Api, Target, iterate, start_target  # noqa: E402
+from kube_support import Api, Target, iterate, start_target
 
 
 @pytest.fixture

@@ -485,7 +485,7 @@ def test_watch_with_too_old_resource_version_gets_410(api: Api) -> None:
     for size in range(2, EVENT_WINDOW + 10):
         api.patch(api.path(name="a"), {"spec": {"size": size}})
     watch = Watch(api, api.path(), {"resourceVersion": rv})
-    events = watch.wait_for(lambda ev: bool(ev))
+    events = watch.wait_for(bool)
     watch.close()
     assert events and events[0]["type"] == "ERROR" and events[0]["object"]["code"] == 410
 
