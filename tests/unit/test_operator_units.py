@@ -1,0 +1,179 @@
+"""Small pure pieces of the operator: settings, redaction, retry delays, integration diffs, names."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+
+from opsramp_aws_operator import redaction
+from opsramp_aws_operator.errors import NeedsAttention, TransientError
+from opsramp_aws_operator.handlers import describe_validation_error, parse_spec, retry_delay
+from opsramp_aws_operator.integrations import differences
+from opsramp_aws_operator.models import EXTERNAL_ID_PATTERN
+from opsramp_aws_operator.opsramp import AwsIntegrationRequest, InstalledIntegration
+from opsramp_aws_operator.service import generate_external_id, generated_secret_name, parse_role_arn
+from opsramp_aws_operator.settings import Settings, SettingsError
+
+
+def test_settings_defaults() -> None:
+    """No environment: production defaults (all namespaces, 10-minute resync, JSON logs)."""
+    settings = Settings.from_env({})
+    assert settings.namespaces == ()
+    assert settings.resync_interval_seconds == 600.0
+    assert settings.log_format == "json"
+    assert settings.peering_name is None
+
+
+def test_settings_from_env() -> None:
+    """Every documented variable is read."""
+    settings = Settings.from_env(
+        {
+            "OPERATOR_NAMESPACES": "a, b,,",
+            "OPERATOR_OPSRAMP_AWS_ACCOUNT_ID": "123456789012",
+            "OPERATOR_RESYNC_INTERVAL_SECONDS": "30",
+            "OPERATOR_LOG_LEVEL": "debug",
+            "OPERATOR_LOG_FORMAT": "text",
+            "OPERATOR_PEERING_NAME": "opsramp",
+        }
+    )
+    assert settings.namespaces == ("a", "b")
+    assert settings.default_opsramp_aws_account_id == "123456789012"
+    assert settings.resync_interval_seconds == 30.0
+    assert (settings.log_level, settings.log_format, settings.peering_name) == ("DEBUG", "text", "opsramp")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("OPERATOR_OPSRAMP_AWS_ACCOUNT_ID", "12345"),
+        ("OPERATOR_RESYNC_INTERVAL_SECONDS", "soon"),
+        ("OPERATOR_RESYNC_INTERVAL_SECONDS", "0"),
+        ("OPERATOR_LOG_FORMAT", "xml"),
+        ("OPERATOR_LOG_LEVEL", "LOUD"),
+        ("OPERATOR_HEALTH_PORT", "-1"),
+    ],
+)
+def test_bad_settings_name_the_variable(name: str, value: str) -> None:
+    """A bad setting stops startup with a message naming the variable."""
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+def test_redaction_masks_registered_secrets_in_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """A registered secret never reaches a log record, in the message, its args or an exception."""
+    secret = "s3cr3t-value-" + generate_external_id()
+    redaction.register(secret)
+    handler = logging.StreamHandler()
+    handler.addFilter(redaction.RedactingFilter())
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "token %s in %s", (secret, "msg"), None)
+    try:
+        raise ValueError(f"boom {secret}")
+    except ValueError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    handler.filter(record)
+    assert secret not in record.getMessage()
+    assert redaction.MASK in record.getMessage()
+    assert record.exc_text is not None
+    assert secret not in record.exc_text
+    assert redaction.redact(f"x{secret}y") == f"x{redaction.MASK}y"
+
+
+def test_short_values_are_not_registered() -> None:
+    """Very short values would mask ordinary words, so they are ignored."""
+    redaction.register("ab")
+    assert redaction.redact("about") == "about"
+
+
+def test_generated_external_id() -> None:
+    """Generated External IDs are ≥ 32 characters from IAM's set and differ every time."""
+    values = {generate_external_id() for _ in range(50)}
+    assert len(values) == 50
+    assert all(len(v) >= 32 and re.match(EXTERNAL_ID_PATTERN, v) for v in values)
+
+
+def test_generated_secret_name_fits() -> None:
+    """The External ID Secret's name is deterministic and within 253 characters."""
+    assert generated_secret_name("prod") == "prod-opsramp-external-id"
+    long = generated_secret_name("x" * 253)
+    assert len(long) <= 253
+    assert long == generated_secret_name("x" * 253)
+
+
+@pytest.mark.parametrize(
+    ("arn", "parsed"),
+    [
+        ("arn:aws:iam::123456789012:role/opsramp/r1", ("123456789012", "/opsramp/", "r1")),
+        ("arn:aws:iam::123456789012:role/r1", ("123456789012", "/", "r1")),
+        ("arn:aws-us-gov:iam::123456789012:role/a/b/r", ("123456789012", "/a/b/", "r")),
+        ("arn:aws:iam::123456789012:policy/p", None),
+    ],
+)
+def test_parse_role_arn(arn: str, parsed: tuple[str, str, str] | None) -> None:
+    """Role ARNs split into account, path and name (used to retire a renamed role)."""
+    assert parse_role_arn(arn) == parsed
+
+
+def test_retry_delay_backs_off_and_caps() -> None:
+    """Needs-attention retries double to the cap; transient ones honour retry_after and stay bounded."""
+    settings = Settings(attention_backoff_seconds=30, attention_backoff_max_seconds=600)
+    attention = [retry_delay(NeedsAttention("X", "y"), n, settings) for n in range(8)]
+    assert attention[:5] == [30, 60, 120, 240, 480]
+    assert attention[5:] == [600, 600, 600]
+    assert retry_delay(TransientError("X", "y", 7), 0, settings) == 7
+    assert retry_delay(TransientError("X", "y", 7), 50, settings) == 120
+
+
+def _installed(**overrides: object) -> InstalledIntegration:
+    values: dict[str, object] = {
+        "id": "INTG-1",
+        "display_name": "d",
+        "role_arn": "arn:aws:iam::123456789012:role/r",
+        "regions": ("us-east-1",),
+        "install_all_linked_accounts": False,
+        "account_number": "123456789012",
+        "status": "enabled",
+        "raw": {},
+    }
+    values.update(overrides)
+    return InstalledIntegration(**values)  # type: ignore[arg-type]
+
+
+DESIRED = AwsIntegrationRequest(
+    display_name="d",
+    account_number="123456789012",
+    role_arn="arn:aws:iam::123456789012:role/r",
+    external_id="e" * 40,
+    regions=("us-east-1",),
+    install_all_linked_accounts=False,
+)
+
+
+@pytest.mark.parametrize(
+    ("current", "expected"),
+    [
+        (_installed(), []),
+        (_installed(regions=("us-east-1", "eu-west-1")), ["regions"]),
+        (_installed(display_name="other"), ["display name"]),
+        (_installed(role_arn="arn:aws:iam::123456789012:role/x"), ["role ARN"]),
+        (_installed(install_all_linked_accounts=True), ["linked accounts"]),
+        (_installed(role_arn=None, install_all_linked_accounts=None, account_number=None), []),
+    ],
+    ids=["same", "regions", "name", "role", "linked", "not-echoed"],
+)
+def test_integration_differences(current: InstalledIntegration, expected: list[str]) -> None:
+    """Only real differences cause an update; fields OpsRamp does not echo are not compared."""
+    assert differences(current, DESIRED) == expected
+
+
+def test_invalid_spec_message_names_fields() -> None:
+    """A spec that slipped past the schema is refused with the field path in the message."""
+    with pytest.raises(NeedsAttention) as info:
+        parse_spec({"regions": ["All", "us-east-1"], "opsramp": {"endpoint": "ftp://x"}})
+    assert info.value.reason == "InvalidSpec"
+    assert "spec.regions" in info.value.message
+    assert "spec.opsramp.endpoint" in info.value.message
+    assert describe_validation_error  # the helper used for the message
