@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ship_support import CHART, NAMESPACE, NAMESPACED_VALUES, RELEASE, Manifest, load_docs
+from ship_support import CHART, NAMESPACE, NAMESPACED_VALUES, RELEASE, Manifest, Renderer, load_docs
 
 from opsramp_sandbox.tools import ensure_helm, ensure_kubectl
-
-Renderer = Callable[..., list[Manifest]]
 
 
 @pytest.fixture(scope="session")

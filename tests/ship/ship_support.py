@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ RELEASE = "opsramp-aws-operator"
 NAMESPACE = "opsramp-system"
 
 Manifest = dict[str, Any]
+# render(*values_files, sets=(...), namespace=...) -> the documents helm template printed.
+Renderer = Callable[..., list[Manifest]]
 
 
 def load_docs(text: str) -> list[Manifest]:

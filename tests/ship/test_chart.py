@@ -11,7 +11,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import Renderer
 from ship_support import (
     CHART,
     CRD_FILE,
@@ -20,6 +19,7 @@ from ship_support import (
     NAMESPACED_VALUES,
     RELEASE,
     Manifest,
+    Renderer,
     by_kind,
     load_docs,
     one,
