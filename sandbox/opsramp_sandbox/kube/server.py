@@ -312,6 +312,8 @@ class KubeServer:
 
     @staticmethod
     async def _body(request: web.Request, *, optional: bool = False) -> Any:
+        if "protobuf" in request.headers.get("Content-Type", ""):
+            raise ApiError(415, "UnsupportedMediaType", "this emulator accepts JSON and YAML bodies, not protobuf")
         raw = await request.read()
         if not raw.strip():
             if optional:

@@ -1,0 +1,139 @@
+"""`opsramp-sandbox up/status/down` as a user runs it, and the in-process sandbox for pytest."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import urllib.parse
+from pathlib import Path
+
+import boto3
+import requests
+
+from opsramp_sandbox import launcher
+from opsramp_sandbox.testing import running_sandbox
+
+REPO = Path(__file__).resolve().parents[3]
+ENV_KEYS = {
+    "KUBECONFIG", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+    "OPSRAMP_ENDPOINT", "OPSRAMP_TENANT_ID", "OPSRAMP_CLIENT_ID", "OPSRAMP_CLIENT_SECRET",
+    "OPSRAMP_AWS_ACCOUNT_ID", "OPSRAMP_ADMIN_URL",
+}  # fmt: skip
+
+
+def cli(source_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `opsramp-sandbox` with the code of `source_root` (a checkout) first on the path."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(source_root / "sandbox"), str(source_root / "operator")])
+    return subprocess.run(
+        [sys.executable, "-m", "opsramp_sandbox.cli", *args], env=env, capture_output=True, text=True, timeout=90
+    )
+
+
+def listening(url: str) -> bool:
+    """Whether something accepts connections at the URL's host:port."""
+    parts = urllib.parse.urlsplit(url)
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((parts.hostname or "", parts.port or 0)) == 0
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this pid exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def lifecycle(source_root: Path, directory: Path, results: dict[str, object], operator: bool) -> None:
+    """up → status → down, recording what a test needs to check afterwards."""
+    up = cli(source_root, "up", "--dir", str(directory), *([] if operator else ["--no-operator"]))
+    results["up"] = up
+    results["env"] = launcher.read_env(directory)
+    results["pids"] = [c.pid for c in launcher.read_state(directory)]
+    results["names"] = [c.name for c in launcher.read_state(directory)]
+    results["listening_before"] = [listening(u) for k, u in launcher.read_env(directory).items()
+                                   if k in ("AWS_ENDPOINT_URL", "OPSRAMP_ENDPOINT")]  # fmt: skip
+    kube_url = next((c.url for c in launcher.read_state(directory) if c.name == "kube"), "")
+    results["kube_url"] = kube_url
+    results["crd_listed"] = (
+        bool(kube_url)
+        and requests.get(f"{kube_url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions", timeout=5).json()[
+            "items"
+        ]
+        != []
+    )
+    results["status"] = cli(source_root, "status", "--dir", str(directory))
+    results["down"] = cli(source_root, "down", "--dir", str(directory))
+    results["status_after"] = cli(source_root, "status", "--dir", str(directory))
+
+
+def test_up_status_down_two_sandboxes_in_parallel_leave_nothing_behind(tmp_path: Path) -> None:
+    """A fresh clone and this tree each bring a sandbox up at once; down leaves no process and no port."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, timeout=60)
+    runs: dict[str, dict[str, object]] = {"clone": {}, "tree": {}}
+    threads = [
+        threading.Thread(target=lifecycle, args=(clone, tmp_path / "a", runs["clone"], True)),
+        threading.Thread(target=lifecycle, args=(REPO, tmp_path / "b", runs["tree"], False)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    urls = []
+    for name, result in runs.items():
+        up = result["up"]
+        assert isinstance(up, subprocess.CompletedProcess) and up.returncode == 0, (name, up)
+        env = result["env"]
+        assert isinstance(env, dict) and set(env) == ENV_KEYS, name
+        assert result["listening_before"] == [True, True], name
+        assert result["crd_listed"], f"{name}: the project's CRD was not applied"
+        status = result["status"]
+        assert isinstance(status, subprocess.CompletedProcess) and status.returncode == 0, (name, status.stdout)
+        assert "kube" in status.stdout and "running" in status.stdout
+        after = result["status_after"]
+        assert isinstance(after, subprocess.CompletedProcess) and after.returncode == 1
+        pids = result["pids"]
+        assert isinstance(pids, list) and not any(alive(pid) for pid in pids), f"{name}: process left behind"
+        urls += [env["AWS_ENDPOINT_URL"], env["OPSRAMP_ENDPOINT"], str(result["kube_url"])]
+    assert "operator" in runs["clone"]["names"]  # type: ignore[operator]
+    assert "operator" not in runs["tree"]["names"]  # type: ignore[operator]
+    assert len(set(urls)) == 6, "two sandboxes shared a port"
+    assert not any(listening(url) for url in urls), "a port is still open after down"
+    assert (tmp_path / "a" / "logs" / "kube.log").is_file()
+
+
+def test_status_without_a_sandbox_fails(tmp_path: Path) -> None:
+    """status in a directory with no sandbox exits 1 and says so."""
+    result = cli(REPO, "status", "--dir", str(tmp_path))
+    assert result.returncode == 1 and "no sandbox" in result.stdout
+
+
+def test_running_sandbox_wires_kube_moto_and_opsramp() -> None:
+    """The in-process sandbox serves Kubernetes with the project CRD, IAM, and OpsRamp tokens for its client."""
+    with running_sandbox() as sandbox:
+        assert set(sandbox.env) == ENV_KEYS
+        crds = requests.get(
+            f"{sandbox.kube.url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions", timeout=5
+        ).json()["items"]
+        assert "awsintegrations.integrations.opsramp.com" in [c["metadata"]["name"] for c in crds]
+        iam = boto3.client(
+            "iam", endpoint_url=sandbox.AWS_ENDPOINT_URL, region_name="us-east-1",
+            aws_access_key_id="testing", aws_secret_access_key="testing",
+        )  # fmt: skip
+        assert iam.list_roles()["Roles"] == []
+        token = requests.post(
+            f"{sandbox.OPSRAMP_ENDPOINT}/tenancy/auth/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": sandbox.OPSRAMP_CLIENT_ID,
+                "client_secret": sandbox.OPSRAMP_CLIENT_SECRET,
+            },  # fmt: skip
+            timeout=5,
+        )
+        assert token.status_code == 200 and token.json()["access_token"]
