@@ -221,9 +221,10 @@ def test_429_longer_than_allowed_wait_is_transient(emulator: OpsRampEmulator) ->
 
 def test_120_writes_stay_under_the_window_limit(emulator: OpsRampEmulator, make_role: RoleMaker) -> None:
     """Four threads make 120 writes through the shared limiter; no window exceeds the limit, no 429 comes."""
-    window = 0.4
-    emulator.configure(rate_window_seconds=window, rate_limits={"writes": 20})
-    limits = OpsRampLimits(writes_per_window=20, window_seconds=window, window_margin_seconds=0.1)
+    window = 0.5
+    emulator.configure(rate_window_seconds=window, rate_limits={"writes": 30})
+    # The margin absorbs the gap between our grant and the server's count on a busy CI machine.
+    limits = OpsRampLimits(writes_per_window=30, window_seconds=window, window_margin_seconds=0.25)
     arn, ext = make_role()
     seed = get_client(emulator.url, TENANT, CLIENT_ID, CLIENT_SECRET, limits=limits, timeouts=FAST)
     ids = [seed.install_aws(spec_for(arn, ext, name=f"w-{n}")).id for n in range(4)]
@@ -252,7 +253,7 @@ def test_120_writes_stay_under_the_window_limit(emulator: OpsRampEmulator, make_
     for r in writes:
         key = math.floor(r["at"] / window)
         per_window[key] = per_window.get(key, 0) + 1
-    assert max(per_window.values()) <= 20
+    assert max(per_window.values()) <= 30
     print(f"120 writes in {len(per_window)} windows of {window}s, busiest window {max(per_window.values())}")
 
 
