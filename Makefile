@@ -10,7 +10,7 @@ PIP_FLAGS := --disable-pip-version-check --no-input -q
 help:
 	@echo "make test   - create .venv, install, run ruff, mypy and pytest"
 	@echo "make demo   - run the operator against the local sandbox and show an AWSIntegration reaching Ready"
-	@echo "make crds   - regenerate crds/ (and its copies) from the pydantic models"
+	@echo "make crds   - regenerate crds/, the chart's copy, deploy/ and the Argo CD files from their sources"
 	@echo "make lint   - ruff and mypy only"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -38,6 +38,7 @@ unit: $(STAMP)
 
 crds generate: $(STAMP)
 	$(BIN)/python -m opsramp_aws_operator.crdgen --write
+	$(BIN)/python hack/sync-manifests.py
 
 demo: $(STAMP)
 	$(BIN)/python -m opsramp_sandbox.demo
