@@ -97,6 +97,7 @@ class AwsSettings:
     # single operator replica acting for thousands of resources should stay well under them).
     rate_limit: int = 10
     rate_window_seconds: float = 1.0
+    # Attempts per call, the first one included (botocore's standard mode retries the rest with backoff).
     max_attempts: int = 5
     connect_timeout: float = 5.0
     read_timeout: float = 20.0
@@ -600,7 +601,8 @@ class AwsSessions:
         )
         self._config = Config(
             region_name=self._region,
-            retries={"mode": "standard", "max_attempts": self.settings.max_attempts},
+            # total_max_attempts counts the first try too (botocore's "max_attempts" counts only retries).
+            retries={"mode": "standard", "total_max_attempts": self.settings.max_attempts},
             connect_timeout=self.settings.connect_timeout,
             read_timeout=self.settings.read_timeout,
             user_agent_extra="opsramp-aws-operator",
