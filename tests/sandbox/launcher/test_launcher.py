@@ -29,7 +29,12 @@ def cli(source_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(source_root / "sandbox"), str(source_root / "operator")])
     return subprocess.run(
-        [sys.executable, "-m", "opsramp_sandbox.cli", *args], env=env, capture_output=True, text=True, timeout=90
+        [sys.executable, "-m", "opsramp_sandbox.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     )
 
 
@@ -133,7 +138,7 @@ def test_running_sandbox_wires_kube_moto_and_opsramp() -> None:
                 "grant_type": "client_credentials",
                 "client_id": sandbox.OPSRAMP_CLIENT_ID,
                 "client_secret": sandbox.OPSRAMP_CLIENT_SECRET,
-            },  # fmt: skip
+            },
             timeout=5,
         )
         assert token.status_code == 200 and token.json()["access_token"]

@@ -1,0 +1,45 @@
+"""Proof the fidelity suite can fail: run it against stock kmock 0.8 and check exactly the expected tests fail."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+SUITE = Path(__file__).with_name("test_kube_fidelity.py")
+
+# What stock kmock 0.8 gets right; every other fidelity test must fail against it. Each failure is a kmock
+# defect the suite catches: e.g. create answers 200 not 201, no resourceVersion/uid/generation, POSTed CRDs
+# register nothing, /api/v1/namespaces is a 500, no label or field selectors, JSON-patch `test` failure is a
+# 500, status is not separated, no schema validation, no 410, no bookmarks, watch is octet-stream, events
+# slip between list and watch, no namespace cascade, no garbage collection.
+KMOCK_PASSES = {
+    "test_discovery_lists_crd_group_with_status_subresource",
+    "test_events_k8s_io_v1",
+    "test_finalizer_keeps_object_until_removed",
+    "test_kopf_peering_crd_works_as_plain_crd",
+    "test_merge_patch_null_removes_a_key",
+    "test_version_endpoint",
+    "test_watch_without_resource_version_starts_with_existing_objects",
+}
+
+
+@pytest.mark.skipif(os.environ.get("KUBE_EMULATOR") == "kmock", reason="already running against kmock")
+def test_fidelity_suite_fails_against_stock_kmock_where_kmock_is_wrong(tmp_path: Path) -> None:
+    """Against stock kmock 0.8 every fidelity test fails except those kmock gets right (listed above)."""
+    report = tmp_path / "kmock.xml"
+    env = {**os.environ, "KUBE_EMULATOR": "kmock"}
+    subprocess.run(
+        [sys.executable, "-m", "pytest", str(SUITE), "-q", "-p", "no:cacheprovider", "--timeout=20",
+         f"--junitxml={report}"],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    cases = ET.parse(report).getroot().iter("testcase")
+    outcome = {case.get("name", ""): not any(child.tag in ("failure", "error") for child in case) for case in cases}
+    assert len(outcome) >= 50, f"the kmock run collected only {len(outcome)} tests"
+    passed = {name for name, ok in outcome.items() if ok}
+    assert passed == KMOCK_PASSES, f"unexpected against kmock: passed {sorted(passed ^ KMOCK_PASSES)}"
