@@ -52,11 +52,15 @@ def kubectl(env: dict[str, str], *args: str) -> str | None:
         from .tools import ensure_kubectl
 
         exe = ensure_kubectl()
-    except Exception as exc:  # noqa: BLE001 - the demo still works without kubectl
+    except Exception as exc:  # the demo still works without kubectl
         say(f"(kubectl unavailable: {type(exc).__name__}; showing the same columns from the API)")
         return None
     result = subprocess.run(
-        [str(exe), *args], env={**os.environ, "KUBECONFIG": env["KUBECONFIG"]}, capture_output=True, text=True
+        [str(exe), *args],
+        check=False,
+        env={**os.environ, "KUBECONFIG": env["KUBECONFIG"]},
+        capture_output=True,
+        text=True,
     )
     return result.stdout if result.returncode == 0 else result.stdout + result.stderr
 
