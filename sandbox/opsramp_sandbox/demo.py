@@ -66,7 +66,7 @@ def kubectl(env: dict[str, str], *args: str) -> str | None:
 
 
 def columns(obj: dict[str, Any]) -> str:
-    ready = next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
+    ready: dict[str, Any] = next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
     status = obj.get("status", {})
     return (
         f"{obj['metadata']['name']:<12} {ready.get('status', ''):<6} {ready.get('reason', ''):<18} "
@@ -83,9 +83,10 @@ def run_demo(directory: Path) -> int:
     say(f"   OpsRamp API     {env['OPSRAMP_ENDPOINT']} (tenant {env['OPSRAMP_TENANT_ID']})")
     say(f"   logs            {directory / 'logs'}")
 
-    api = kubernetes.config.new_client_from_config(env["KUBECONFIG"])
-    core = kubernetes.client.CoreV1Api(api)
-    custom = kubernetes.client.CustomObjectsApi(api)
+    # The typed client wants model objects; a user's script passes plain manifests, so do we.
+    api = kubernetes.config.new_client_from_config(env["KUBECONFIG"])  # type: ignore[no-untyped-call]
+    core: Any = kubernetes.client.CoreV1Api(api)
+    custom: Any = kubernetes.client.CustomObjectsApi(api)
 
     heading("2. kubectl apply -f examples/opsramp-credentials.yaml -f examples/awsintegration.yaml")
     secret = load_example("opsramp-credentials.yaml")
