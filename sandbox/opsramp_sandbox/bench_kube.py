@@ -6,6 +6,7 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 
 import requests
 
@@ -58,17 +59,14 @@ def run(total: int = 5000, block: int = 1000, keep: int = 200) -> list[tuple[int
             name = f"b{index}"
             body = {"apiVersion": "example.com/v1", "kind": "Bench", "metadata": {"name": name}, "spec": {"n": 1}}
             steps: list[Callable[[], requests.Response]] = [
-                lambda body=body: http.post(base, json=body, timeout=10),
-                lambda name=name: http.get(f"{base}/{name}", timeout=10),
-                lambda name=name: http.patch(f"{base}/{name}", data='{"spec":{"n":2}}', headers=MERGE, timeout=10),
-                lambda name=name: http.patch(
-                    f"{base}/{name}/status", data='{"status":{"seen":2}}', headers=MERGE, timeout=10
-                ),
-                lambda: http.get(base, params={"limit": "50"}, timeout=10),
+                partial(http.post, base, json=body, timeout=10),
+                partial(http.get, f"{base}/{name}", timeout=10),
+                partial(http.patch, f"{base}/{name}", data='{"spec":{"n":2}}', headers=MERGE, timeout=10),
+                partial(http.patch, f"{base}/{name}/status", data='{"status":{"seen":2}}', headers=MERGE, timeout=10),
+                partial(http.get, base, params={"limit": "50"}, timeout=10),
             ]
             if index >= keep:
-                old = f"b{index - keep}"
-                steps.append(lambda old=old: http.delete(f"{base}/{old}", timeout=10))
+                steps.append(partial(http.delete, f"{base}/b{index - keep}", timeout=10))
             for step in steps:
                 if counter < total:
                     timed(step)
