@@ -436,6 +436,12 @@ class IamRoles:
         if tags:
             self._call("TagPolicy", f"policy {arn}", PolicyArn=arn, Tags=_tags_to_list(tags))
 
+    def untag_policy(self, arn: str, keys: Iterable[str]) -> None:
+        """Remove tags from a managed policy."""
+        key_list = sorted(keys)
+        if key_list:
+            self._call("UntagPolicy", f"policy {arn}", PolicyArn=arn, TagKeys=key_list)
+
     def delete_policy(self, arn: str) -> bool:
         """Delete a managed policy with all its versions (it must be detached); False when already gone."""
         try:

@@ -399,9 +399,13 @@ def ensure_role(
             version = iam.create_policy_version(arn, document, set_as_default=True)
             run.wrote(f"updated policy {name} (version {version})")
         missing = {k: v for k, v in policy_tags.items() if observed.tags.get(k) != v}
+        surplus = {k for k in observed.tags if k not in policy_tags and not k.lower().startswith("aws:")}
         if missing:
             iam.tag_policy(arn, missing)
             run.wrote(f"tagged policy {name}", affects_grants=False)
+        if surplus:
+            iam.untag_policy(arn, surplus)
+            run.wrote(f"untagged policy {name}", affects_grants=False)
 
     attached_set = set(attached)
     for arn in (*our_arns, *extras):

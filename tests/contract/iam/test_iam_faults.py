@@ -92,10 +92,13 @@ def test_access_denied_on_assume_role_hides_the_external_id(proxy: FaultProxy, m
 
 def test_unreachable_endpoint_is_temporary() -> None:
     """A connection refused (nothing listens) is a TransientError, so the handler retries later."""
+    labels = {"service": "iam", "operation": "GetRole", "code": "EndpointConnectionError"}
+    before = sample("opsramp_operator_api_errors_total", labels)
     sessions = make_sessions("http://127.0.0.1:9", max_attempts=1, connect_timeout=1.0)
     with pytest.raises(TransientError) as caught:
         sessions.default().iam.get_role("anything")
     assert caught.value.reason == "AwsConnectionError"
+    assert sample("opsramp_operator_api_errors_total", labels) == before + 1
 
 
 def test_new_version_prunes_the_oldest_non_default_one(sessions: AwsSessions, raw_iam: Any) -> None:

@@ -314,3 +314,20 @@ def test_new_role_is_not_usable_until_it_settles(account: AwsAccount) -> None:
     later = ensure_role(account, desired(trust_policy=trust_policy("444455556666", "another-external-id")))
     assert later.last_changed is not None and later.last_changed >= outcome.last_changed
     assert "updated trust policy" in later.changes
+
+
+def test_policy_tags_follow_the_spec(account: AwsAccount, calls: CallLog, raw_iam: Any) -> None:
+    """Our policies carry the user's tags and ours; edits by hand and spec changes are brought back in line."""
+    want = desired()
+    ensure_role(account, want)
+    arn = our_arn(want.name)
+    raw_iam.untag_policy(PolicyArn=arn, TagKeys=["team"])
+    raw_iam.tag_policy(PolicyArn=arn, Tags=[{"Key": "by-hand", "Value": "x"}])
+    outcome = ensure_role(account, desired(tags={"team": "a", "cost-center": "42"}))
+    assert f"tagged policy {want.name}-opsramp-1" in outcome.changes
+    assert f"untagged policy {want.name}-opsramp-1" in outcome.changes
+    tags = tags_of(raw_iam.get_policy(PolicyArn=arn)["Policy"]["Tags"])
+    assert tags == {"team": "a", "cost-center": "42", **OWNER.tags()}
+    calls.clear()
+    assert ensure_role(account, desired(tags={"team": "a", "cost-center": "42"})).changes == ()
+    assert calls.writes() == []
