@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE_FILE = "sandbox.json"
 ENV_FILE = "env"
 TENANT_ID = "client_1"
-OPSRAMP_AWS_ACCOUNT_ID = "123456789012"
+# OpsRamp's own AWS account in the sandbox: deliberately not moto's account (123456789012), as in real life.
+OPSRAMP_AWS_ACCOUNT_ID = "999988887777"
 AWS_REGION = "us-east-1"
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 5.0
@@ -201,10 +203,30 @@ def up(directory: Path, *, operator: bool = True, crd_dir: Path | None = None) -
     return values
 
 
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
 def _start_operator(directory: Path, env: dict[str, str], values: dict[str, str]) -> Component:
     script = Path(sys.executable).with_name("opsramp-aws-operator")
     command = [str(script)] if script.exists() else [shutil.which("opsramp-aws-operator") or "opsramp-aws-operator"]
-    operator_env = {**env, **values, "OPERATOR_OPSRAMP_AWS_ACCOUNT_ID": values["OPSRAMP_AWS_ACCOUNT_ID"]}
+    operator_env = {
+        **env,
+        **values,
+        "OPERATOR_OPSRAMP_AWS_ACCOUNT_ID": values["OPSRAMP_AWS_ACCOUNT_ID"],
+        # Free ports, so two sandboxes (and a real operator) can run side by side.
+        "OPERATOR_HEALTH_PORT": str(_free_port()),
+        "OPERATOR_METRICS_PORT": str(_free_port()),
+        "OPERATOR_LOG_FORMAT": "text",
+        # The sandbox's IAM (moto) is consistent at once and its OpsRamp emulator has no propagation delay by
+        # default: a short settle keeps the demo quick while still exercising the wait.
+        "OPERATOR_ROLE_SETTLE_SECONDS": "2",
+        "OPERATOR_RESYNC_INTERVAL_SECONDS": "60",
+        **{k: v for k, v in os.environ.items() if k.startswith("OPERATOR_")},
+    }
     process, component = _spawn("operator", command, directory, operator_env)
     # The operator has no READY line; give it a moment so an immediate exit shows in `status`.
     with contextlib.suppress(subprocess.TimeoutExpired):
