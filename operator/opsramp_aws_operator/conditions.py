@@ -76,7 +76,12 @@ def desired_updates(result: PassResult) -> list[ConditionUpdate]:
             ConditionUpdate(STALLED, "False", "Suspended", ""),
         ]
     role = _step_condition(
-        ROLE_READY, result.role, "role", result, "RoleReconciled", f"IAM role {result.role_arn} matches the spec."
+        ROLE_READY,
+        result.role,
+        "role",
+        result,
+        "RoleReconciled",
+        result.role_message or f"IAM role {result.role_arn} matches the spec.",
     )
     integration = _step_condition(
         INTEGRATION_READY,

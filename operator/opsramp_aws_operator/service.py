@@ -306,7 +306,16 @@ class Service:
             validate_desired(desired)
             outcome = ensure_role(account, desired)
             result.role = "done"
-            result.role_arn = outcome.arn
+            renamed = previous_arn is not None and previous_arn != outcome.arn
+            # status.roleArn names the role the integration uses: after a rename it keeps the old one until the
+            # integration has moved and the old role is gone, or a pass that fails in between would forget
+            # the old role (never deleted) and disown the integration still pointing at it.
+            result.role_arn = previous_arn if renamed else outcome.arn
+            if renamed:
+                result.role_message = (
+                    f"IAM role {outcome.arn} matches the spec; the integration moves to it from {previous_arn}, "
+                    "which is deleted afterwards."
+                )
             result.policy_digest = outcome.policy_digest
             result.changes.extend(outcome.changes)
             our_arns.add(outcome.arn)
@@ -339,6 +348,8 @@ class Service:
                             result.changes.append(f"deleted previous role {old_name}")
                     except NotOwned:
                         log.warning("Previous role %s is not ours; left in place", old_name)
+                result.role_arn = outcome.arn
+                result.role_message = ""
 
     # --- cleanup ------------------------------------------------------------------------------------------
 

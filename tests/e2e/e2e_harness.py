@@ -7,19 +7,24 @@ tests use that cluster instead of the emulator; AWS and OpsRamp stay emulated.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import boto3
 import kubernetes
+import requests
 import yaml
 from kubernetes.client.exceptions import ApiException
 
@@ -245,3 +250,217 @@ def roles_named(sandbox: Sandbox, prefix: str) -> list[str]:
 
 def iter_lines(text: str) -> Iterator[str]:
     yield from text.splitlines()
+
+
+# --- helpers for the behaviour tests ------------------------------------------------------------------------
+
+INSTALL_ROUTE = ("POST", "/api/v2/tenants/{tenantId}/integrations/install/AWS")
+UPDATE_ROUTE = ("POST", "/api/v2/tenants/{tenantId}/integrations/installed/{installedIntgId}")
+UNINSTALL_ROUTE = ("DELETE", "/api/v2/tenants/{tenantId}/integrations/installed/{installedIntgId}")
+TOKEN_ROUTE = "/tenancy/auth/oauth/token"
+
+# Every secret value a test saw (client secrets, External IDs): the leak test scans for all of them.
+SECRETS_SEEN: set[str] = set()
+
+
+def external_id_of(kube: Kube, namespace: str, obj: dict[str, Any]) -> str:
+    """The External ID held in the Secret the resource's status names (remembered for the leak scan)."""
+    name = obj["status"]["externalIdSecretName"]
+    raw = kube.core.read_namespaced_secret(name, namespace).data["externalId"]
+    value = base64.b64decode(raw).decode()
+    SECRETS_SEEN.add(value)
+    return value
+
+
+def wait_condition(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    ctype: str,
+    status: str,
+    reason: str | None = None,
+    *,
+    timeout: float = 60.0,
+    current_generation: bool = True,
+) -> dict[str, Any]:
+    """Wait until condition `ctype` has `status` (and `reason`), computed for the object's current generation."""
+
+    seen: list[Any] = [None]
+
+    def check() -> dict[str, Any] | None:
+        obj = kube.get(namespace, name)
+        seen[0] = obj and {"generation": obj["metadata"].get("generation"), "status": obj.get("status")}
+        cond = condition(obj, ctype)
+        if obj is None or cond.get("status") != status or (reason is not None and cond.get("reason") != reason):
+            return None
+        if current_generation and cond.get("observedGeneration") != obj["metadata"].get("generation"):
+            return None
+        return obj
+
+    try:
+        result: dict[str, Any] = wait_for(f"{namespace}/{name} {ctype}={status} {reason or ''}", check, timeout)
+    except AssertionError:
+        raise AssertionError(
+            f"timed out after {timeout}s waiting for {namespace}/{name} {ctype}={status} {reason or ''}; "
+            f"last seen: {seen[0]!r}"
+        ) from None
+    return result
+
+
+def wait_ready(kube: Kube, namespace: str, name: str, *, timeout: float = 60.0) -> dict[str, Any]:
+    """Wait for Ready=True at the current generation; remember the External ID for the leak scan."""
+    obj = wait_condition(kube, namespace, name, "Ready", "True", timeout=timeout)
+    if (obj.get("status") or {}).get("externalIdSecretName"):
+        external_id_of(kube, namespace, obj)
+    return obj
+
+
+def delete_and_wait(kube: Kube, namespace: str, name: str, *, timeout: float = 45.0) -> None:
+    try:
+        kube.delete(namespace, name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    wait_for(f"{namespace}/{name} gone", lambda: kube.get(namespace, name) is None, timeout)
+
+
+def role_name_of(obj: dict[str, Any]) -> str:
+    return str(obj["status"]["roleArn"]).rsplit("/", 1)[-1]
+
+
+def get_role(sandbox: Sandbox, role_name: str) -> dict[str, Any] | None:
+    try:
+        role: dict[str, Any] = sandbox.iam().get_role(RoleName=role_name)["Role"]
+    except sandbox.iam().exceptions.NoSuchEntityException:
+        return None
+    return role
+
+
+def trust_document(role: dict[str, Any]) -> dict[str, Any]:
+    doc = role["AssumeRolePolicyDocument"]
+    parsed: dict[str, Any] = json.loads(unquote(doc)) if isinstance(doc, str) else doc
+    return parsed
+
+
+def our_policies(sandbox: Sandbox, role_name: str) -> list[dict[str, Any]]:
+    """Customer-managed policies named like the operator's parts for `role_name` (`<role>-opsramp-<n>`)."""
+    iam = sandbox.iam()
+    found: list[dict[str, Any]] = []
+    for page in iam.get_paginator("list_policies").paginate(Scope="Local"):
+        found.extend(p for p in page["Policies"] if str(p["PolicyName"]).startswith(f"{role_name}-opsramp-"))
+    return found
+
+
+def role_state(sandbox: Sandbox, role_name: str) -> dict[str, Any]:
+    """Everything a write to the role or its policies would change, as IAM reports it (for before/after)."""
+    iam = sandbox.iam()
+    role = iam.get_role(RoleName=role_name)["Role"]
+    role.pop("RoleLastUsed", None)
+    attached = sorted(p["PolicyArn"] for p in iam.list_attached_role_policies(RoleName=role_name)["AttachedPolicies"])
+    policies = {}
+    for policy in our_policies(sandbox, role_name):
+        versions = iam.list_policy_versions(PolicyArn=policy["Arn"])["Versions"]
+        tags = iam.list_policy_tags(PolicyArn=policy["Arn"])["Tags"]
+        policies[policy["Arn"]] = {
+            "default": policy["DefaultVersionId"],
+            "versions": sorted(v["VersionId"] for v in versions),
+            "updated": str(policy["UpdateDate"]),
+            "tags": sorted((t["Key"], t["Value"]) for t in tags),
+        }
+    return {
+        "role": {**role, "AssumeRolePolicyDocument": trust_document(role), "Tags": sorted_tags(role)},
+        "attached": attached,
+        "inline": iam.list_role_policies(RoleName=role_name)["PolicyNames"],
+        "policies": policies,
+    }
+
+
+def sorted_tags(role: dict[str, Any]) -> list[tuple[str, str]]:
+    return sorted((t["Key"], t["Value"]) for t in role.get("Tags") or [])
+
+
+def integration_by_id(sandbox: Sandbox, integration_id: str) -> dict[str, Any] | None:
+    return next((i for i in sandbox.opsramp.integrations(TENANT) if i["id"] == integration_id), None)
+
+
+def integrations_named(sandbox: Sandbox, display_name: str) -> list[dict[str, Any]]:
+    return [i for i in sandbox.opsramp.integrations(TENANT) if i.get("displayName") == display_name]
+
+
+def regions_of(integration: dict[str, Any]) -> set[str]:
+    return set(str(integration["credential"]["Regions"]).split(","))
+
+
+def opsramp_writes(sandbox: Sandbox) -> dict[str, int]:
+    """How many installs, updates and uninstalls the OpsRamp emulator has answered so far (any status)."""
+    return {
+        "install": sandbox.opsramp.request_count(*INSTALL_ROUTE),
+        "update": sandbox.opsramp.request_count(*UPDATE_ROUTE),
+        "uninstall": sandbox.opsramp.request_count(*UNINSTALL_ROUTE),
+    }
+
+
+def token_requests(sandbox: Sandbox, status: int | None = None) -> list[float]:
+    """Wall-clock times of the token requests the emulator saw (optionally only those answered `status`)."""
+    log = sandbox.opsramp.state()["request_log"]
+    return [
+        float(r["at"])
+        for r in log
+        if r["route"] == TOKEN_ROUTE and r["method"] == "POST" and (status is None or r["status"] == status)
+    ]
+
+
+def uninstall_behind_back(sandbox: Sandbox, integration_id: str) -> None:
+    """Uninstall an integration through OpsRamp's public API, as a person in the console would."""
+    base = sandbox.opsramp.url
+    token = requests.post(
+        f"{base}{TOKEN_ROUTE}",
+        data={"grant_type": "client_credentials", "client_id": CLIENT_ID, "client_secret": sandbox.client_secret},
+        timeout=10,
+    ).json()["access_token"]
+    response = requests.delete(
+        f"{base}/api/v2/tenants/{TENANT}/integrations/installed/{integration_id}",
+        json={"uninstallReason": "removed by hand in an e2e test"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+
+
+def warning_events(kube: Kube, namespace: str, name: str) -> list[Any]:
+    return [e for e in kube.events(namespace, name) if e.type == "Warning"]
+
+
+class ObjectRecorder:
+    """Watches every AWSIntegration in the cluster and keeps each version's JSON (statuses included).
+
+    The leak scan needs statuses of objects long deleted by the end of the suite.
+    """
+
+    def __init__(self, kube: Kube) -> None:
+        self.kube = kube
+        self.texts: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="e2e-object-recorder", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            watcher = kubernetes.watch.Watch()
+            try:
+                for event in watcher.stream(
+                    self.kube.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, timeout_seconds=2
+                ):
+                    self.texts.append(json.dumps(event["object"], default=str))
+                    if self._stop.is_set():
+                        break
+            except Exception:  # a dropped watch is restarted; the next list sees the state
+                time.sleep(0.2)
+            finally:
+                watcher.stop()
