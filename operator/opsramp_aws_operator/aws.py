@@ -11,6 +11,7 @@ never a key, token or External ID.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -583,6 +584,16 @@ class _Hooks:
             metrics.API_ERRORS.labels(service=service, operation=operation, code=_error_code(exception)).inc()
 
         return handler
+
+
+@functools.cache
+def known_regions() -> frozenset[str]:
+    """Every region code botocore knows in any partition (EC2's list, the widest), for checking spec.regions."""
+    session = botocore.session.get_session()
+    regions: set[str] = set()
+    for partition in session.get_available_partitions():
+        regions.update(session.get_available_regions("ec2", partition_name=partition))
+    return frozenset(regions)
 
 
 class AwsSessions:

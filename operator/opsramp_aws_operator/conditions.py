@@ -46,6 +46,7 @@ class PassResult:
     account_id: str | None = None
     external_id_secret_name: str | None = None
     policy_digest: str | None = None
+    attached_policy_arns: list[str] | None = None
     failed_step: Step | None = None
     error: OperatorError | None = None
     suspended: bool = False
@@ -187,6 +188,7 @@ def build_status(
         ("accountId", result.account_id),
         ("externalIdSecretName", result.external_id_secret_name),
         ("policyDigest", result.policy_digest),
+        ("attachedPolicyArns", result.attached_policy_arns),
     ):
         if value is not None:
             patch[key] = value

@@ -326,6 +326,13 @@ class AWSIntegrationStatus(_Model):
     policy_digest: str | None = Field(
         default=None, description="Digest of the permission policy documents attached by the operator."
     )
+    attached_policy_arns: list[str] | None = Field(
+        default=None,
+        description=(
+            "Managed policies the operator attached to the role (its own and spec.role.managedPolicyArns), so "
+            "an ARN removed from the spec is detached while policies attached by others are left alone."
+        ),
+    )
     last_sync_time: str | None = Field(
         default=None,
         description="When the operator last confirmed AWS and OpsRamp match the spec (RFC 3339).",

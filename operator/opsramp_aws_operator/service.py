@@ -21,16 +21,25 @@ from datetime import UTC, datetime
 from typing import Any
 
 from . import metrics, redaction
-from .aws import AwsSessions
+from .aws import AwsSessions, known_regions
 from .conditions import PassResult, Step
 from .constants import API_VERSION, GROUP, KIND, MANAGED_BY_VALUE
-from .errors import NeedsAttention, NotOwned, OperatorError
+from .errors import NeedsAttention, NotOwned, OperatorError, TransientError
 from .integrations import check_display_name_free, ensure_integration, remove_integration
 from .kube import OwnerReference, Secrets
 from .models import EXTERNAL_ID_PATTERN, AWSIntegrationSpec
 from .opsramp import AwsIntegrationRequest, OpsRampClient, OpsRampLimits, get_client
 from .policies import load_opsramp_policy, trust_policy
-from .roles import DesiredRole, Owner, check_account, delete_role, ensure_role, ensure_role_usable, validate_desired
+from .roles import (
+    DesiredRole,
+    Owner,
+    RoleOutcome,
+    check_account,
+    delete_role,
+    ensure_role,
+    ensure_role_usable,
+    validate_desired,
+)
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -163,6 +172,15 @@ class Service:
             )
         return account
 
+    def check_regions(self, spec: AWSIntegrationSpec) -> None:
+        unknown = [r for r in spec.regions if r != "All" and r not in known_regions()]
+        if unknown:
+            raise NeedsAttention(
+                "UnknownRegion",
+                f"spec.regions has {', '.join(repr(r) for r in unknown)}, which is not an AWS region: check the "
+                'spelling (e.g. us-east-1), or use ["All"].',
+            )
+
     def credentials(self, spec: AWSIntegrationSpec, ref: ResourceRef, *, protect: bool) -> OpsRampCredentials:
         name = spec.opsramp.credentials_secret_ref.name
         secret = self.secrets.get(ref.namespace, name)
@@ -281,6 +299,7 @@ class Service:
         # 1. Everything that can be checked before a write.
         with step(result, "role"):
             opsramp_account = self.opsramp_account_id(spec)
+            self.check_regions(spec)
         with step(result, "integration"):
             creds = self.credentials(spec, ref, protect=protect)
             client = self.client(spec, creds)
@@ -304,7 +323,8 @@ class Service:
             result.external_id_secret_name = secret_name
             desired = self.desired_role(spec, ref, opsramp_account, external_id)
             validate_desired(desired)
-            outcome = ensure_role(account, desired)
+            outcome = ensure_role(account, desired, previously_attached=tuple(status.get("attachedPolicyArns") or ()))
+            result.attached_policy_arns = list(outcome.policy_arns)
             result.role = "done"
             renamed = previous_arn is not None and previous_arn != outcome.arn
             # status.roleArn names the role the integration uses: after a rename it keeps the old one until the
@@ -332,7 +352,10 @@ class Service:
                 install_all_linked_accounts=spec.install_all_linked_accounts,
             )
             trust_changed = any("trust" in change for change in outcome.changes)
-            integration = ensure_integration(client, request, recorded_id, our_arns, force_update=trust_changed)
+            try:
+                integration = ensure_integration(client, request, recorded_id, our_arns, force_update=trust_changed)
+            except TransientError as exc:
+                raise self._escalate_assume_failure(exc, outcome) from None
             result.integration = "done"
             result.integration_id = integration.integration.id
             result.changes.extend(integration.changes)
@@ -350,6 +373,19 @@ class Service:
                         log.warning("Previous role %s is not ours; left in place", old_name)
                 result.role_arn = outcome.arn
                 result.role_message = ""
+
+    def _escalate_assume_failure(self, exc: TransientError, outcome: RoleOutcome) -> OperatorError:
+        """OpsRamp failing to assume a young role is IAM propagating; on a settled role it is a real mistake."""
+        if exc.reason != "OpsRampCannotAssumeRole" or outcome.last_changed is None:
+            return exc
+        age = (self.clock() - outcome.last_changed).total_seconds()
+        if age < self.settings.assume_grace_seconds:
+            return exc
+        return NeedsAttention(
+            "OpsRampCannotAssumeRole",
+            f"OpsRamp still cannot assume {outcome.arn} {age:.0f}s after it last changed: check that "
+            "spec.opsramp.awsAccountId is OpsRamp's AWS account and that OpsRamp expects this External ID.",
+        )
 
     # --- cleanup ------------------------------------------------------------------------------------------
 

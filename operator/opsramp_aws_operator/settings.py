@@ -57,6 +57,9 @@ class Settings:
     attention_backoff_max_seconds: float = 600.0
     # IAM is eventually consistent: a role younger than this is not handed to OpsRamp yet.
     role_settle_seconds: float = 10.0
+    # OpsRamp failing to assume a role younger than this is taken for IAM propagation (retried); after it, for a
+    # wrong account id or External ID (needs a person).
+    assume_grace_seconds: float = 120.0
     # OpsRamp rate limits per tenant (documented: 500 GETs, 50 paged GETs, 50 writes a minute).
     opsramp_window_seconds: float = 60.0
     opsramp_gets_per_window: int = 500
@@ -90,6 +93,7 @@ class Settings:
             attention_backoff_seconds=_float(env, "OPERATOR_ATTENTION_BACKOFF_SECONDS", 30.0, minimum=0.1),
             attention_backoff_max_seconds=_float(env, "OPERATOR_ATTENTION_BACKOFF_MAX_SECONDS", 600.0, minimum=0.1),
             role_settle_seconds=_float(env, "OPERATOR_ROLE_SETTLE_SECONDS", 10.0),
+            assume_grace_seconds=_float(env, "OPERATOR_ASSUME_GRACE_SECONDS", 120.0),
             opsramp_window_seconds=_float(env, "OPERATOR_OPSRAMP_RATE_WINDOW_SECONDS", 60.0, minimum=0.1),
             opsramp_gets_per_window=_int(env, "OPERATOR_OPSRAMP_GETS_PER_WINDOW", 500, minimum=1),
             opsramp_paged_gets_per_window=_int(env, "OPERATOR_OPSRAMP_PAGED_GETS_PER_WINDOW", 50, minimum=1),

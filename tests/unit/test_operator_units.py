@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,9 +12,11 @@ from opsramp_aws_operator import redaction
 from opsramp_aws_operator.errors import NeedsAttention, TransientError
 from opsramp_aws_operator.handlers import describe_validation_error, parse_spec, retry_delay
 from opsramp_aws_operator.integrations import differences
+from opsramp_aws_operator.kube import Secrets
 from opsramp_aws_operator.models import EXTERNAL_ID_PATTERN
 from opsramp_aws_operator.opsramp import AwsIntegrationRequest, InstalledIntegration
-from opsramp_aws_operator.service import generate_external_id, generated_secret_name, parse_role_arn
+from opsramp_aws_operator.roles import RoleOutcome
+from opsramp_aws_operator.service import Service, generate_external_id, generated_secret_name, parse_role_arn
 from opsramp_aws_operator.settings import Settings, SettingsError
 
 
@@ -177,3 +180,47 @@ def test_invalid_spec_message_names_fields() -> None:
     assert "spec.regions" in info.value.message
     assert "spec.opsramp.endpoint" in info.value.message
     assert describe_validation_error  # the helper used for the message
+
+
+def _service(now: datetime) -> Service:
+    return Service(Settings(assume_grace_seconds=120), secrets_api=Secrets(), clock=lambda: now)
+
+
+def test_unknown_region_is_refused_by_name() -> None:
+    """A region that matches the pattern but does not exist gets UnknownRegion naming it; real ones pass."""
+    spec = parse_spec(
+        {
+            "regions": ["us-east-1", "us-middle-9"],
+            "opsramp": {
+                "endpoint": "https://x.api.opsramp.com",
+                "tenantId": "client_1",
+                "credentialsSecretRef": {"name": "c"},
+            },
+        }
+    )
+    service = _service(datetime.now(UTC))
+    with pytest.raises(NeedsAttention) as info:
+        service.check_regions(spec)
+    assert info.value.reason == "UnknownRegion"
+    assert "us-middle-9" in info.value.message
+    assert "'us-east-1'" not in info.value.message
+    service.check_regions(spec.model_copy(update={"regions": ["All"]}))
+    service.check_regions(spec.model_copy(update={"regions": ["eu-west-1", "ap-southeast-2", "us-gov-west-1"]}))
+
+
+@pytest.mark.parametrize(("age", "kind"), [(30, TransientError), (600, NeedsAttention)])
+def test_cannot_assume_escalates_only_on_a_settled_role(age: int, kind: type[Exception]) -> None:
+    """OpsRamp failing to assume a young role is retried; on a role settled for minutes it needs a person."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    outcome = RoleOutcome(
+        arn="arn:aws:iam::123456789012:role/r",
+        account_id="123456789012",
+        policy_arns=(),
+        policy_digest="",
+        changes=(),
+        created=False,
+        last_changed=now - timedelta(seconds=age),
+    )
+    error = _service(now)._escalate_assume_failure(TransientError("OpsRampCannotAssumeRole", "x"), outcome)
+    assert type(error) is kind
+    assert error.reason == "OpsRampCannotAssumeRole"
