@@ -398,7 +398,14 @@ class Service:
         recorded_arn = status.get("roleArn") or None
         display_name = spec.effective_display_name(ref.namespace, ref.name)
         account = self.aws.for_target(spec.aws.assume_role_arn, spec.aws.external_id)
-        account_id = check_account(account, spec.aws.account_id)
+        try:
+            account_id = check_account(account, spec.aws.account_id)
+        except NeedsAttention as exc:
+            if exc.reason != "AccountMismatch" or recorded_id or recorded_arn:
+                raise
+            # Every pass stopped at this check before its first write, so there is nothing to clean up; waiting
+            # for the account to match would wedge the deletion (and its namespace) for good.
+            return ["spec.aws.accountId never matched and nothing was recorded: nothing to clean up"]
         role_name = spec.effective_role_name(ref.namespace, ref.name)
         role_arn = f"arn:{account.partition()}:iam::{account_id}:role{spec.role.path}{role_name}"
         our_arns = {role_arn} | ({recorded_arn} if recorded_arn else set())

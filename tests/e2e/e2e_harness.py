@@ -400,13 +400,16 @@ def opsramp_writes(sandbox: Sandbox) -> dict[str, int]:
     }
 
 
-def token_requests(sandbox: Sandbox, status: int | None = None) -> list[float]:
+def token_requests(sandbox: Sandbox, status: int | None = None, since: float = 0.0) -> list[float]:
     """Wall-clock times of the token requests the emulator saw (optionally only those answered `status`)."""
     log = sandbox.opsramp.state()["request_log"]
     return [
         float(r["at"])
         for r in log
-        if r["route"] == TOKEN_ROUTE and r["method"] == "POST" and (status is None or r["status"] == status)
+        if r["route"] == TOKEN_ROUTE
+        and r["method"] == "POST"
+        and (status is None or r["status"] == status)
+        and r["at"] >= since
     ]
 
 
