@@ -21,6 +21,7 @@ local needsPerson = {
   ExternalIdInvalid = true,
   DisplayNameInUse = true,
   RolePathChanged = true,
+  UnknownRegion = true,
   KubernetesForbidden = true,
   KubernetesRejected = true,
 }
