@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import urllib.parse
+import uuid
 from pathlib import Path
 
 import boto3
@@ -131,7 +132,11 @@ def test_running_sandbox_wires_kube_moto_and_opsramp() -> None:
             "iam", endpoint_url=sandbox.AWS_ENDPOINT_URL, region_name="us-east-1",
             aws_access_key_id="testing", aws_secret_access_key="testing",
         )  # fmt: skip
-        assert iam.list_roles()["Roles"] == []
+        # moto's backend is process-global, so other tests' roles may be here too: prove a round trip instead.
+        name = f"launcher-{uuid.uuid4().hex[:8]}"
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[]}')
+        assert iam.get_role(RoleName=name)["Role"]["RoleName"] == name
+        iam.delete_role(RoleName=name)
         token = requests.post(
             f"{sandbox.OPSRAMP_ENDPOINT}/tenancy/auth/oauth/token",
             data={
