@@ -41,7 +41,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from . import metrics
+from . import failpoints, metrics
 from .errors import NeedsAttention, OperatorError, TransientError
 from .policies import parse_policy
 from .ratelimit import RateLimiter, shared_limiter
@@ -541,6 +541,10 @@ class _FixedCredentialProvider(CredentialProvider):
         return self._credentials
 
 
+# Operations that only read: everything else is a write (a failpoint for the chaos suite).
+_READ_PREFIXES = ("Get", "List", "Describe", "Simulate")
+
+
 @dataclass
 class _Hooks:
     """Event handlers shared by every client: rate limit each HTTP attempt, count calls and errors."""
@@ -575,6 +579,8 @@ class _Hooks:
             if http_response is not None and http_response.status_code >= 300:
                 code = str(parsed.get("Error", {}).get("Code") or http_response.status_code)
                 metrics.API_ERRORS.labels(service=service, operation=model.name, code=code).inc()
+            elif not model.name.startswith(_READ_PREFIXES):
+                failpoints.hit(f"{service}:{model.name}")
 
         return handler
 

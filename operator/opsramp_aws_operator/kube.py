@@ -17,7 +17,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from . import metrics
+from . import failpoints, metrics
 from .errors import NeedsAttention, TransientError
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,7 @@ class Secrets:
             raise _classify(exc, what) from None
         except (Urllib3Error, OSError) as exc:
             raise _classify(exc, what) from None
+        failpoints.hit("kube:create_secret")
         return True
 
     def _set_finalizers(self, namespace: str, name: str, finalizers: list[str]) -> None:

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import requests
 from requests.adapters import HTTPAdapter
 
-from opsramp_aws_operator import metrics
+from opsramp_aws_operator import failpoints, metrics
 from opsramp_aws_operator.errors import NeedsAttention, TransientError
 from opsramp_aws_operator.ratelimit import RateLimiter, shared_limiter
 
@@ -473,6 +473,7 @@ class OpsRampClient:
                 "OpsRampUnavailable",
                 "OpsRamp answered the AWS install without an integration id; the next reconcile looks it up",
             )
+        failpoints.hit("opsramp:install")
         return parse_integration(body)
 
     def get(self, integration_id: str) -> InstalledIntegration | None:
@@ -536,7 +537,9 @@ class OpsRampClient:
             again = self.get(integration_id)
             if again is None:
                 raise NeedsAttention("NotFound", "the OpsRamp integration disappeared during the update")
+            failpoints.hit("opsramp:update")
             return again
+        failpoints.hit("opsramp:update")
         return parse_integration(body)
 
     def uninstall(self, integration_id: str, reason: str) -> None:
@@ -550,6 +553,7 @@ class OpsRampClient:
             idempotent=True,
             absent_ok=True,
         )
+        failpoints.hit("opsramp:uninstall")
 
     # -- plumbing -----------------------------------------------------------------------------------------
 
