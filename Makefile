@@ -5,13 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 PIP_FLAGS := --disable-pip-version-check --no-input -q
 
-.PHONY: help venv lint format typecheck test unit crds generate demo clean lock
+.PHONY: help venv lint format typecheck test unit chaos crds generate demo clean lock
 
 help:
 	@echo "make test   - create .venv, install, run ruff, mypy and pytest"
 	@echo "make demo   - run the operator against the local sandbox and show an AWSIntegration reaching Ready"
 	@echo "make crds   - regenerate crds/, the chart's copy, deploy/ and the Argo CD files from their sources"
 	@echo "make lint   - ruff and mypy only"
+	@echo "make chaos  - the chaos suite (faults, crashes, bad input, deletion, two replicas); CHAOS_SIZE=20"
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,11 @@ test: lint
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
+
+# Faults, crashes, bad input, deletion and two replicas against the sandbox. CHAOS_SIZE scales it (resources).
+CHAOS_SIZE ?= 20
+chaos: $(STAMP)
+	CHAOS_SIZE=$(CHAOS_SIZE) $(BIN)/pytest tests/chaos -p no:cacheprovider
 
 crds generate: $(STAMP)
 	$(BIN)/python -m opsramp_aws_operator.crdgen --write
