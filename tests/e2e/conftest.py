@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from e2e_harness import (
+    ALL_OPERATORS,
     CLIENT_ID,
     GROUP,
     PLURAL,
@@ -24,9 +25,6 @@ from e2e_harness import (
 from kubernetes.client.exceptions import ApiException
 
 SKIP_CLEANUP = f"{GROUP}/skip-cleanup"
-
-# Every operator process the suite started (the session one and those of the crash tests), for the leak scan.
-ALL_OPERATORS: list[Operator] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:

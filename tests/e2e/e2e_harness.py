@@ -261,6 +261,8 @@ TOKEN_ROUTE = "/tenancy/auth/oauth/token"
 
 # Every secret value a test saw (client secrets, External IDs): the leak test scans for all of them.
 SECRETS_SEEN: set[str] = set()
+# Every operator process the suite started (the session one and the crash tests' own), for the leak scan.
+ALL_OPERATORS: list[Operator] = []
 
 
 def external_id_of(kube: Kube, namespace: str, obj: dict[str, Any]) -> str:
@@ -467,3 +469,27 @@ class ObjectRecorder:
                 time.sleep(0.2)
             finally:
                 watcher.stop()
+
+
+def roles_owned_by(sandbox: Sandbox, uid: str) -> list[str]:
+    """Names of every IAM role carrying the ownership tag of resource `uid` (however it was named)."""
+    iam = sandbox.iam()
+    names: list[str] = []
+    for page in iam.get_paginator("list_roles").paginate():
+        for role in page["Roles"]:
+            tags = iam.list_role_tags(RoleName=role["RoleName"])["Tags"]
+            if any(t["Key"] == "opsramp.com/owner-uid" and t["Value"] == uid for t in tags):
+                names.append(role["RoleName"])
+    return names
+
+
+def policies_owned_by(sandbox: Sandbox, uid: str) -> list[str]:
+    """ARNs of every customer-managed policy carrying the ownership tag of resource `uid`."""
+    iam = sandbox.iam()
+    arns: list[str] = []
+    for page in iam.get_paginator("list_policies").paginate(Scope="Local"):
+        for policy in page["Policies"]:
+            tags = iam.list_policy_tags(PolicyArn=policy["Arn"])["Tags"]
+            if any(t["Key"] == "opsramp.com/owner-uid" and t["Value"] == uid for t in tags):
+                arns.append(policy["Arn"])
+    return arns
