@@ -23,7 +23,7 @@ from typing import Any
 from . import metrics, redaction
 from .aws import AwsSessions, known_regions
 from .conditions import PassResult, Step
-from .constants import API_VERSION, GROUP, KIND, MANAGED_BY_VALUE
+from .constants import API_VERSION, GROUP, KIND, MANAGED_BY_VALUE, TAG_OWNER_UID
 from .errors import NeedsAttention, NotOwned, OperatorError, TransientError
 from .integrations import check_display_name_free, ensure_integration, remove_integration
 from .kube import OwnerReference, Secrets
@@ -409,6 +409,12 @@ class Service:
         role_name = spec.effective_role_name(ref.namespace, ref.name)
         role_arn = f"arn:{account.partition()}:iam::{account_id}:role{spec.role.path}{role_name}"
         our_arns = {role_arn} | ({recorded_arn} if recorded_arn else set())
+        # An integration is ours by our display name plus one of our role ARNs. A role under our name that
+        # someone else owns makes its ARN theirs: a copy refused with NotOwned must not uninstall the original's
+        # integration when it is deleted.
+        existing = account.iam.get_role(role_name)
+        if existing is not None and existing.tags.get(TAG_OWNER_UID) != ref.uid:
+            our_arns.discard(role_arn)
 
         try:
             creds = self.credentials(spec, ref, protect=False)

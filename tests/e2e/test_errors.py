@@ -146,3 +146,23 @@ def test_display_name_in_use_stalls_before_creating_anything(
     assert len(integrations_named(sandbox, shared)) == 1
     assert integration_by_id(sandbox, first["status"]["integrationId"]) == before_integration
     assert condition(kube.get(namespace, "owner"), "Ready")["status"] == "True"
+
+
+def test_deleting_a_refused_claimant_of_the_same_role_and_name_leaves_the_first_alone(
+    sandbox: Sandbox, kube: Kube, operator_process: Operator, namespace: str
+) -> None:
+    """A copy with the same role name and display name is refused, and deleting it removes nothing of the first."""
+    role_name, shared = f"e2e-copy-{namespace}"[:64], f"copied {namespace}"
+    spec = {"role": {"name": role_name}, "displayName": shared}
+    kube.create(integration_resource(namespace, "original", sandbox.opsramp.url, **spec))
+    first = wait_ready(kube, namespace, "original")
+    before_role = role_state(sandbox, role_name)
+    before_integration = integration_by_id(sandbox, first["status"]["integrationId"])
+
+    kube.create(integration_resource(namespace, "copy", sandbox.opsramp.url, **spec))
+    wait_condition(kube, namespace, "copy", "Stalled", "True", "NotOwned")
+    delete_and_wait(kube, namespace, "copy")
+
+    assert role_state(sandbox, role_name) == before_role
+    assert integration_by_id(sandbox, first["status"]["integrationId"]) == before_integration
+    wait_ready(kube, namespace, "original")
