@@ -6,6 +6,7 @@ cleanup behind our finalizer. Only this module knows kopf's exceptions.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
@@ -93,6 +94,7 @@ def run_pass(
         error = TransientError("InternalError", f"Unexpected {type(exc).__name__}; see the operator's log.", 30.0)
         result.failed_step = result.failed_step or "role"
     result.error = error
+    service.passed(ref.uid)
     status_patch, events = build_status(result, status, meta.get("generation"), datetime.now(UTC))
     for key, value in _redacted(status_patch).items():
         patch.status[key] = value
@@ -126,7 +128,7 @@ def reconcile_awsintegration(
         raise kopf.TemporaryError(redaction.redact(str(error)), delay=delay)
 
 
-def resync_awsintegration(
+async def resync_awsintegration(
     *,
     body: kopf.Body,
     spec: kopf.Spec,
@@ -136,12 +138,43 @@ def resync_awsintegration(
     memo: kopf.Memo,
     **_: Any,
 ) -> None:
-    """The drift timer: the same pass, skipped while a change handler holds the resource."""
+    """The drift timer: ticks often and cheaply; runs the same pass when the resync is due or a Secret changed.
+
+    Async, so the thousands of ticks that do nothing cost no worker thread; the pass itself runs in a thread.
+    It also runs while a change handler waits out its backoff, which is how a fixed Secret takes effect within
+    seconds; the per-resource lock keeps the two from overlapping.
+    """
     service: Service = memo.service
-    lock = service.lock_for(meta["uid"])
-    if lock.locked():
+    uid = meta["uid"]
+    if not service.pass_due(uid):
         return
-    run_pass(service, body, spec, meta, status, patch)
+    if service.lock_for(uid).locked():
+        return
+    await asyncio.to_thread(run_pass, service, body, spec, meta, status, patch)
+
+
+def index_secret_users(*, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], str] | None:
+    """Which resources read which Secrets (credentials and External ID), to re-check them when one changes."""
+    names = {((spec.get("opsramp") or {}).get("credentialsSecretRef") or {}).get("name")}
+    names.add((spec.get("externalIdSecretRef") or {}).get("name"))
+    found = {(meta["namespace"], name): meta["uid"] for name in names if isinstance(name, str) and name}
+    return found or None
+
+
+async def secret_changed(
+    *,
+    type: str,
+    meta: kopf.Meta,
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    """A referenced Secret was created or changed: have the resources that read it re-checked at the next tick."""
+    if type not in ("ADDED", "MODIFIED"):
+        return
+    service: Service = memo.service
+    secret_users: kopf.Index[tuple[str, str], str] = kwargs["secret_users"]
+    for uid in secret_users.get((meta.get("namespace", ""), meta.get("name", "")), ()):
+        service.nudge(uid)
 
 
 def delete_awsintegration(
@@ -213,9 +246,9 @@ def index_credentials(*, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tup
 
 def jitter_for(settings: Settings) -> Any:
     def initial_delay(meta: kopf.Meta, **_: Any) -> float:
-        # Stable per resource, spread over one interval, so a fleet does not resync at once after a restart.
+        # Spread the ticks of a fleet over one tick interval.
         fraction = (zlib.crc32(str(meta.get("uid", "")).encode()) % 1000) / 1000.0
-        return settings.resync_interval_seconds * fraction + random.uniform(0, 1)
+        return settings.resync_tick_seconds * fraction + random.uniform(0, 0.5)
 
     return initial_delay
 
@@ -255,12 +288,12 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     kopf.on.update(*res, registry=registry, id="reconcile", field="spec")(reconcile_awsintegration)
     kopf.on.resume(*res, registry=registry, id="reconcile")(reconcile_awsintegration)
     kopf.on.delete(*res, registry=registry, id="cleanup")(delete_awsintegration)
+    kopf.index(*res, registry=registry, id="secret_users")(index_secret_users)
+    kopf.on.event("", "v1", "secrets", registry=registry, id="secret_changed")(secret_changed)
     kopf.timer(
         *res,
         registry=registry,
         id="resync",
-        interval=settings.resync_interval_seconds,
+        interval=settings.resync_tick_seconds,
         initial_delay=jitter_for(settings),
-        # Not while kopf is still processing a change: the change handler's retries own the resource.
-        idle=min(5.0, settings.resync_interval_seconds),
     )(resync_awsintegration)

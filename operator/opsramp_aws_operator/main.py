@@ -40,6 +40,13 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class QuietTicks(logging.Filter):
+    """Drop kopf's per-invocation success line of the resync timer: it ticks every few seconds per resource."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name == "kopf.objects" and str(record.msg).startswith("Timer 'resync' succeeded"))
+
+
 def configure_logging(settings: Settings) -> None:
     level = getattr(logging, settings.log_level)
     kopf.configure(
@@ -56,6 +63,8 @@ def configure_logging(settings: Settings) -> None:
         else:
             handler.setFormatter(logging.Formatter("[%(asctime)s] %(name)-24.24s [%(levelname)-7s] %(message)s"))
     root.setLevel(level)
+    for handler in root.handlers:
+        handler.addFilter(QuietTicks())
     # Third-party clients log request details at DEBUG; keep them quiet unless asked for.
     for noisy in ("botocore", "boto3", "urllib3", "kubernetes", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(level, logging.INFO))

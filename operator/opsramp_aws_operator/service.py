@@ -14,6 +14,8 @@ import re
 import secrets
 import string
 import threading
+import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -135,6 +137,8 @@ class Service:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._ready: dict[str, str] = {}
+        self._next_pass: dict[str, float] = {}
+        self._nudged: set[str] = set()
 
     # --- concurrency: one pass per resource at a time (change handlers and the drift timer) -------------
 
@@ -142,9 +146,36 @@ class Service:
         with self._locks_guard:
             return self._locks.setdefault(uid, threading.Lock())
 
+    # --- when the drift timer runs a pass: resync due (jittered per resource) or nudged by a Secret change -------
+
+    def passed(self, uid: str) -> None:
+        """A pass just ran for `uid` (from any handler): the next resync is one jittered interval away."""
+        with self._locks_guard:
+            fraction = (zlib.crc32(uid.encode()) % 1000) / 1000.0
+            interval = self.settings.resync_interval_seconds * (0.9 + 0.2 * fraction)
+            self._next_pass[uid] = time.monotonic() + interval
+            self._nudged.discard(uid)
+
+    def nudge(self, uid: str) -> None:
+        with self._locks_guard:
+            self._nudged.add(uid)
+
+    def pass_due(self, uid: str) -> bool:
+        with self._locks_guard:
+            if uid in self._nudged:
+                return True
+            due = self._next_pass.get(uid)
+            if due is None:
+                # First tick since this process started: the resume or create handler runs the first pass.
+                self._next_pass[uid] = time.monotonic() + self.settings.resync_interval_seconds
+                return False
+            return time.monotonic() >= due
+
     def forget(self, uid: str) -> None:
         with self._locks_guard:
             self._locks.pop(uid, None)
+            self._next_pass.pop(uid, None)
+            self._nudged.discard(uid)
             self._ready.pop(uid, None)
             self._publish_ready()
 

@@ -47,6 +47,8 @@ class Settings:
     namespaces: tuple[str, ...] = ()  # empty: every namespace
     default_opsramp_aws_account_id: str | None = None
     resync_interval_seconds: float = 600.0
+    # How often each resource's timer wakes to see whether a resync is due or a Secret it reads changed.
+    resync_tick_seconds: float = 5.0
     log_level: str = "INFO"
     log_format: str = "json"  # json | text
     health_port: int = 8080
@@ -85,6 +87,7 @@ class Settings:
             namespaces=namespaces,
             default_opsramp_aws_account_id=account,
             resync_interval_seconds=_float(env, "OPERATOR_RESYNC_INTERVAL_SECONDS", 600.0, minimum=1.0),
+            resync_tick_seconds=_float(env, "OPERATOR_RESYNC_TICK_SECONDS", 5.0, minimum=0.5),
             log_level=log_level,
             log_format=log_format,
             health_port=_int(env, "OPERATOR_HEALTH_PORT", 8080),
