@@ -303,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="repository root (default: this checkout)")
     parser.add_argument("--path", default=DEFAULT_ROLE_PATH, help="role and policy path to print a policy for")
     parser.add_argument("--partition", default="aws", help="ARN partition: aws, aws-cn, aws-us-gov")
+    parser.add_argument("--account-id", default="*", help="12-digit account the identity acts in (default: any)")
     parser.add_argument("--assume-role-arn", action="append", help="add the sts:AssumeRole statement for this ARN")
     parser.add_argument("--extra-policy-arn", action="append", help="restrict AttachRolePolicy to ours plus this ARN")
     args = parser.parse_args(argv)
@@ -324,7 +325,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         return 0
     policy = operator_policy(
-        args.path, args.partition, extra_policy_arns=args.extra_policy_arn, assume_role_arns=args.assume_role_arn
+        args.path,
+        args.partition,
+        account_id=args.account_id,
+        extra_policy_arns=args.extra_policy_arn,
+        assume_role_arns=args.assume_role_arn,
     )
     sys.stdout.write(_dump(policy))
     return 0
