@@ -253,6 +253,13 @@ def jitter_for(settings: Settings) -> Any:
     return initial_delay
 
 
+def peering_priority(settings: Settings) -> int:
+    """This replica's peering priority: the configured one, else random (kopf freezes on equal priorities)."""
+    if settings.peering_priority is not None:
+        return settings.peering_priority
+    return random.SystemRandom().randint(1, 1_000_000)
+
+
 def configure(ours: Settings) -> Any:
     def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Our own names for everything kopf stores on the resource (DESIGN: prefix under our group).
@@ -271,7 +278,12 @@ def configure(ours: Settings) -> Any:
         settings.watching.client_timeout = 330
         settings.peering.standalone = ours.peering_name is None
         if ours.peering_name:
+            # Two replicas: the one with the higher priority acts, the other waits until the first's peering
+            # record expires (lifetime), then takes over.
             settings.peering.name = ours.peering_name
+            settings.peering.priority = peering_priority(ours)
+            settings.peering.lifetime = ours.peering_lifetime_seconds
+            settings.peering.mandatory = True
 
     return startup
 

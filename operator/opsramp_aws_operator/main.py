@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -92,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, addr="0.0.0.0")  # noqa: S104 - scraped from the pod network
+    if settings.peering_name:
+        # Fix this replica's priority once, for both kopf.run and the startup settings.
+        settings = dataclasses.replace(settings, peering_priority=handlers.peering_priority(settings))
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings)
     log.info(
@@ -104,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         registry=registry,
         standalone=settings.peering_name is None,
         peering_name=settings.peering_name,
+        priority=settings.peering_priority,
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None,

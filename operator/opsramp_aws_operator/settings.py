@@ -54,6 +54,9 @@ class Settings:
     health_port: int = 8080
     metrics_port: int = 9090  # 0 disables the metrics endpoint
     peering_name: str | None = None  # None: standalone (one replica, no peering objects needed)
+    # kopf freezes every replica when two share a priority, so each replica picks its own (random unless set).
+    peering_priority: int | None = None
+    peering_lifetime_seconds: int = 60
     # Needs-attention errors are retried slowly, doubling from base to max, so a broken resource never hot-loops.
     attention_backoff_seconds: float = 30.0
     attention_backoff_max_seconds: float = 600.0
@@ -93,6 +96,10 @@ class Settings:
             health_port=_int(env, "OPERATOR_HEALTH_PORT", 8080),
             metrics_port=_int(env, "OPERATOR_METRICS_PORT", 9090),
             peering_name=env.get("OPERATOR_PEERING_NAME", "").strip() or None,
+            peering_priority=_int(env, "OPERATOR_PEERING_PRIORITY", -1, minimum=-1)
+            if env.get("OPERATOR_PEERING_PRIORITY", "").strip()
+            else None,
+            peering_lifetime_seconds=_int(env, "OPERATOR_PEERING_LIFETIME_SECONDS", 60, minimum=5),
             attention_backoff_seconds=_float(env, "OPERATOR_ATTENTION_BACKOFF_SECONDS", 30.0, minimum=0.1),
             attention_backoff_max_seconds=_float(env, "OPERATOR_ATTENTION_BACKOFF_MAX_SECONDS", 600.0, minimum=0.1),
             role_settle_seconds=_float(env, "OPERATOR_ROLE_SETTLE_SECONDS", 10.0),
