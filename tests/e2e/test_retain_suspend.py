@@ -100,3 +100,22 @@ def test_suspend_stops_writes_and_unsuspend_reconciles(
         timeout=30,
     )
     wait_ready(kube, namespace, "paused")
+
+
+def test_skip_cleanup_annotation_releases_the_object_without_touching_aws_or_opsramp(
+    sandbox: Sandbox, kube: Kube, operator_process: Operator, namespace: str
+) -> None:
+    """The documented escape: with skip-cleanup set, deletion completes and the role and integration stay."""
+    kube.create(integration_resource(namespace, "escape", sandbox.opsramp.url))
+    obj = wait_ready(kube, namespace, "escape")
+    role_name, integration_id = role_name_of(obj), obj["status"]["integrationId"]
+    before_role = role_state(sandbox, role_name)
+
+    kube.patch_meta(namespace, "escape", {"annotations": {f"{GROUP}/skip-cleanup": "true"}})
+    delete_and_wait(kube, namespace, "escape")
+
+    assert role_state(sandbox, role_name) == before_role
+    assert integration_by_id(sandbox, integration_id) is not None
+    assert "CleanupSkipped" in [e.reason for e in kube.events(namespace, "escape") if e.type == "Warning"]
+    secret = kube.core.read_namespaced_secret("opsramp-api-client", namespace)
+    assert not (secret.metadata.finalizers or [])
