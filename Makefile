@@ -10,7 +10,7 @@ PIP_FLAGS := --disable-pip-version-check --no-input -q
 help:
 	@echo "make test   - create .venv, install, run ruff, mypy and pytest"
 	@echo "make demo   - run the operator against the local sandbox and show an AWSIntegration reaching Ready"
-	@echo "make crds   - regenerate crds/, the chart's copy, deploy/ and the Argo CD files from their sources"
+	@echo "make crds   - regenerate crds/, chart copy, deploy/, Argo CD files, docs/reference.md, the operator IAM policy"
 	@echo "make lint   - ruff and mypy only"
 	@echo "make chaos  - the chaos suite (faults, crashes, bad input, deletion, two replicas); CHAOS_SIZE=20"
 
@@ -45,6 +45,8 @@ chaos: $(STAMP)
 crds generate: $(STAMP)
 	$(BIN)/python -m opsramp_aws_operator.crdgen --write
 	$(BIN)/python hack/sync-manifests.py
+	$(BIN)/python -m opsramp_aws_operator.refdoc --write
+	$(BIN)/python -m opsramp_aws_operator.iam_permissions --write
 
 demo: $(STAMP)
 	$(BIN)/python -m opsramp_sandbox.demo

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings)
     if settings.metrics_port:
-        start_http_server(settings.metrics_port, addr="0.0.0.0")  # noqa: S104 - scraped from the pod network
+        start_http_server(settings.metrics_port, addr=settings.metrics_address)
     if settings.peering_name:
         # Fix this replica's priority once, for both kopf.run and the startup settings.
         settings = dataclasses.replace(settings, peering_priority=handlers.peering_priority(settings))

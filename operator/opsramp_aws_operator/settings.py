@@ -53,6 +53,7 @@ class Settings:
     log_format: str = "json"  # json | text
     health_port: int = 8080
     metrics_port: int = 9090  # 0 disables the metrics endpoint
+    metrics_address: str = "0.0.0.0"  # noqa: S104 - scraped from the pod network; tests bind loopback
     peering_name: str | None = None  # None: standalone (one replica, no peering objects needed)
     # kopf freezes every replica when two share a priority, so each replica picks its own (random unless set).
     peering_priority: int | None = None
@@ -95,6 +96,7 @@ class Settings:
             log_format=log_format,
             health_port=_int(env, "OPERATOR_HEALTH_PORT", 8080),
             metrics_port=_int(env, "OPERATOR_METRICS_PORT", 9090),
+            metrics_address=env.get("OPERATOR_METRICS_ADDRESS", "").strip() or "0.0.0.0",  # noqa: S104
             peering_name=env.get("OPERATOR_PEERING_NAME", "").strip() or None,
             peering_priority=_int(env, "OPERATOR_PEERING_PRIORITY", -1, minimum=-1)
             if env.get("OPERATOR_PEERING_PRIORITY", "").strip()
