@@ -220,6 +220,7 @@ def _start_operator(directory: Path, env: dict[str, str], values: dict[str, str]
         # Free ports, so two sandboxes (and a real operator) can run side by side.
         "OPERATOR_HEALTH_PORT": str(_free_port()),
         "OPERATOR_METRICS_PORT": str(_free_port()),
+        "OPERATOR_METRICS_ADDRESS": "127.0.0.1",
         "OPERATOR_LOG_FORMAT": "text",
         # The sandbox's IAM (moto) is consistent at once and its OpsRamp emulator has no propagation delay by
         # default: a short settle keeps the demo quick while still exercising the wait.
