@@ -50,6 +50,7 @@ def fast_settings() -> dict[str, str]:
         "OPERATOR_HEALTH_PORT": "0",
         "OPERATOR_METRICS_PORT": "0",
         "OPERATOR_RESYNC_INTERVAL_SECONDS": "4",
+        "OPERATOR_RESYNC_TICK_SECONDS": "1",
         "OPERATOR_ROLE_SETTLE_SECONDS": "1",
         "OPERATOR_ATTENTION_BACKOFF_SECONDS": "1",
         "OPERATOR_ATTENTION_BACKOFF_MAX_SECONDS": "4",
@@ -95,7 +96,8 @@ class Operator:
     logs: list[Path] = field(default_factory=list)
 
     def start(self) -> None:
-        log_path = self.sandbox.workdir / f"operator-{len(self.logs)}.log"
+        # Unique per Operator object: two replicas in one sandbox must not share (and overwrite) a log.
+        log_path = self.sandbox.workdir / f"operator-{id(self):x}-{len(self.logs)}.log"
         self.logs.append(log_path)
         env = {**os.environ, **self.sandbox.env, **fast_settings(), **self.extra_env}
         exe = Path(sys.executable).parent / "opsramp-aws-operator"
