@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 PIP_FLAGS := --disable-pip-version-check --no-input -q
 
-.PHONY: help venv lint format typecheck test unit chaos crds generate demo clean lock
+.PHONY: help venv checkov-venv lint format typecheck test unit chaos crds generate demo clean lock
 
 help:
 	@echo "make test   - create .venv, install, run ruff, mypy and pytest"
@@ -22,6 +22,18 @@ $(STAMP): pyproject.toml constraints.txt
 
 venv: $(STAMP)
 
+# checkov gets its own venv: its pins (boto3, packaging, networkx) cannot resolve together with constraints.txt.
+# Recreated from scratch when the lock changes, so no package of an older lock lingers.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-checkov
+$(CHECKOV_STAMP): constraints-checkov.txt
+	rm -rf $(CHECKOV_VENV)
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install $(PIP_FLAGS) -c constraints-checkov.txt checkov==3.3.30
+	touch $@
+
+checkov-venv: $(CHECKOV_STAMP)
+
 lint: $(STAMP)
 	$(BIN)/ruff check operator sandbox tests
 	$(BIN)/ruff format --check operator sandbox tests
@@ -31,7 +43,7 @@ format: $(STAMP)
 	$(BIN)/ruff format operator sandbox tests
 	$(BIN)/ruff check --fix operator sandbox tests
 
-test: lint
+test: lint checkov-venv
 	$(BIN)/pytest
 
 unit: $(STAMP)
