@@ -14,9 +14,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import builtins
 from .patching import PatchError, json_patch, merge_patch
 from .schema import SchemaValidator
 from .selectors import Matcher, SelectorError, parse_field_selector, parse_label_selector
+from .strategic import strategic_merge_patch
 from .watch import Change, EventLog, Watcher
 
 Obj = dict[str, Any]
@@ -109,6 +111,19 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "events", "Event", "event", True, ("ev",)),
     ResourceType("events.k8s.io", "v1", "events", "Event", "event", True, ("ev",)),
     ResourceType("coordination.k8s.io", "v1", "leases", "Lease", "lease", True),
+    # What a chart installs. Stored, defaulted and validated like the apiserver does; no controller acts on
+    # them (a Deployment makes no ReplicaSet or Pod, a Service no Endpoints, RBAC is not enforced).
+    ResourceType("", "v1", "services", "Service", "service", True, ("svc",), ("all",), frozenset({"status"})),
+    ResourceType(
+        "apps", "v1", "deployments", "Deployment", "deployment", True, ("deploy",), ("all",), frozenset({"status"})
+    ),
+    ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", "role", True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", "rolebinding", True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", "clusterrole", False),
+    ResourceType(
+        "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", "clusterrolebinding", False
+    ),
+    ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", "networkpolicy", True, ("netpol",)),
     ResourceType(
         "apiextensions.k8s.io",
         "v1",
@@ -360,16 +375,19 @@ class Store:
             )
         return obj
 
-    def _invalid(self, rt: ResourceType, name: str, field_path: str, message: str) -> ApiError:
+    def _invalid(
+        self, rt: ResourceType, name: str, field_path: str, message: str, reason: str = "FieldValueInvalid"
+    ) -> ApiError:
+        qualified = f"{rt.kind}.{rt.group}" if rt.group else rt.kind
         return ApiError(
             422,
             "Invalid",
-            f'{rt.kind} "{name}" is invalid: {field_path}: {message}',
+            f'{qualified} "{name}" is invalid: {field_path}: {message}',
             details={
                 "name": name,
                 "group": rt.group,
                 "kind": rt.kind,
-                "causes": [{"reason": "FieldValueInvalid", "message": message, "field": field_path}],
+                "causes": [{"reason": reason, "message": message, "field": field_path}],
             },
         )
 
@@ -488,7 +506,16 @@ class Store:
             obj["status"] = {**(obj.get("status") or {}), "phase": phase}
         elif rt.storage_key == CRD_KEY:
             obj = self._crd_rules(rt, obj, old)
+        elif rt.crd_name is None:
+            try:
+                obj = builtins.apply_rules(rt.storage_key, obj, old, self._allocate_cluster_ip)
+            except builtins.Invalid as exc:
+                raise self._invalid(rt, meta["name"], exc.field, exc.message, exc.reason) from exc
         return obj
+
+    def _allocate_cluster_ip(self) -> str:
+        used = ((o.get("spec") or {}).get("clusterIP", "") for o in self._objects[builtins.SERVICES].values())
+        return builtins.next_cluster_ip(used)
 
     def _crd_rules(self, rt: ResourceType, obj: Obj, old: Obj | None) -> Obj:
         meta = _meta(obj)
@@ -580,10 +607,15 @@ class Store:
                 f"{JSON_PATCH}, {MERGE_PATCH}, {APPLY_PATCH}",
             )
         if content_type in (MERGE_PATCH, STRATEGIC_PATCH):
-            # Strategic merge on built-in kinds is approximated by a merge patch (lists replace).
             if not isinstance(patch, dict):
                 raise ApiError(400, "BadRequest", "a merge patch must be a JSON object")
-            patched = merge_patch(current, patch)
+            if content_type == STRATEGIC_PATCH:
+                try:
+                    patched = strategic_merge_patch(current, patch)
+                except PatchError as exc:
+                    raise ApiError(422, "Invalid", f"the server rejected our request due to an error: {exc}") from exc
+            else:
+                patched = merge_patch(current, patch)
             self._preconditions(rt, current, _meta(patch).get("resourceVersion") if "metadata" in patch else None)
         elif content_type == JSON_PATCH:
             try:
