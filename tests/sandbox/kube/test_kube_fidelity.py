@@ -631,3 +631,163 @@ def test_garbage_collection_waits_for_owner_finalizers(api: Api) -> None:
     assert api.get(secret_url).status_code == 200
     api.patch(api.path(name="w1"), {"metadata": {"finalizers": None}})
     assert api.get(secret_url).status_code == 404
+
+
+# ---- what a chart installs: Services, Deployments, RBAC, NetworkPolicies ------------------------------------
+
+
+def _resources(api: Api, group_version: str) -> dict[str, dict[str, Any]]:
+    prefix = "api" if group_version == "v1" else "apis"
+    body = api.get(f"{api.url}/{prefix}/{group_version}").json()
+    return {r["name"]: r for r in body["resources"]}
+
+
+def _deployment(name: str = "d", image: str = "example.com/app:1.0") -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {"name": "app", "image": image, "env": [{"name": "A", "value": "1"}]},
+                        {"name": "sidecar", "image": "example.com/sidecar:2"},
+                    ]
+                },
+            },
+        },
+    }
+
+
+def test_services_v1(api: Api) -> None:
+    """Services: discovered with /status, created with a ClusterIP and defaults, listed, status kept apart, deleted."""
+    resources = _resources(api, "v1")
+    assert resources["services"]["namespaced"] is True and "svc" in resources["services"]["shortNames"]
+    assert "services/status" in resources
+    url = api.path("services", group="", version="v1")
+    body = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+            "spec": {"selector": {"app": "a"}, "ports": [{"port": 80}]}}  # fmt: skip
+    created = api.post(url, body)
+    assert created.status_code == 201, created.text
+    spec = created.json()["spec"]
+    assert spec["type"] == "ClusterIP" and spec["clusterIP"].startswith("10.")
+    assert spec["ports"] == [{"port": 80, "protocol": "TCP", "targetPort": 80}]
+    assert [meta(o)["name"] for o in api.get(url).json()["items"]] == ["s"]
+    status = {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}
+    assert api.patch(f"{url}/s/status", {"status": status}).json()["status"] == status
+    assert api.patch(f"{url}/s", {"status": {"loadBalancer": {}}}).json()["status"] == status
+    assert api.post(url, {**body, "metadata": {"name": "noports"}, "spec": {}}).status_code == 422
+    assert api.delete(f"{url}/s").status_code == 200
+    assert api.get(f"{url}/s").status_code == 404
+
+
+def test_deployments_apps_v1(api: Api) -> None:
+    """Deployments: discovered under apps/v1, defaulted, generation moves with spec only, no controller acts."""
+    groups = {g["name"] for g in api.get(f"{api.url}/apis").json()["groups"]}
+    assert "apps" in groups
+    resources = _resources(api, "apps/v1")
+    assert resources["deployments"]["namespaced"] is True and "deployments/status" in resources
+    url = api.path("deployments", group="apps", version="v1")
+    created = api.post(url, _deployment())
+    assert created.status_code == 201, created.text
+    obj = created.json()
+    assert obj["spec"]["replicas"] == 1 and obj["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert obj["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent"
+    assert meta(obj)["generation"] == 1 and obj["status"] == {}
+    labelled = api.patch(f"{url}/d", {"metadata": {"labels": {"x": "y"}}}).json()
+    assert meta(labelled)["generation"] == 1
+    scaled = api.patch(f"{url}/d", {"spec": {"replicas": 3}}).json()
+    assert meta(scaled)["generation"] == 2
+    reported = api.patch(f"{url}/d/status", {"status": {"observedGeneration": 2, "replicas": 3}}).json()
+    assert meta(reported)["generation"] == 2 and reported["status"]["replicas"] == 3
+    assert [meta(o)["name"] for o in api.get(url).json()["items"]] == ["d"]
+    assert api.get(api.path("replicasets", group="apps", version="v1")).status_code == 404
+    assert api.delete(f"{url}/d").status_code == 200
+    assert api.get(f"{url}/d").status_code == 404
+
+
+def test_deployment_selector_must_match_template_and_is_immutable(api: Api) -> None:
+    """A Deployment whose selector misses its template's labels is 422, and so is changing the selector."""
+    url = api.path("deployments", group="apps", version="v1")
+    wrong = _deployment()
+    wrong["spec"]["selector"] = {"matchLabels": {"app": "other"}}
+    rejected = api.post(url, wrong)
+    assert rejected.status_code == 422
+    assert rejected.json()["details"]["causes"][0]["field"] == "spec.template.metadata.labels"
+    api.post(url, _deployment())
+    changed = api.patch(f"{url}/d", {"spec": {"selector": {"matchLabels": {"app": "d", "tier": "x"}},
+                                              "template": {"metadata": {"labels": {"tier": "x"}}}}})  # fmt: skip
+    assert changed.status_code == 422 and changed.json()["details"]["causes"][0]["field"] == "spec.selector"
+
+
+def test_strategic_merge_patch_merges_lists_by_key(api: Api) -> None:
+    """kubectl apply's strategic patch merges containers by name, env by name, honours $setElementOrder/$retainKeys."""
+    url = api.path("deployments", group="apps", version="v1")
+    api.post(url, _deployment())
+    patch = {"spec": {
+        "strategy": {"$retainKeys": ["type"], "type": "Recreate"},
+        "template": {"spec": {
+            "$setElementOrder/containers": [{"name": "app"}, {"name": "sidecar"}],
+            "containers": [{"name": "app", "image": "example.com/app:2.0",
+                            "$setElementOrder/env": [{"name": "B"}, {"name": "A"}],
+                            "env": [{"name": "B", "value": "2"}]}],
+        }},
+    }}  # fmt: skip
+    patched = api.patch(f"{url}/d", patch, kind="strategic")
+    assert patched.status_code == 200, patched.text
+    spec = patched.json()["spec"]
+    assert spec["strategy"] == {"type": "Recreate"}
+    containers = spec["template"]["spec"]["containers"]
+    assert [(c["name"], c["image"]) for c in containers] == [
+        ("app", "example.com/app:2.0"), ("sidecar", "example.com/sidecar:2")
+    ]  # fmt: skip
+    assert containers[0]["env"] == [{"name": "B", "value": "2"}, {"name": "A", "value": "1"}]
+    assert not any(key.startswith("$") for key in containers[0])
+
+
+def test_rbac_authorization_k8s_io_v1(api: Api) -> None:
+    """Roles/RoleBindings are namespaced, ClusterRoles/ClusterRoleBindings cluster-scoped; roleRef is immutable."""
+    resources = _resources(api, "rbac.authorization.k8s.io/v1")
+    scope = {name: resources[name]["namespaced"] for name in resources}
+    assert scope == {"roles": True, "rolebindings": True, "clusterroles": False, "clusterrolebindings": False}
+    group = "rbac.authorization.k8s.io"
+    rule = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+    cluster_roles = api.path("clusterroles", ns=None, group=group, version="v1")
+    created = api.post(cluster_roles, {"apiVersion": f"{group}/v1", "kind": "ClusterRole",
+                                       "metadata": {"name": "reader"}, "rules": [rule]})  # fmt: skip
+    assert created.status_code == 201, created.text
+    assert "namespace" not in meta(created.json())
+    assert api.get(api.path("clusterroles", "reader", group=group, version="v1")).status_code == 404
+    assert [meta(o)["name"] for o in api.get(cluster_roles).json()["items"]] == ["reader"]
+    roles = api.path("roles", group=group, version="v1")
+    assert api.post(roles, {"apiVersion": f"{group}/v1", "kind": "Role", "metadata": {"name": "r"},
+                            "rules": [rule]}).status_code == 201  # fmt: skip
+    assert meta(api.get(f"{roles}/r").json())["namespace"] == "default"
+    bindings = api.path("clusterrolebindings", ns=None, group=group, version="v1")
+    binding = {"apiVersion": f"{group}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "b"},
+               "roleRef": {"apiGroup": group, "kind": "ClusterRole", "name": "reader"},
+               "subjects": [{"kind": "ServiceAccount", "name": "sa", "namespace": "default"}]}  # fmt: skip
+    assert api.post(bindings, binding).status_code == 201
+    moved = api.patch(f"{bindings}/b", {"roleRef": {"name": "writer"}})
+    assert moved.status_code == 422 and "cannot change roleRef" in moved.json()["message"]
+    assert api.delete(f"{cluster_roles}/reader").status_code == 200
+    assert api.get(f"{cluster_roles}/reader").status_code == 404
+
+
+def test_networkpolicies_networking_k8s_io_v1(api: Api) -> None:
+    """NetworkPolicies: discovered under networking.k8s.io/v1, policyTypes and port protocols defaulted, deleted."""
+    assert _resources(api, "networking.k8s.io/v1")["networkpolicies"]["namespaced"] is True
+    url = api.path("networkpolicies", group="networking.k8s.io", version="v1")
+    body = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "np"},
+            "spec": {"podSelector": {"matchLabels": {"app": "a"}}, "egress": [{"ports": [{"port": 443}]}]}}  # fmt: skip
+    created = api.post(url, body)
+    assert created.status_code == 201, created.text
+    spec = created.json()["spec"]
+    assert spec["policyTypes"] == ["Ingress", "Egress"] and spec["egress"][0]["ports"][0]["protocol"] == "TCP"
+    assert [meta(o)["name"] for o in api.get(url).json()["items"]] == ["np"]
+    assert api.delete(f"{url}/np").status_code == 200
+    assert api.get(f"{url}/np").status_code == 404
