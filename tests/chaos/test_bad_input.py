@@ -28,6 +28,7 @@ from chaos_support import (
     integrations_with_prefix,
     is_ready,
     list_resources,
+    remember_external_ids,
     wait_all_ready,
 )
 from e2e_harness import (
@@ -377,6 +378,7 @@ def test_good_resources_served_and_operator_alive_beside_the_bad(world: World) -
 
 def test_deleting_the_bad_ones_leaves_nothing_behind(world: World) -> None:
     """Every bad resource deletes cleanly; no role, policy or integration of theirs stays in AWS or OpsRamp."""
+    remember_external_ids(world.kube, world.namespace)
     op = chaos_operator(world.sandbox, "bad-input-delete", OPERATOR_NAMESPACES=world.namespace)
     op.start()
     try:

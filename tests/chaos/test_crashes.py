@@ -33,6 +33,7 @@ from chaos_support import (
     is_ready,
     list_resources,
     nothing_left,
+    remember_external_ids,
     slug,
     wait_all_ready,
 )
@@ -151,6 +152,7 @@ class Lane:
 
     def finish(self) -> None:
         """Delete what is left with a plain operator; nothing may stay behind in IAM or OpsRamp."""
+        remember_external_ids(self.kube, self.namespace)
         op = self.operator("finish")
         op.start()
         try:
