@@ -71,6 +71,7 @@ class SecretData:
     owner_uids: tuple[str, ...]
     finalizers: tuple[str, ...]
     deleting: bool
+    resource_version: str = ""
 
 
 def _classify(exc: Exception, what: str) -> Exception:
@@ -103,6 +104,7 @@ def _decode(secret: Any) -> SecretData:
         owner_uids=tuple(ref.uid for ref in meta.owner_references or ()),
         finalizers=tuple(meta.finalizers or ()),
         deleting=meta.deletion_timestamp is not None,
+        resource_version=meta.resource_version or "",
     )
 
 
@@ -156,23 +158,38 @@ class Secrets:
         failpoints.hit("kube:create_secret")
         return True
 
-    def _set_finalizers(self, namespace: str, name: str, finalizers: list[str]) -> None:
-        what = f"Secret {namespace}/{name}"
+    def _set_finalizers(self, namespace: str, secret: SecretData, finalizers: list[str]) -> None:
+        """Replace the finalizer list with a JSON patch guarded by the resourceVersion we read.
+
+        Not a strategic merge patch (the client's default for a dict body): the API server merges
+        metadata.finalizers as a set there, so a shorter list would remove nothing and the Secret, and with it
+        its namespace, would never go away.
+        """
+        what = f"Secret {namespace}/{secret.name}"
+        ops: list[dict[str, Any]] = []
+        if secret.resource_version:
+            ops.append({"op": "test", "path": "/metadata/resourceVersion", "value": secret.resource_version})
+        ops.append({"op": "add", "path": "/metadata/finalizers", "value": finalizers})
         metrics.API_CALLS.labels("kubernetes", "patch_secret").inc()
         try:
-            core_api().patch_namespaced_secret(name, namespace, {"metadata": {"finalizers": finalizers}})
+            core_api().patch_namespaced_secret(secret.name, namespace, ops)
         except ApiException as exc:
             if exc.status == 404:
                 return
+            if exc.status in (409, 422):
+                # Someone changed the Secret since we read it: read again on the next pass.
+                raise TransientError(
+                    "KubernetesConflict", f"{what} changed while updating its finalizers.", 1.0
+                ) from None
             raise _classify(exc, what) from None
         except (Urllib3Error, OSError) as exc:
             raise _classify(exc, what) from None
 
     def add_finalizer(self, namespace: str, secret: SecretData, finalizer: str) -> None:
         if finalizer not in secret.finalizers and not secret.deleting:
-            self._set_finalizers(namespace, secret.name, [*secret.finalizers, finalizer])
+            self._set_finalizers(namespace, secret, [*secret.finalizers, finalizer])
 
     def remove_finalizer(self, namespace: str, name: str, finalizer: str) -> None:
         secret = self.get(namespace, name)
         if secret is not None and finalizer in secret.finalizers:
-            self._set_finalizers(namespace, name, [f for f in secret.finalizers if f != finalizer])
+            self._set_finalizers(namespace, secret, [f for f in secret.finalizers if f != finalizer])

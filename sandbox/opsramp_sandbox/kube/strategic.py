@@ -17,14 +17,11 @@ PRIMITIVE = ""  # a merged list of scalars (set union), e.g. metadata.finalizers
 
 # Field-path suffix → merge key. Lists not named here are atomic: the patch replaces them.
 #
-# KNOWN INFIDELITY, on purpose for now: a real apiserver merges `metadata.finalizers` as a set
-# (patchStrategy:"merge", kubernetes/kubernetes#25550), so a strategic patch carrying a shorter list removes
-# nothing; only `$deleteFromPrimitiveList/finalizers`, a merge patch or a JSON patch can remove one. The
-# operator's SecretStore._set_finalizers (operator/opsramp_aws_operator/kube.py) sends exactly such a strategic
-# patch (the kubernetes client's default for a dict body) to drop its credentials finalizer, which on a real
-# cluster would leave the Secret, and its namespace, stuck. Until that is fixed, finalizers stay atomic here;
-# afterwards add `("metadata", "finalizers"): PRIMITIVE` below (tests/e2e/test_lifecycle.py then proves it).
+# metadata.finalizers merges as a set, as on a real apiserver (kubernetes/kubernetes#25550): a strategic patch
+# with a shorter list removes nothing; removal takes `$deleteFromPrimitiveList/finalizers`, a merge patch or a
+# JSON patch.
 _MERGE_KEYS: dict[Path, str] = {
+    ("metadata", "finalizers"): PRIMITIVE,
     ("metadata", "ownerReferences"): "uid",
     ("containers",): "name",
     ("initContainers",): "name",
