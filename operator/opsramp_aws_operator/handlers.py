@@ -150,7 +150,9 @@ async def resync_awsintegration(
         return
     if service.lock_for(uid).locked():
         return
-    await asyncio.to_thread(run_pass, service, body, spec, meta, status, patch)
+    error = await asyncio.to_thread(run_pass, service, body, spec, meta, status, patch)
+    if isinstance(error, TransientError):
+        service.retry_in(uid, error.retry_after)
 
 
 def index_secret_users(*, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], str] | None:

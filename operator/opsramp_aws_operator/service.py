@@ -156,6 +156,13 @@ class Service:
             self._next_pass[uid] = time.monotonic() + interval
             self._nudged.discard(uid)
 
+    def retry_in(self, uid: str, seconds: float) -> None:
+        """A timer pass failed temporarily: run the next one after the error's delay, not a resync interval later
+        (a pass nudged by a fixed Secret that then meets a young role would otherwise wait out the handler's
+        needs-attention backoff)."""
+        with self._locks_guard:
+            self._next_pass[uid] = time.monotonic() + max(seconds, 1.0)
+
     def nudge(self, uid: str) -> None:
         with self._locks_guard:
             self._nudged.add(uid)
