@@ -379,21 +379,16 @@ def test_good_resources_served_and_operator_alive_beside_the_bad(world: World) -
 def test_deleting_the_bad_ones_leaves_nothing_behind(world: World) -> None:
     """Every bad resource deletes cleanly; no role, policy or integration of theirs stays in AWS or OpsRamp."""
     remember_external_ids(world.kube, world.namespace)
-    op = chaos_operator(world.sandbox, "bad-input-delete", OPERATOR_NAMESPACES=world.namespace)
-    op.start()
-    try:
-        seconds = delete_all(world.kube, world.namespace, timeout=90)
-    finally:
-        op.stop()
+    # The module's operator does the deletes: a second one beside it would race it (two replicas need peering).
+    seconds = delete_all(world.kube, world.namespace, timeout=90)
+    assert world.operator.alive()
     SUMMARY.append(Figure("bad input: delete all", len(CASE_NAMES) + len(world.good), seconds, "-"))
     prefix = world.role_prefix()
     assert iam_policies(world.sandbox, prefix) == {}
     roles = [r["RoleName"] for r in world.sandbox.iam().list_roles()["Roles"] if str(r["RoleName"]).startswith(prefix)]
     assert roles == []
     assert integrations_with_prefix(world.sandbox, f"{world.namespace}-") == []
-    assert world.sandbox.opsramp.integrations(TENANT) == [
-        i for i in world.sandbox.opsramp.integrations(TENANT) if i.get("displayName") != SHARED_DISPLAY_NAME
-    ]
+    assert [i for i in world.sandbox.opsramp.integrations(TENANT) if i.get("displayName") == SHARED_DISPLAY_NAME] == []
     assert world.rejecting.integrations(TENANT) == []
     # The foreign role was never the operator's: it is still there, untouched.
     assert get_role(world.sandbox, world.foreign_role) is not None
