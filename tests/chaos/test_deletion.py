@@ -18,6 +18,7 @@ from chaos_support import (
     Figure,
     chaos_operator,
     credentials_secret,
+    list_resources,
     nothing_left,
     remember_external_ids,
     wait_all_ready,
@@ -171,7 +172,16 @@ def test_namespace_deleted_with_resource_and_secrets_cleans_up(setup: Setup) -> 
             return bool(exc.status == 404)
         return False
 
-    wait_for("namespace gone", namespace_gone, 60, interval=0.5)
+    try:
+        wait_for("namespace gone", namespace_gone, 60, interval=0.5)
+    except AssertionError:
+        left = [(o["metadata"]["name"], o["metadata"].get("finalizers")) for o in list_resources(setup.kube, namespace)]
+        secrets = [
+            (s.metadata.name, s.metadata.finalizers)
+            for s in setup.kube.core.list_namespaced_secret(namespace).items
+            if s.metadata is not None
+        ]
+        raise AssertionError(f"namespace {namespace} wedged: resources {left}, secrets {secrets}") from None
     SUMMARY.append(Figure("delete: whole namespace", 2, time.monotonic() - started, "-"))
     assert _left(setup.sandbox, namespace) == []
 
