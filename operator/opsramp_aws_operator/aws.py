@@ -557,7 +557,8 @@ class _Hooks:
         events.register(f"before-call.{service}", self._before_call(service))
         events.register(f"before-send.{service}", self._before_send(service))
         events.register(f"after-call.{service}", self._after_call(service))
-        events.register(f"after-call-error.{service}", self._after_call_error(service))
+        # needs-retry fires after every HTTP attempt, so errors botocore retried on its own are counted too.
+        events.register(f"needs-retry.{service}", self._attempt_done(service))
 
     def _before_call(self, service: str) -> Callable[..., None]:
         def handler(model: Any, **_: Any) -> None:
@@ -575,19 +576,34 @@ class _Hooks:
         return handler
 
     def _after_call(self, service: str) -> Callable[..., None]:
-        def handler(http_response: Any, parsed: Mapping[str, Any], model: Any, **_: Any) -> None:
-            if http_response is not None and http_response.status_code >= 300:
-                code = str(parsed.get("Error", {}).get("Code") or http_response.status_code)
-                metrics.API_ERRORS.labels(service=service, operation=model.name, code=code).inc()
-            elif not model.name.startswith(_READ_PREFIXES):
+        def handler(http_response: Any, model: Any, **_: Any) -> None:
+            if (
+                http_response is not None
+                and http_response.status_code < 300
+                and not model.name.startswith(_READ_PREFIXES)
+            ):
                 failpoints.hit(f"{service}:{model.name}")
 
         return handler
 
-    def _after_call_error(self, service: str) -> Callable[..., None]:
-        def handler(exception: BaseException, event_name: str = "", **_: Any) -> None:
-            operation = event_name.rsplit(".", 1)[-1] if event_name else "unknown"
-            metrics.API_ERRORS.labels(service=service, operation=operation, code=_error_code(exception)).inc()
+    def _attempt_done(self, service: str) -> Callable[..., None]:
+        def handler(
+            response: Any = None,
+            caught_exception: BaseException | None = None,
+            operation: Any = None,
+            **_: Any,
+        ) -> None:
+            name = getattr(operation, "name", "unknown")
+            if caught_exception is not None:
+                metrics.API_ERRORS.labels(service=service, operation=name, code=_error_code(caught_exception)).inc()
+                return
+            if response is None:
+                return
+            http_response, parsed = response
+            if http_response is not None and http_response.status_code >= 300:
+                code = str((parsed or {}).get("Error", {}).get("Code") or http_response.status_code)
+                metrics.API_ERRORS.labels(service=service, operation=name, code=code).inc()
+            # None: this hook never decides whether botocore retries.
 
         return handler
 

@@ -158,7 +158,14 @@ def events_for(previous: Sequence[Mapping[str, Any]] | None, current: Sequence[M
     after = next((c for c in current if c.get("type") == READY), None)
     if after is None:
         return []
-    if before is not None and (before.get("status"), before.get("reason")) == (after["status"], after["reason"]):
+    was_stalled = any(c.get("type") == STALLED and c.get("status") == "True" for c in previous or ())
+    is_stalled = any(c.get("type") == STALLED and c.get("status") == "True" for c in current)
+    # A transition: Ready's status or reason changed, or the same reason went from retrying to needing a person.
+    if (
+        before is not None
+        and (before.get("status"), before.get("reason")) == (after["status"], after["reason"])
+        and was_stalled == is_stalled
+    ):
         return []
     if after["status"] == "True":
         return [EventToPost("Normal", "Ready", after["message"])]

@@ -234,7 +234,13 @@ def delete_awsintegration(
         credentials_refs: kopf.Index[tuple[str, str], str] = kwargs["credentials_refs"]
         users = set(credentials_refs.get((ref.namespace, secret), ()))
         if not (users - {ref.uid}):
-            service.release_credentials(ref.namespace, secret)
+            try:
+                service.release_credentials(ref.namespace, secret)
+            except OperatorError as exc:
+                # Cleanup is done; only the Secret's finalizer is left. Retry soon, not after kopf's default.
+                raise kopf.TemporaryError(
+                    redaction.redact(str(exc)), delay=retry_delay(exc, 0, service.settings)
+                ) from None
     service.forget(ref.uid)
 
 

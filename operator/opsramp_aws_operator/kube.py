@@ -185,11 +185,31 @@ class Secrets:
         except (Urllib3Error, OSError) as exc:
             raise _classify(exc, what) from None
 
+    # Concurrent writers (other resources sharing the Secret, namespace deletion) make the guarded patch fail
+    # with a conflict now and then: read again and retry a few times before calling it a temporary error.
+    _FINALIZER_ATTEMPTS = 5
+
     def add_finalizer(self, namespace: str, secret: SecretData, finalizer: str) -> None:
-        if finalizer not in secret.finalizers and not secret.deleting:
-            self._set_finalizers(namespace, secret, [*secret.finalizers, finalizer])
+        current: SecretData | None = secret
+        for attempt in range(self._FINALIZER_ATTEMPTS):
+            if current is None or finalizer in current.finalizers or current.deleting:
+                return
+            try:
+                self._set_finalizers(namespace, current, [*current.finalizers, finalizer])
+                return
+            except TransientError as exc:
+                if exc.reason != "KubernetesConflict" or attempt == self._FINALIZER_ATTEMPTS - 1:
+                    raise
+            current = self.get(namespace, secret.name)
 
     def remove_finalizer(self, namespace: str, name: str, finalizer: str) -> None:
-        secret = self.get(namespace, name)
-        if secret is not None and finalizer in secret.finalizers:
-            self._set_finalizers(namespace, secret, [f for f in secret.finalizers if f != finalizer])
+        for attempt in range(self._FINALIZER_ATTEMPTS):
+            secret = self.get(namespace, name)
+            if secret is None or finalizer not in secret.finalizers:
+                return
+            try:
+                self._set_finalizers(namespace, secret, [f for f in secret.finalizers if f != finalizer])
+                return
+            except TransientError as exc:
+                if exc.reason != "KubernetesConflict" or attempt == self._FINALIZER_ATTEMPTS - 1:
+                    raise

@@ -53,11 +53,6 @@ def test_faults_everywhere_all_converge_exactly_once(fault_storm: FaultStorm) ->
     assert res.operator_alive
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="aws.py counts API errors in botocore's after-call hooks, which fire once per operation after its "
-    "retries: a Throttling or 5xx that botocore retried successfully never reaches api_errors_total",
-)
 @pytest.mark.timeout(900)
 def test_iam_faults_retried_by_botocore_show_in_metrics(fault_storm: FaultStorm) -> None:
     """IAM Throttling and 5xx answers (injected by the proxy) are counted in api_errors_total, retried or not."""

@@ -161,3 +161,15 @@ def test_suspended_keeps_observed_generation() -> None:
     assert (ready["status"], ready["reason"]) == ("False", "Suspended")
     assert "observedGeneration" not in patch
     assert [(e.type, e.reason) for e in events] == [("Normal", "Suspended")]
+
+
+def test_same_reason_turning_into_needs_attention_posts_a_warning() -> None:
+    """A reason that was retried and now needs a person (e.g. OpsRampCannotAssumeRole) is a transition."""
+    transient = PassResult(role="done", failed_step="integration", error=TransientError("OpsRampCannotAssumeRole", "w"))
+    stalled = PassResult(role="done", failed_step="integration", error=NeedsAttention("OpsRampCannotAssumeRole", "x"))
+    status1, events1 = build_status(transient, {}, 1, T0)
+    status2, events2 = build_status(stalled, status1, 1, T1)
+    _, events3 = build_status(stalled, status2, 1, T1)
+    assert events1 == []
+    assert [(e.type, e.reason) for e in events2] == [("Warning", "OpsRampCannotAssumeRole")]
+    assert events3 == []

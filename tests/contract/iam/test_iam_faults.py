@@ -43,6 +43,17 @@ def test_throttling_is_retried_and_reconciles(proxy: FaultProxy, raw_iam: Any) -
     assert calls.writes() == []
 
 
+def test_throttles_botocore_retried_are_counted_per_attempt(proxy: FaultProxy) -> None:
+    """A Throttling botocore retried on its own still shows in api_errors_total, once per failed attempt."""
+    account = make_sessions(proxy.url).default()
+    labels = {"service": "iam", "operation": "GetRole", "code": "Throttling"}
+    before = sample("opsramp_operator_api_errors_total", labels)
+    proxy.set_faults(throttle=1.0, max_consecutive=2, actions=("GetRole",))
+    assert account.iam.get_role("counted-throttles") is None
+    assert proxy.counters.throttled == 2
+    assert sample("opsramp_operator_api_errors_total", labels) == before + 2
+
+
 def test_persistent_throttling_is_a_temporary_error(proxy: FaultProxy) -> None:
     """When retries run out, throttling surfaces as a TransientError with the AWS code, after a real retry."""
     account = make_sessions(proxy.url, max_attempts=2).default()
