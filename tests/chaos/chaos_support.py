@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import kubernetes
 from e2e_harness import (
     GROUP,
     PLURAL,
@@ -29,6 +28,7 @@ from e2e_harness import (
     Kube,
     Operator,
     Sandbox,
+    WatchRecorder,
     wait_for,
 )
 from kubernetes.client.exceptions import ApiException
@@ -419,38 +419,15 @@ class Ticker:
             self.ticks += 1
 
 
-class EventRecorder:
+class EventRecorder(WatchRecorder):
     """Keeps the text of every Event in the cluster (namespaces deleted later take theirs with them)."""
 
     def __init__(self, kube: Kube) -> None:
-        self.kube = kube
-        self.texts: list[str] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="chaos-event-recorder", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            watcher = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
-            try:
-                stream = watcher.stream(  # type: ignore[no-untyped-call]
-                    self.kube.core.list_event_for_all_namespaces, timeout_seconds=2
-                )
-                for event in stream:
-                    obj = event["object"]
-                    self.texts.append(f"{obj.reason} {obj.message} {obj.involved_object.name}")
-                    if self._stop.is_set():
-                        break
-            except Exception:  # a dropped watch is restarted; the next list replays what exists
-                time.sleep(0.2)
-            finally:
-                watcher.stop()  # type: ignore[no-untyped-call]
+        super().__init__(
+            "chaos-event-recorder",
+            kube.core.list_event_for_all_namespaces,
+            render=lambda obj: f"{obj.reason} {obj.message} {obj.involved_object.name}",
+        )
 
 
 def leaks(haystacks: Iterable[tuple[str, bytes]], secrets: Iterable[str]) -> list[str]:

@@ -438,17 +438,14 @@ def warning_events(kube: Kube, namespace: str, name: str) -> list[Any]:
     return [e for e in kube.events(namespace, name) if e.type == "Warning"]
 
 
-class ObjectRecorder:
-    """Watches every AWSIntegration in the cluster and keeps each version's JSON (statuses included).
+class WatchRecorder:
+    """Keeps a text of every object a watch stream yields, restarting a dropped watch, until stopped."""
 
-    The leak scan needs statuses of objects long deleted by the end of the suite.
-    """
-
-    def __init__(self, kube: Kube) -> None:
-        self.kube = kube
+    def __init__(self, name: str, list_fn: Callable[..., Any], *args: Any, render: Callable[[Any], str]) -> None:
         self.texts: list[str] = []
+        self._list_fn, self._args, self._render = list_fn, args, render
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="e2e-object-recorder", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -461,16 +458,31 @@ class ObjectRecorder:
         while not self._stop.is_set():
             watcher = kubernetes.watch.Watch()
             try:
-                for event in watcher.stream(
-                    self.kube.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL, timeout_seconds=2
-                ):
-                    self.texts.append(json.dumps(event["object"], default=str))
+                for event in watcher.stream(self._list_fn, *self._args, timeout_seconds=2):
+                    self.texts.append(self._render(event["object"]))
                     if self._stop.is_set():
                         break
-            except Exception:  # a dropped watch is restarted; the next list sees the state
+            except Exception:  # a dropped watch is restarted; the next list replays what exists
                 time.sleep(0.2)
             finally:
                 watcher.stop()
+
+
+class ObjectRecorder(WatchRecorder):
+    """Every version of every AWSIntegration in the cluster as JSON (statuses included).
+
+    The leak scan needs statuses of objects long deleted by the end of the suite.
+    """
+
+    def __init__(self, kube: Kube) -> None:
+        super().__init__(
+            "e2e-object-recorder",
+            kube.custom.list_cluster_custom_object,
+            GROUP,
+            VERSION,
+            PLURAL,
+            render=lambda obj: json.dumps(obj, default=str),
+        )
 
 
 def roles_owned_by(sandbox: Sandbox, uid: str) -> list[str]:
