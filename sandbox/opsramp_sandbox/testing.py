@@ -82,3 +82,28 @@ def running_sandbox(
             finally:
                 opsramp.stop()
                 moto.stop()
+
+
+# Variables that would point boto3 at the machine's own AWS setup instead of the test's moto server.
+_AWS_MACHINE_VARIABLES = (
+    "AWS_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_IAM",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_SESSION_TOKEN",
+)
+
+
+def isolate_aws_env(monkeypatch: Any, directory: Path) -> None:
+    """Credentials and config only from the environment (moto's test key), never from the machine.
+
+    `monkeypatch` is pytest's fixture; `directory` a temporary folder for the (absent) config files.
+    """
+    for name in _AWS_MACHINE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", AWS_REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(directory / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(directory / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

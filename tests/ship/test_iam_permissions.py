@@ -27,6 +27,7 @@ from opsramp_aws_operator.policies import trust_policy
 from opsramp_aws_operator.ratelimit import RateLimiter
 from opsramp_aws_operator.roles import DesiredRole, Owner, delete_role, ensure_role, policy_arn
 from opsramp_sandbox.aws import MotoHandle, create_account_key, start_moto
+from opsramp_sandbox.testing import isolate_aws_env
 
 TARGET_ACCOUNT = "222233334444"
 PATH = "/opsramp/"
@@ -113,20 +114,7 @@ def moto() -> Iterator[MotoHandle]:
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moto: MotoHandle) -> None:
     """Credentials and config only from the environment, never from the machine; moto emptied."""
-    for name in (
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_IAM",
-        "AWS_ENDPOINT_URL_STS",
-        "AWS_SESSION_TOKEN",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    isolate_aws_env(monkeypatch, tmp_path)
     moto.reset()
 
 

@@ -12,6 +12,7 @@ from iam_support import CallLog, make_sessions
 from opsramp_aws_operator.aws import AwsAccount, AwsSessions
 from opsramp_sandbox.aws import MotoHandle, start_moto
 from opsramp_sandbox.faultproxy import FaultProxy
+from opsramp_sandbox.testing import isolate_aws_env
 
 
 @pytest.fixture(scope="session")
@@ -24,20 +25,7 @@ def moto() -> Iterator[MotoHandle]:
 @pytest.fixture(autouse=True)
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, moto: MotoHandle) -> None:
     """Credentials and config only from the environment, never from the machine; moto emptied."""
-    for name in (
-        "AWS_PROFILE",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_IAM",
-        "AWS_ENDPOINT_URL_STS",
-        "AWS_SESSION_TOKEN",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    isolate_aws_env(monkeypatch, tmp_path)
     moto.reset()
 
 
