@@ -146,6 +146,9 @@ async def resync_awsintegration(
     """
     service: Service = memo.service
     uid = meta["uid"]
+    if meta.get("deletionTimestamp"):
+        # Being deleted: the cleanup handler owns it; a pass now would re-create what cleanup removes.
+        return
     if not service.pass_due(uid):
         return
     if service.lock_for(uid).locked():
