@@ -20,11 +20,16 @@ class OperatorError(Exception):
 
 
 class TransientError(OperatorError):
-    """Throttling, 5xx, timeouts, IAM not yet consistent: retry after `retry_after` seconds."""
+    """Throttling, 5xx, timeouts, IAM not yet consistent: retry after `retry_after` seconds.
 
-    def __init__(self, reason: str, message: str, retry_after: float = 10.0) -> None:
+    `exact` asks for the retry at `retry_after`, without the growth repeated failures get: for waits whose end
+    is known (a grace period running out), where a longer wait would only report the outcome late.
+    """
+
+    def __init__(self, reason: str, message: str, retry_after: float = 10.0, *, exact: bool = False) -> None:
         super().__init__(reason, message)
         self.retry_after = retry_after
+        self.exact = exact
 
 
 class NeedsAttention(OperatorError):

@@ -54,6 +54,8 @@ def retry_delay(error: OperatorError, retry: int, settings: Settings) -> float:
             min(settings.attention_backoff_seconds * 2 ** min(retry, 16), settings.attention_backoff_max_seconds)
         )
     if isinstance(error, TransientError):
+        if error.exact:
+            return float(max(error.retry_after, 1.0))
         return float(min(max(error.retry_after, 1.0) * (1.5 ** min(retry, 8)), 120.0))
     return float(min(5.0 * 2 ** min(retry, 6), 300.0))
 

@@ -417,8 +417,11 @@ class Service:
         if exc.reason != "OpsRampCannotAssumeRole" or outcome.last_changed is None:
             return exc
         age = (self.clock() - outcome.last_changed).total_seconds()
-        if age < self.settings.assume_grace_seconds:
-            return exc
+        remaining = self.settings.assume_grace_seconds - age
+        if remaining > 0:
+            # Retry no later than just after the grace runs out, so a real mistake is reported on time rather
+            # than a grown backoff later.
+            return TransientError(exc.reason, exc.message, min(exc.retry_after, remaining + 1.0), exact=True)
         return NeedsAttention(
             "OpsRampCannotAssumeRole",
             f"OpsRamp still cannot assume {outcome.arn} {age:.0f}s after it last changed: check that "

@@ -128,6 +128,8 @@ def test_retry_delay_backs_off_and_caps() -> None:
     assert attention[5:] == [600, 600, 600]
     assert retry_delay(TransientError("X", "y", 7), 0, settings) == 7
     assert retry_delay(TransientError("X", "y", 7), 50, settings) == 120
+    # A wait whose end is known is kept as asked, however many retries came before.
+    assert retry_delay(TransientError("X", "y", 7, exact=True), 5, settings) == 7
 
 
 def _installed(**overrides: object) -> InstalledIntegration:
@@ -221,6 +223,26 @@ def test_cannot_assume_escalates_only_on_a_settled_role(age: int, kind: type[Exc
         created=False,
         last_changed=now - timedelta(seconds=age),
     )
-    error = _service(now)._escalate_assume_failure(TransientError("OpsRampCannotAssumeRole", "x"), outcome)
+    error = _service(now)._escalate_assume_failure(TransientError("OpsRampCannotAssumeRole", "x", 20), outcome)
     assert type(error) is kind
     assert error.reason == "OpsRampCannotAssumeRole"
+
+
+@pytest.mark.parametrize(("age", "retry_after"), [(30, 20.0), (110, 11.0), (119.5, 1.5)])
+def test_cannot_assume_retries_no_later_than_the_grace_end(age: float, retry_after: float) -> None:
+    """Within the grace the retry lands just after it runs out (not a grown backoff later), so a settled
+    mistake is reported on time."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    outcome = RoleOutcome(
+        arn="arn:aws:iam::123456789012:role/r",
+        account_id="123456789012",
+        policy_arns=(),
+        policy_digest="",
+        changes=(),
+        created=False,
+        last_changed=now - timedelta(seconds=age),
+    )
+    error = _service(now)._escalate_assume_failure(TransientError("OpsRampCannotAssumeRole", "x", 20), outcome)
+    assert isinstance(error, TransientError)
+    assert error.exact
+    assert error.retry_after == pytest.approx(retry_after)
