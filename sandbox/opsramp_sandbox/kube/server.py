@@ -7,6 +7,7 @@ import base64
 import datetime
 import json
 import re
+from collections import Counter
 from typing import Any
 
 import yaml
@@ -133,6 +134,30 @@ def _wants_table(request: web.Request) -> bool:
     return False
 
 
+_VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+def request_key(request: web.Request) -> tuple[str, str, str]:
+    """(verb, resource, client) of an API request: `watch`/`get`/`create`/`patch`/..., the resource path with
+    namespace and name dropped (`awsintegrations/status`, `secrets`, `discovery`), and the User-Agent's first
+    word (`kopf/1.38.0`, `OpenAPI-Generator/35.0.0/python`, `kubectl/v1.37.0`)."""
+    verb = _VERBS.get(request.method, "get")
+    if verb == "get" and request.query.get("watch") in ("1", "true"):
+        verb = "watch"
+    parts = [p for p in request.path.split("/") if p]
+    if parts[:1] == ["api"]:
+        rest = parts[2:]
+    elif parts[:1] == ["apis"]:
+        rest = parts[3:]
+    else:
+        rest = []
+    if rest[:1] == ["namespaces"] and len(rest) >= 3 and rest[2] not in ("status", "finalize"):
+        rest = rest[2:]
+    resource = "/".join([rest[0], *rest[2:]]) if rest else "discovery"
+    client = (request.headers.get("User-Agent") or "-").split(" ", 1)[0]
+    return verb, resource, client
+
+
 class KubeServer:
     """Routes Kubernetes API requests to a Store and renders the answers."""
 
@@ -140,6 +165,8 @@ class KubeServer:
         self.store = store
         self.bookmark_interval = bookmark_interval
         self.address = ""  # host:port, for /api's serverAddressByClientCIDRs
+        # Requests served, by (verb, resource, client): what benchmarks and tests read to count API calls.
+        self.request_counts: Counter[tuple[str, str, str]] = Counter()
 
     def app(self) -> web.Application:
         """An aiohttp application serving every path."""
@@ -149,10 +176,21 @@ class KubeServer:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Entry point: every error becomes a `Status` answer."""
+        if request.path == "/_emulator/requests":
+            return self._requests_admin(request)
+        self.request_counts[request_key(request)] += 1
         try:
             return await self._dispatch(request)
         except ApiError as exc:
             return _json(exc.status(), exc.code)
+
+    def _requests_admin(self, request: web.Request) -> web.StreamResponse:
+        """`GET /_emulator/requests`: the counts as [{verb, resource, client, count}]; `DELETE` zeroes them."""
+        if request.method == "DELETE":
+            self.request_counts.clear()
+            return _json({})
+        rows = [{"verb": v, "resource": r, "client": c, "count": n} for (v, r, c), n in self.request_counts.items()]
+        return _json({"requests": rows})
 
     # ---- routing --------------------------------------------------------------------------------------
 
