@@ -46,10 +46,14 @@ def ensure_integration(
     our_role_arns: Collection[str],
     *,
     force_update: bool = False,
+    observed: InstalledIntegration | None = None,
 ) -> IntegrationOutcome:
-    """Make OpsRamp hold exactly one integration matching `desired`; writes only what differs."""
+    """Make OpsRamp hold exactly one integration matching `desired`; writes only what differs.
+
+    `observed` is the recorded integration as this pass already read it (saves a second GET); None reads it.
+    """
     if recorded_id:
-        current = client.get(recorded_id)
+        current = observed if observed is not None and observed.id == recorded_id else client.get(recorded_id)
         if current is not None:
             if current.role_arn is not None and current.role_arn not in our_role_arns:
                 raise NotOwned(
@@ -58,7 +62,7 @@ def ensure_integration(
                     "status.roleArn or remove status.integrationId's integration by hand."
                 )
             return _update_if_needed(client, current, desired, force_update)
-    same_name = client.find_by_display_name(desired.display_name)
+    same_name = client.named(desired.display_name)
     ours = [i for i in same_name if i.role_arn is not None and i.role_arn in our_role_arns]
     if ours:
         # Installed by an earlier pass that crashed before recording the id: adopt it.
@@ -81,7 +85,7 @@ def check_display_name_free(
     """Before creating anything: refuse a display name another integration already uses."""
     others = [
         i
-        for i in client.find_by_display_name(display_name)
+        for i in client.named(display_name)
         if i.id != recorded_id and (i.role_arn is None or i.role_arn not in our_role_arns)
     ]
     if others:
@@ -119,11 +123,7 @@ def remove_integration(
         if current is not None:
             candidates.append(current)
     if not candidates:
-        candidates = [
-            i
-            for i in client.find_by_display_name(display_name)
-            if i.role_arn is not None and i.role_arn in our_role_arns
-        ]
+        candidates = [i for i in client.named(display_name) if i.role_arn is not None and i.role_arn in our_role_arns]
     for integration in candidates:
         if integration.role_arn is not None and integration.role_arn not in our_role_arns:
             # Re-pointed at a role we do not manage: not ours any more.

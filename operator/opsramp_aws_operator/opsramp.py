@@ -16,7 +16,8 @@ import random
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote
@@ -113,8 +114,13 @@ class OpsRampLimits:
     writes_per_window: int = 50
     window_seconds: float = 60.0
     # Our limiter counts when we send; OpsRamp counts when the request arrives. A little slack keeps
-    # latency jitter from pushing one call across into the server's next window.
-    window_margin_seconds: float = 1.0
+    # latency jitter from pushing one call across into the server's next window: by default a sixtieth of the
+    # window (1 s of the documented minute), so a scaled-down window keeps the same share of the budget.
+    window_margin_seconds: float | None = None
+
+    @property
+    def margin_seconds(self) -> float:
+        return self.window_seconds / 60 if self.window_margin_seconds is None else self.window_margin_seconds
 
 
 @dataclass(frozen=True)
@@ -349,6 +355,20 @@ class _Token:
     secret_digest: str = ""
 
 
+class _Bearer(requests.auth.AuthBase):
+    """`Authorization: Bearer <token>` (repr without the token)."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_Bearer(<token>)"
+
+
 class _TokenCache:
     """One access token per (endpoint, client id), refreshed ahead of expiry; thread-safe."""
 
@@ -369,6 +389,68 @@ def _token_cache_for(endpoint: str, client_id: str) -> _TokenCache:
             cache = _TokenCache()
             _tokens[(endpoint, client_id)] = cache
         return cache
+
+
+class _Inventory:
+    """One tenant's AWS integrations by display name: listed once, kept current by this process's own writes.
+
+    A display-name lookup means listing every AWS integration of the tenant (OpsRamp has no display-name
+    search key), page by page from the paged-GET budget of 50 a minute. A fleet being created would list the
+    whole tenant once per resource, so lookups share one listing while it is fresh, and our own installs,
+    updates and uninstalls are applied to it as they succeed. A write whose outcome is unknown (timeout,
+    dropped connection, 5xx) makes the next lookup list again, so an install that went through unseen is
+    adopted rather than duplicated; a new process always lists first. Fresh means younger than a few seconds,
+    or for big tenants as long as keeps listings within half the paged-GET budget.
+    """
+
+    MIN_AGE_SECONDS: Final = 5.0
+    MAX_AGE_SECONDS: Final = 300.0
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: dict[str, InstalledIntegration] = {}
+        self.listed_at: float | None = None
+        self.pages = 1
+
+    def max_age(self, limits: OpsRampLimits) -> float:
+        budget_share = 2.0 * self.pages * limits.window_seconds / max(1, limits.paged_gets_per_window)
+        return min(self.MAX_AGE_SECONDS, max(self.MIN_AGE_SECONDS, budget_share))
+
+    def named(
+        self, display_name: str, limits: OpsRampLimits, list_all: Callable[[], tuple[list[InstalledIntegration], int]]
+    ) -> list[InstalledIntegration]:
+        with self.lock:
+            now = time.monotonic()
+            if self.listed_at is None or now - self.listed_at > self.max_age(limits):
+                found, pages = list_all()
+                self.items = {i.id: i for i in found}
+                self.pages = max(1, pages)
+                self.listed_at = time.monotonic()
+            return [i for i in self.items.values() if i.display_name == display_name]
+
+    def put(self, integration: InstalledIntegration) -> None:
+        with self.lock:
+            if self.listed_at is not None:
+                self.items[integration.id] = integration
+
+    def remove(self, integration_id: str) -> None:
+        with self.lock:
+            self.items.pop(integration_id, None)
+
+    def invalidate(self) -> None:
+        with self.lock:
+            self.listed_at = None
+
+
+_inventories: dict[tuple[str, str, str], _Inventory] = {}
+_inventories_lock = threading.Lock()
+
+
+def _inventory_for(endpoint: str, tenant_id: str, client_id: str) -> _Inventory:
+    # Per API client, not per tenant: a lookup must prove that *these* credentials may read this tenant before
+    # the reconciler writes anything, which a listing made by another client would not.
+    with _inventories_lock:
+        return _inventories.setdefault((endpoint, tenant_id, client_id), _Inventory())
 
 
 _clients: dict[tuple[str, str, str], OpsRampClient] = {}
@@ -407,6 +489,8 @@ def _reset_caches_for_tests() -> None:
         _clients.clear()
     with _tokens_lock:
         _tokens.clear()
+    with _inventories_lock:
+        _inventories.clear()
     with _sessions_lock:
         for session in _sessions.values():
             session.close()
@@ -441,7 +525,8 @@ class OpsRampClient:
         self.timeouts = timeouts or OpsRampTimeouts()
         self._session = _session_for(self.endpoint)
         self._tokens = _token_cache_for(self.endpoint, client_id)
-        window = self.limits.window_seconds + self.limits.window_margin_seconds
+        self._inventory = _inventory_for(self.endpoint, tenant_id, client_id)
+        window = self.limits.window_seconds + self.limits.margin_seconds
         prefix = f"opsramp|{self.endpoint}|{tenant_id}|"
         self._limiters: dict[str, RateLimiter] = {
             _GETS: shared_limiter(prefix + _GETS, self.limits.gets_per_window, window),
@@ -459,22 +544,25 @@ class OpsRampClient:
 
     def install_aws(self, spec: AwsIntegrationRequest) -> InstalledIntegration:
         """Install the AWS integration (External-ID type); tried once, since a retry could install twice."""
-        body = self._call(
-            "install",
-            _WRITES,
-            "POST",
-            WireFormat.INSTALL_AWS_PATH.format(tenant_id=self.tenant_id),
-            json_body=install_body(spec),
-            idempotent=False,
-            secrets=[spec.external_id],
-        )
-        if not isinstance(body, Mapping) or not body.get("id"):
-            raise TransientError(
-                "OpsRampUnavailable",
-                "OpsRamp answered the AWS install without an integration id; the next reconcile looks it up",
+        with self._unknown_outcome_relists():
+            body = self._call(
+                "install",
+                _WRITES,
+                "POST",
+                WireFormat.INSTALL_AWS_PATH.format(tenant_id=self.tenant_id),
+                json_body=install_body(spec),
+                idempotent=False,
+                secrets=[spec.external_id],
             )
+            if not isinstance(body, Mapping) or not body.get("id"):
+                raise TransientError(
+                    "OpsRampUnavailable",
+                    "OpsRamp answered the AWS install without an integration id; the next reconcile looks it up",
+                )
+        installed = parse_integration(body)
+        self._inventory.put(installed)
         failpoints.hit("opsramp:install")
-        return parse_integration(body)
+        return installed
 
     def get(self, integration_id: str) -> InstalledIntegration | None:
         """The installed integration with this id, or None when OpsRamp has none."""
@@ -494,9 +582,24 @@ class OpsRampClient:
         return parse_integration(body)
 
     def find_by_display_name(self, display_name: str) -> list[InstalledIntegration]:
-        """Every AWS integration of the tenant whose displayName equals `display_name` (all pages)."""
+        """Every AWS integration of the tenant whose displayName equals `display_name` (all pages, now)."""
+        found, _ = self._list_aws()
+        return [i for i in found if i.display_name == display_name]
+
+    def named(self, display_name: str) -> list[InstalledIntegration]:
+        """Like `find_by_display_name`, from the tenant's shared listing while it is fresh (see `_Inventory`).
+
+        The credentials are checked either way (a cached token was issued for this very secret, else one is
+        fetched), so a wrong clientSecret fails here, before anything is created, as a listing would.
+        """
+        self._access_token()
+        return self._inventory.named(display_name, self.limits, self._list_aws)
+
+    def _list_aws(self) -> tuple[list[InstalledIntegration], int]:
+        """Every AWS integration of the tenant (all pages), and how many pages that took."""
         found: list[InstalledIntegration] = []
         page_no = 1
+        pages = 0
         path = WireFormat.SEARCH_PATH.format(tenant_id=self.tenant_id)
         for _ in range(10_000):  # a bound, so a server that always says nextPage cannot loop us forever
             params = {
@@ -505,17 +608,18 @@ class OpsRampClient:
                 "pageSize": str(WireFormat.SEARCH_PAGE_SIZE),
             }
             body = self._call("search", _PAGED, "GET", path, params=params, idempotent=True)
+            pages += 1
             if not isinstance(body, Mapping):
                 break
             results = body.get("results") or []
             for item in results if isinstance(results, list) else []:
-                if isinstance(item, Mapping) and item.get("displayName") == display_name and _is_aws(item):
+                if isinstance(item, Mapping) and _is_aws(item):
                     found.append(parse_integration(item))
             if not body.get("nextPage") or not results:
                 break
             next_no = body.get("nextPageNo")
             page_no = int(next_no) if isinstance(next_no, int) and next_no > page_no else page_no + 1
-        return found
+        return found, pages
 
     def update(self, integration_id: str, spec: AwsIntegrationRequest) -> InstalledIntegration:
         """Set every field of an installed integration to `spec` (a full, idempotent write).
@@ -523,37 +627,56 @@ class OpsRampClient:
         Assumes OpsRamp accepts credential changes on update (WireFormat.UPDATE_MAY_CHANGE_CREDENTIALS); a
         404 becomes NeedsAttention("NotFound") so the reconciler can forget the recorded id and reinstall.
         """
-        body = self._call(
-            "update",
-            _WRITES,
-            "POST",
-            self._installed_path(integration_id),
-            json_body=install_body(spec),
-            idempotent=True,
-            secrets=[spec.external_id],
-        )
-        if not isinstance(body, Mapping) or not body.get("id"):
-            # Tolerate an empty 200: read the result back.
-            again = self.get(integration_id)
-            if again is None:
-                raise NeedsAttention("NotFound", "the OpsRamp integration disappeared during the update")
-            failpoints.hit("opsramp:update")
-            return again
+        with self._unknown_outcome_relists():
+            body = self._call(
+                "update",
+                _WRITES,
+                "POST",
+                self._installed_path(integration_id),
+                json_body=install_body(spec),
+                idempotent=True,
+                secrets=[spec.external_id],
+            )
+            if not isinstance(body, Mapping) or not body.get("id"):
+                # Tolerate an empty 200: read the result back.
+                again = self.get(integration_id)
+                if again is None:
+                    self._inventory.remove(integration_id)
+                    raise NeedsAttention("NotFound", "the OpsRamp integration disappeared during the update")
+                updated = again
+            else:
+                updated = parse_integration(body)
+        self._inventory.put(updated)
         failpoints.hit("opsramp:update")
-        return parse_integration(body)
+        return updated
 
     def uninstall(self, integration_id: str, reason: str) -> None:
         """Uninstall the integration with an uninstallReason; one that is already gone counts as done."""
-        self._call(
-            "uninstall",
-            _WRITES,
-            "DELETE",
-            self._installed_path(integration_id),
-            json_body={"uninstallReason": reason or "Uninstalled by opsramp-aws-operator"},
-            idempotent=True,
-            absent_ok=True,
-        )
+        with self._unknown_outcome_relists():
+            self._call(
+                "uninstall",
+                _WRITES,
+                "DELETE",
+                self._installed_path(integration_id),
+                json_body={"uninstallReason": reason or "Uninstalled by opsramp-aws-operator"},
+                idempotent=True,
+                absent_ok=True,
+            )
+        self._inventory.remove(integration_id)
         failpoints.hit("opsramp:uninstall")
+
+    @contextmanager
+    def _unknown_outcome_relists(self) -> Iterator[None]:
+        """A write that failed temporarily may still have happened: the next display-name lookup lists anew."""
+        try:
+            yield
+        except TransientError:
+            self._inventory.invalidate()
+            raise
+        except NeedsAttention as exc:
+            if exc.reason == "NotFound":  # gone behind our back: what else did we miss?
+                self._inventory.invalidate()
+            raise
 
     # -- plumbing -----------------------------------------------------------------------------------------
 
@@ -690,7 +813,9 @@ class OpsRampClient:
                     url,
                     params=params,
                     json=json_body,
-                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                    headers={"Content-Type": "application/json"},
+                    # As `auth`, not a header: requests then skips its per-request ~/.netrc lookup.
+                    auth=_Bearer(token),
                     timeout=self._timeout(),
                 )
             except requests.RequestException as exc:

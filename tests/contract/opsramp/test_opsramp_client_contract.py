@@ -366,3 +366,83 @@ def test_api_calls_are_counted(client: OpsRampClient) -> None:
     client.get("INTG-1")
     client.get("INTG-2")
     assert count() - before == 2
+
+
+# -- the shared display-name listing (a fleet being created lists the tenant once, not once per resource) -------
+
+
+def _seed(emulator: OpsRampEmulator, name: str, role_arn: str) -> dict[str, Any]:
+    return emulator.seed_integration(
+        TENANT,
+        {
+            "displayName": name,
+            "integration": {"id": "AWS", "name": "AWS"},
+            "credential": {"credentialType": "AWS", "AssumeRoleARN": role_arn, "Regions": "All"},
+        },
+    )
+
+
+def test_named_lookups_share_one_listing_and_see_our_own_writes(
+    client: OpsRampClient, emulator: OpsRampEmulator, make_role: RoleMaker
+) -> None:
+    """Many lookups while the listing is fresh send one search; our install and uninstall show without another."""
+    _seed(emulator, "foreign", "arn:aws:iam::111122223333:role/theirs")
+    assert [i.display_name for i in client.named("foreign")] == ["foreign"]
+    for name in ("a", "b", "c", "foreign"):
+        client.named(name)
+    assert emulator.request_count("GET", SEARCH) == 1
+
+    arn, ext = make_role()
+    installed = client.install_aws(spec_for(arn, ext, name="ours"))
+    assert [i.id for i in client.named("ours")] == [installed.id]
+    client.update(installed.id, spec_for(arn, ext, name="ours-renamed"))
+    assert client.named("ours") == []
+    assert [i.id for i in client.named("ours-renamed")] == [installed.id]
+    client.uninstall(installed.id, "test")
+    assert client.named("ours-renamed") == []
+    assert emulator.request_count("GET", SEARCH) == 1
+
+
+def test_named_lists_again_after_an_install_whose_outcome_is_unknown(
+    client: OpsRampClient, emulator: OpsRampEmulator, make_role: RoleMaker
+) -> None:
+    """A 500 after OpsRamp applied the install: the next lookup lists anew and finds it (adopted, not duplicated)."""
+    assert client.named("team-a-prod") == []
+    arn, ext = make_role()
+    emulator.set_faults(error_next=1, error_status=500, error_method="POST", error_after_apply=True)
+    with pytest.raises(TransientError):
+        client.install_aws(spec_for(arn, ext))
+    assert [i.role_arn for i in client.named("team-a-prod")] == [arn]
+    assert emulator.request_count("GET", SEARCH) == 2
+
+
+def test_named_listing_expires(
+    client: OpsRampClient, emulator: OpsRampEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone else's install shows once the listing is older than its freshness bound."""
+    from opsramp_aws_operator import opsramp as client_mod
+
+    monkeypatch.setattr(client_mod._Inventory, "MIN_AGE_SECONDS", 0.3)
+    limits = OpsRampLimits(window_seconds=0.1, paged_gets_per_window=50)
+    fresh = get_client(emulator.url, TENANT, CLIENT_ID, CLIENT_SECRET, limits=limits, timeouts=FAST)
+    assert fresh.named("late") == []
+    _seed(emulator, "late", "arn:aws:iam::111122223333:role/theirs")
+    assert fresh.named("late") == []  # still fresh: not listed again
+    time.sleep(0.4)
+    assert [i.display_name for i in fresh.named("late")] == ["late"]
+    assert emulator.request_count("GET", SEARCH) == 2
+
+
+def test_named_checks_the_credentials_even_when_the_listing_is_fresh(
+    client: OpsRampClient, emulator: OpsRampEmulator
+) -> None:
+    """A wrong secret for the same client id cannot ride on a listing made with good credentials: it fails at once.
+    Listings are kept per API client, so another client (here of another tenant) lists for itself."""
+    assert client.named("anything") == []
+    wrong = get_client(emulator.url, TENANT, CLIENT_ID, "not-the-secret", limits=OpsRampLimits(), timeouts=FAST)
+    with pytest.raises(NeedsAttention) as err:
+        wrong.named("anything")
+    assert err.value.reason == "OpsRampAuthFailed"
+    other = get_client(emulator.url, "client_7", "other-key", "other-secret", limits=OpsRampLimits(), timeouts=FAST)
+    assert other.named("anything") == []
+    assert emulator.request_count("GET", SEARCH) == 2
