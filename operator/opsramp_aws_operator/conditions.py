@@ -200,6 +200,17 @@ def build_status(
         if value is not None:
             patch[key] = value
     ready = next(c for c in conditions if c["type"] == READY)
-    if ready["status"] == "True":
+    was_ready = any(c.get("type") == READY and c.get("status") == "True" for c in previous_conditions)
+    # Stamped when a pass made things match (it changed something, or Ready became True), not by every resync
+    # that finds nothing to do: an unchanged fleet then costs the API server no status writes at all.
+    if ready["status"] == "True" and (
+        result.changes or not was_ready or not (previous_status or {}).get("lastSyncTime")
+    ):
         patch["lastSyncTime"] = format_time(now)
     return patch, events_for(previous_conditions, conditions)
+
+
+def changed_only(patch: Mapping[str, Any], current: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The entries of a status patch whose value differs from the current status (empty: nothing to write)."""
+    current = current or {}
+    return {key: value for key, value in patch.items() if current.get(key) != value}

@@ -19,7 +19,7 @@ import kopf
 from pydantic import ValidationError
 
 from . import metrics, redaction
-from .conditions import PassResult, build_status
+from .conditions import PassResult, build_status, changed_only
 from .constants import GROUP, PLURAL, SKIP_CLEANUP_ANNOTATION, VERSION
 from .errors import NeedsAttention, OperatorError, TransientError
 from .models import AWSIntegrationSpec
@@ -98,7 +98,8 @@ def run_pass(
     result.error = error
     service.passed(ref.uid)
     status_patch, events = build_status(result, status, meta.get("generation"), datetime.now(UTC))
-    for key, value in _redacted(status_patch).items():
+    # Only what differs: a pass that changes nothing sends no status write at all.
+    for key, value in changed_only(_redacted(status_patch), status).items():
         patch.status[key] = value
     for event in events:
         kopf.event(body, type=event.type, reason=event.reason, message=redaction.redact(event.message))
@@ -176,9 +177,11 @@ async def secret_changed(
     **kwargs: Any,
 ) -> None:
     """A referenced Secret was created or changed: have the resources that read it re-checked at the next tick."""
+    service: Service = memo.service
+    # Whatever happened to it, the next read of it goes to the API server (the Secrets cache follows this watch).
+    service.secrets.changed(meta.get("namespace", ""), meta.get("name", ""), deleted=type == "DELETED")
     if type not in ("ADDED", "MODIFIED"):
         return
-    service: Service = memo.service
     secret_users: kopf.Index[tuple[str, str], str] = kwargs["secret_users"]
     for uid in secret_users.get((meta.get("namespace", ""), meta.get("name", "")), ()):
         service.nudge(uid)

@@ -335,7 +335,10 @@ class AWSIntegrationStatus(_Model):
     )
     last_sync_time: str | None = Field(
         default=None,
-        description="When the operator last confirmed AWS and OpsRamp match the spec (RFC 3339).",
+        description=(
+            "When a pass last made AWS and OpsRamp match the spec: it changed something, or the resource became "
+            "Ready (RFC 3339). Resyncs that find everything matching leave status untouched."
+        ),
         json_schema_extra={"format": "date-time"},
     )
     kopf: dict[str, Any] | None = Field(

@@ -11,6 +11,7 @@ from opsramp_aws_operator.conditions import (
     ConditionUpdate,
     PassResult,
     build_status,
+    changed_only,
     desired_updates,
     merge_conditions,
 )
@@ -173,3 +174,18 @@ def test_same_reason_turning_into_needs_attention_posts_a_warning() -> None:
     assert events1 == []
     assert [(e.type, e.reason) for e in events2] == [("Warning", "OpsRampCannotAssumeRole")]
     assert events3 == []
+
+
+def test_a_pass_that_changes_nothing_writes_nothing() -> None:
+    """Resync of a Ready resource that found everything matching: the patch equals the status, so nothing is sent;
+    a pass that changed something stamps lastSyncTime again."""
+    result = PassResult(role="done", integration="done")
+    result.role_arn, result.integration_id, result.account_id = "arn:aws:iam::1:role/r", "INTG-1", "123456789012"
+    first, _ = build_status(result, {}, 3, T0)
+    later = T0 + timedelta(minutes=10)
+    again, events = build_status(result, first, 3, later)
+    assert changed_only(again, first) == {}
+    assert events == []
+    result.changes.append("updated integration regions")
+    changed, _ = build_status(result, first, 3, later)
+    assert changed_only(changed, first) == {"lastSyncTime": "2026-01-01T12:10:00Z"}
