@@ -294,11 +294,13 @@ def _find_leftovers(
     first_index: int,
     attached: Iterable[str],
     owner: Owner,
+    *,
+    probe: bool = True,
 ) -> list[ObservedPolicy]:
     """Our policies beyond the desired parts: probe `first_index, first_index+1, ...` and scan attachments."""
     found: dict[str, ObservedPolicy] = {}
     index = first_index
-    while index <= _MAX_PARTS_PROBED:
+    while probe and index <= _MAX_PARTS_PROBED:
         policy = iam.get_policy(parts.arn(index))
         if policy is None:
             break
@@ -360,7 +362,12 @@ def ensure_role(
         if policy is not None:
             _check_owned("policy", policy.name, policy.tags, owner)
         observed_parts.append(policy)
-    leftovers = _find_leftovers(iam, parts, len(documents) + 1, attached, owner)
+    # Probing for parts beyond the desired ones costs a read per pass. It is skipped when there is no role (parts
+    # are created after it and deleted before it) and when the last completed pass ended with exactly these
+    # parts (it deleted any beyond them); only a change in the number of parts since makes leftovers possible.
+    ours_before = {arn for arn in previously_attached if parts.index_of(arn) is not None}
+    probe = role is not None and ours_before != set(our_arns)
+    leftovers = _find_leftovers(iam, parts, len(documents) + 1, attached, owner, probe=probe)
 
     # --- write only what differs ----------------------------------------------------------------------------
     run = _Pass()

@@ -348,10 +348,11 @@ class Service:
             role_name = spec.effective_role_name(ref.namespace, ref.name)
             role_arn = f"arn:{account.partition()}:iam::{result.account_id}:role{spec.role.path}{role_name}"
         our_arns = {role_arn} | ({previous_arn} if previous_arn else set())
+        observed = None
         with step(result, "integration"):
             if recorded_id:
-                # A cheap non-paged read that also proves the credentials work.
-                client.get(recorded_id)
+                # A cheap non-paged read that also proves the credentials work (and is reused below).
+                observed = client.get(recorded_id)
             else:
                 check_display_name_free(client, display_name, our_arns, recorded_id)
 
@@ -391,7 +392,9 @@ class Service:
             )
             trust_changed = any("trust" in change for change in outcome.changes)
             try:
-                integration = ensure_integration(client, request, recorded_id, our_arns, force_update=trust_changed)
+                integration = ensure_integration(
+                    client, request, recorded_id, our_arns, force_update=trust_changed, observed=observed
+                )
             except TransientError as exc:
                 raise self._escalate_assume_failure(exc, outcome) from None
             result.integration = "done"

@@ -74,6 +74,31 @@ def test_create_then_second_pass_makes_read_calls_only(account: AwsAccount, call
     assert second.arn == first.arn and second.policy_digest == first.policy_digest
 
 
+def test_reads_per_pass_are_the_verification_minimum(account: AwsAccount, calls: CallLog) -> None:
+    """Creating reads the role and our policy (ownership before any write); a pass over unchanged state after a
+    completed one reads the role, its attachments and our policy with its document: nothing else."""
+    want = desired()
+    first = ensure_role(account, want)
+    reads = [c for c in calls.calls if c not in calls.writes()]
+    assert sorted(reads) == ["GetCallerIdentity", "GetPolicy", "GetRole"]
+    calls.clear()
+    ensure_role(account, want, previously_attached=first.policy_arns)
+    assert sorted(calls.calls) == ["GetPolicy", "GetPolicyVersion", "GetRole", "ListAttachedRolePolicies"]
+
+
+def test_a_shrink_that_stopped_before_recording_still_finds_its_leftovers(account: AwsAccount, raw_iam: Any) -> None:
+    """Parts beyond the desired ones, detached by a pass that stopped before status recorded the new count, are
+    found by probing (status still lists the old parts) and deleted."""
+    want = desired(permission_policy=big_policy())
+    big = ensure_role(account, want)
+    assert len(big.policy_arns) >= 2
+    for arn in big.policy_arns[1:]:
+        raw_iam.detach_role_policy(RoleName=want.name, PolicyArn=arn)  # the interrupted pass got this far
+    small = ensure_role(account, desired(), previously_attached=big.policy_arns)
+    assert small.policy_arns == (our_arn(want.name),)
+    assert local_policy_names(raw_iam) == {f"{want.name}-opsramp-1"}
+
+
 @pytest.mark.parametrize(
     ("drift", "expected_change"),
     [
