@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -109,9 +110,49 @@ def _decode(secret: Any) -> SecretData:
 
 
 class Secrets:
-    """get / create / finalizer changes on Secrets; errors come out as our two kinds."""
+    """get / create / finalizer changes on Secrets; errors come out as our two kinds.
 
-    def get(self, namespace: str, name: str) -> SecretData | None:
+    With `cache_seconds` > 0, `get` answers from what it read before until the Secret changes: every pass reads
+    the same two Secrets (credentials, External ID), and a fleet's resync would otherwise GET both per resource.
+    That needs a watch on Secrets calling `changed()` for every event (the operator's `secret_changed`
+    handler does); our own writes call it too. `cache_seconds` bounds how long an entry is trusted anyway.
+    """
+
+    def __init__(self, *, cache_seconds: float = 0.0) -> None:
+        self.cache_seconds = cache_seconds
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str], tuple[float, SecretData | None]] = {}
+        # Bumped by every change heard of, for keys ever read: a read that raced a change is not cached.
+        self._versions: dict[tuple[str, str], int] = {}
+
+    def changed(self, namespace: str, name: str, *, deleted: bool = False) -> None:
+        """The Secret was created, changed or deleted: the next `get` reads it from the API server."""
+        key = (namespace, name)
+        with self._lock:
+            self._cache.pop(key, None)
+            if deleted:
+                # Not tracked any more (a read in flight is not cached either): nothing grows with churn.
+                self._versions.pop(key, None)
+            elif key in self._versions:
+                self._versions[key] += 1
+
+    def get(self, namespace: str, name: str, *, fresh: bool = False) -> SecretData | None:
+        """The Secret (None when absent); `fresh` skips the cache (read-modify-write must see the latest)."""
+        if self.cache_seconds <= 0:
+            return self._read(namespace, name)
+        key = (namespace, name)
+        with self._lock:
+            version = self._versions.setdefault(key, 0)
+            hit = self._cache.get(key)
+        if hit is not None and not fresh and time.monotonic() - hit[0] < self.cache_seconds:
+            return hit[1]
+        value = self._read(namespace, name)
+        with self._lock:
+            if self._versions.get(key) == version:
+                self._cache[key] = (time.monotonic(), value)
+        return value
+
+    def _read(self, namespace: str, name: str) -> SecretData | None:
         what = f"Secret {namespace}/{name}"
         metrics.API_CALLS.labels("kubernetes", "read_secret").inc()
         try:
@@ -155,6 +196,8 @@ class Secrets:
             raise _classify(exc, what) from None
         except (Urllib3Error, OSError) as exc:
             raise _classify(exc, what) from None
+        finally:
+            self.changed(namespace, name)
         failpoints.hit("kube:create_secret")
         return True
 
@@ -184,6 +227,8 @@ class Secrets:
             raise _classify(exc, what) from None
         except (Urllib3Error, OSError) as exc:
             raise _classify(exc, what) from None
+        finally:
+            self.changed(namespace, secret.name)
 
     # Concurrent writers (other resources sharing the Secret, namespace deletion) make the guarded patch fail
     # with a conflict now and then: read again and retry a few times before calling it a temporary error.
@@ -200,11 +245,11 @@ class Secrets:
             except TransientError as exc:
                 if exc.reason != "KubernetesConflict" or attempt == self._FINALIZER_ATTEMPTS - 1:
                     raise
-            current = self.get(namespace, secret.name)
+            current = self.get(namespace, secret.name, fresh=True)
 
     def remove_finalizer(self, namespace: str, name: str, finalizer: str) -> None:
         for attempt in range(self._FINALIZER_ATTEMPTS):
-            secret = self.get(namespace, name)
+            secret = self.get(namespace, name, fresh=attempt > 0)
             if secret is None or finalizer not in secret.finalizers:
                 return
             try:

@@ -72,6 +72,8 @@ class Settings:
     opsramp_paged_gets_per_window: int = 50
     opsramp_writes_per_window: int = 50
     iam_calls_per_second: int = 10
+    # Secrets every pass reads are kept from the operator's Secret watch; this bounds how long an entry is trusted.
+    secret_cache_seconds: float = 300.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -111,4 +113,5 @@ class Settings:
             opsramp_paged_gets_per_window=_int(env, "OPERATOR_OPSRAMP_PAGED_GETS_PER_WINDOW", 50, minimum=1),
             opsramp_writes_per_window=_int(env, "OPERATOR_OPSRAMP_WRITES_PER_WINDOW", 50, minimum=1),
             iam_calls_per_second=_int(env, "OPERATOR_IAM_CALLS_PER_SECOND", 10, minimum=1),
+            secret_cache_seconds=_float(env, "OPERATOR_SECRET_CACHE_SECONDS", 300.0),
         )
