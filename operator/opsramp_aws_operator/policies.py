@@ -8,6 +8,7 @@ import json
 import re
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from importlib import resources
 from typing import Any, Final
 
@@ -189,7 +190,18 @@ def canonical_policy(doc: str | Mapping[str, Any]) -> Any:
     one-element lists vs scalars, the case of action names and condition keys, `Sid` and the document `Id`
     (labels only). A statement with several actions is treated as one statement per action.
     """
-    parsed = parse_policy(doc)
+    return copy.deepcopy(_canonical(_key(doc)))
+
+
+def _key(doc: str | Mapping[str, Any]) -> str:
+    """A document as text, for the caches below (a reconcile pass compares the same few documents every time)."""
+    return doc if isinstance(doc, str) else json.dumps(doc, sort_keys=True, default=str)
+
+
+@lru_cache(maxsize=512)
+def _canonical(text: str) -> Any:
+    # Read-only: callers outside this module get a copy (canonical_policy).
+    parsed = parse_policy(text)
     return {
         "Version": str(parsed.get("Version", _DEFAULT_VERSION)),
         "Statement": _canonical_statements(parsed),
@@ -198,7 +210,7 @@ def canonical_policy(doc: str | Mapping[str, Any]) -> Any:
 
 def policies_equal(a: str | Mapping[str, Any], b: str | Mapping[str, Any]) -> bool:
     """Tell whether two policy documents grant and deny exactly the same things (see canonical_policy)."""
-    return bool(canonical_policy(a) == canonical_policy(b))
+    return bool(_canonical(_key(a)) == _canonical(_key(b)))
 
 
 def _compact(doc: Mapping[str, Any]) -> str:
@@ -223,6 +235,16 @@ def _splittable(stmt: Mapping[str, Any]) -> bool:
 
 
 def split_policy(doc: Mapping[str, Any], max_chars: int = MAX_MANAGED_POLICY_CHARS) -> list[PolicyDocument]:
+    """See `_split_policy`; the same document is split once per process (every pass asks again)."""
+    return copy.deepcopy(_split_cached(_key(doc), max_chars))
+
+
+@lru_cache(maxsize=64)
+def _split_cached(text: str, max_chars: int) -> list[PolicyDocument]:
+    return _split_policy(json.loads(text), max_chars)
+
+
+def _split_policy(doc: Mapping[str, Any], max_chars: int = MAX_MANAGED_POLICY_CHARS) -> list[PolicyDocument]:
     """Split a policy into documents of at most `max_chars` that together grant exactly the original.
 
     Deterministic: statements keep their order and are packed first-fit into the current document; a plain
@@ -315,7 +337,7 @@ def policy_digest(docs: PolicyDocument | Sequence[PolicyDocument]) -> str:
     """
     entries: set[str] = set()
     for doc in _documents(docs):
-        canonical = canonical_policy(doc)
+        canonical = _canonical(_key(doc))
         for stmt in canonical["Statement"]:
             entries.add(_sort_key({"Version": canonical["Version"], "Statement": stmt}))
     payload = "\n".join(sorted(entries)).encode()
@@ -334,5 +356,9 @@ def policy_actions(doc: str | Mapping[str, Any] | Sequence[Mapping[str, Any]]) -
 
 def load_opsramp_policy() -> PolicyDocument:
     """Return the shipped OpsRamp read-only permission policy (package data, easy to replace)."""
-    text = resources.files(_PACKAGE).joinpath("data", _OPSRAMP_POLICY_FILE).read_text(encoding="utf-8")
-    return parse_policy(text)
+    return parse_policy(_opsramp_policy_text())
+
+
+@lru_cache(maxsize=1)
+def _opsramp_policy_text() -> str:
+    return resources.files(_PACKAGE).joinpath("data", _OPSRAMP_POLICY_FILE).read_text(encoding="utf-8")
