@@ -85,6 +85,21 @@ def test_redaction_masks_registered_secrets_in_logs(caplog: pytest.LogCaptureFix
     assert redaction.redact(f"x{secret}y") == f"x{redaction.MASK}y"
 
 
+def test_redaction_masks_every_occurrence_among_thousands_of_secrets() -> None:
+    """With a fleet's worth of External IDs registered, each one is masked wherever it appears: several in one
+    text, back to back, at the very start and end, and a secret that contains another is masked whole."""
+    many = [generate_external_id() for _ in range(2000)]
+    redaction.register(*many)
+    a, b = many[7], many[1999]
+    outer = "outer-" + a + "-tail"
+    redaction.register(outer)
+    text = f"{a} and {b}{b}, then {outer}: {a}"
+    masked = redaction.redact(text)
+    assert masked == f"{redaction.MASK} and {redaction.MASK}{redaction.MASK}, then {redaction.MASK}: {redaction.MASK}"
+    assert redaction.redact("nothing secret here") == "nothing secret here"
+    assert redaction.redact(a[:-1]) == a[:-1]  # a prefix of a secret is not the secret
+
+
 def test_short_values_are_not_registered() -> None:
     """Very short values would mask ordinary words, so they are ignored."""
     redaction.register("ab")
