@@ -178,8 +178,13 @@ async def secret_changed(
 ) -> None:
     """A referenced Secret was created or changed: have the resources that read it re-checked at the next tick."""
     service: Service = memo.service
+    namespace, name = meta.get("namespace", ""), meta.get("name", "")
+    # The echo of our own write (the External ID Secret a pass just created, the protection finalizer it just
+    # added) is not news: re-checking every user of it would double each resource's first pass.
+    if type in ("ADDED", "MODIFIED") and service.secrets.is_own_write(namespace, name, meta.get("resourceVersion")):
+        return
     # Whatever happened to it, the next read of it goes to the API server (the Secrets cache follows this watch).
-    service.secrets.changed(meta.get("namespace", ""), meta.get("name", ""), deleted=type == "DELETED")
+    service.secrets.changed(namespace, name, deleted=type == "DELETED")
     if type not in ("ADDED", "MODIFIED"):
         return
     secret_users: kopf.Index[tuple[str, str], str] = kwargs["secret_users"]

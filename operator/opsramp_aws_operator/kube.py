@@ -124,6 +124,19 @@ class Secrets:
         self._cache: dict[tuple[str, str], tuple[float, SecretData | None]] = {}
         # Bumped by every change heard of, for keys ever read: a read that raced a change is not cached.
         self._versions: dict[tuple[str, str], int] = {}
+        # The resourceVersion our own last write produced, per Secret: its watch event is an echo, not news.
+        self._written: dict[tuple[str, str], str] = {}
+
+    def _wrote(self, namespace: str, name: str, result: Any) -> None:
+        version = getattr(getattr(result, "metadata", None), "resource_version", None)
+        if version:
+            with self._lock:
+                self._written[(namespace, name)] = str(version)
+
+    def is_own_write(self, namespace: str, name: str, resource_version: str | None) -> bool:
+        """Whether a watch event shows the Secret exactly as our own last write left it."""
+        with self._lock:
+            return bool(resource_version) and self._written.get((namespace, name)) == resource_version
 
     def changed(self, namespace: str, name: str, *, deleted: bool = False) -> None:
         """The Secret was created, changed or deleted: the next `get` reads it from the API server."""
@@ -133,6 +146,7 @@ class Secrets:
             if deleted:
                 # Not tracked any more (a read in flight is not cached either): nothing grows with churn.
                 self._versions.pop(key, None)
+                self._written.pop(key, None)
             elif key in self._versions:
                 self._versions[key] += 1
 
@@ -189,7 +203,7 @@ class Secrets:
         }
         metrics.API_CALLS.labels("kubernetes", "create_secret").inc()
         try:
-            core_api().create_namespaced_secret(namespace, body)
+            created = core_api().create_namespaced_secret(namespace, body)
         except ApiException as exc:
             if exc.status == 409:
                 return False
@@ -198,6 +212,7 @@ class Secrets:
             raise _classify(exc, what) from None
         finally:
             self.changed(namespace, name)
+        self._wrote(namespace, name, created)
         failpoints.hit("kube:create_secret")
         return True
 
@@ -215,7 +230,7 @@ class Secrets:
         ops.append({"op": "add", "path": "/metadata/finalizers", "value": finalizers})
         metrics.API_CALLS.labels("kubernetes", "patch_secret").inc()
         try:
-            core_api().patch_namespaced_secret(secret.name, namespace, ops)
+            patched = core_api().patch_namespaced_secret(secret.name, namespace, ops)
         except ApiException as exc:
             if exc.status == 404:
                 return
@@ -229,6 +244,7 @@ class Secrets:
             raise _classify(exc, what) from None
         finally:
             self.changed(namespace, secret.name)
+        self._wrote(namespace, secret.name, patched)
 
     # Concurrent writers (other resources sharing the Secret, namespace deletion) make the guarded patch fail
     # with a conflict now and then: read again and retry a few times before calling it a temporary error.

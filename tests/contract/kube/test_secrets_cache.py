@@ -124,3 +124,25 @@ def test_without_a_cache_every_get_reads(emulator: KubeEmulator) -> None:
     secrets.get(NS, "plain")
     secrets.get(NS, "plain")
     assert reads(emulator, "plain") - before == 2
+
+
+def test_the_echo_of_our_own_write_is_recognised_and_a_later_change_is_not(emulator: KubeEmulator) -> None:
+    """The watch event showing a Secret as our create or finalizer patch left it is ours; anyone's later
+    change (a new resourceVersion) is news again."""
+    owner = OwnerReference("v1", "ConfigMap", "o", "00000000-0000-0000-0000-000000000001")
+    secrets = Secrets(cache_seconds=300)
+    assert secrets.create(NS, "ours", {"k": "v"}, owner, {})
+    url = f"{emulator.url}/api/v1/namespaces/{NS}/secrets/ours"
+    version = requests.get(url, timeout=10).json()["metadata"]["resourceVersion"]
+    assert secrets.is_own_write(NS, "ours", version)
+
+    current = secrets.get(NS, "ours", fresh=True)
+    assert current is not None
+    secrets.add_finalizer(NS, current, "example.com/in-use")
+    version = requests.get(url, timeout=10).json()["metadata"]["resourceVersion"]
+    assert secrets.is_own_write(NS, "ours", version)
+
+    put(emulator, "ours", "changed by someone")
+    version = requests.get(url, timeout=10).json()["metadata"]["resourceVersion"]
+    assert not secrets.is_own_write(NS, "ours", version)
+    assert not secrets.is_own_write(NS, "ours", None)
