@@ -409,8 +409,22 @@ class _Inventory:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.items: dict[str, InstalledIntegration] = {}
+        self.by_name: dict[str, dict[str, InstalledIntegration]] = {}
         self.listed_at: float | None = None
         self.pages = 1
+
+    def _add(self, integration: InstalledIntegration) -> None:
+        self._drop(integration.id)
+        self.items[integration.id] = integration
+        self.by_name.setdefault(integration.display_name, {})[integration.id] = integration
+
+    def _drop(self, integration_id: str) -> None:
+        old = self.items.pop(integration_id, None)
+        if old is not None:
+            named = self.by_name.get(old.display_name, {})
+            named.pop(integration_id, None)
+            if not named:
+                self.by_name.pop(old.display_name, None)
 
     def max_age(self, limits: OpsRampLimits) -> float:
         budget_share = 2.0 * self.pages * limits.window_seconds / max(1, limits.paged_gets_per_window)
@@ -423,19 +437,21 @@ class _Inventory:
             now = time.monotonic()
             if self.listed_at is None or now - self.listed_at > self.max_age(limits):
                 found, pages = list_all()
-                self.items = {i.id: i for i in found}
+                self.items, self.by_name = {}, {}
+                for integration in found:
+                    self._add(integration)
                 self.pages = max(1, pages)
                 self.listed_at = time.monotonic()
-            return [i for i in self.items.values() if i.display_name == display_name]
+            return list(self.by_name.get(display_name, {}).values())
 
     def put(self, integration: InstalledIntegration) -> None:
         with self.lock:
             if self.listed_at is not None:
-                self.items[integration.id] = integration
+                self._add(integration)
 
     def remove(self, integration_id: str) -> None:
         with self.lock:
-            self.items.pop(integration_id, None)
+            self._drop(integration_id)
 
     def invalidate(self) -> None:
         with self.lock:

@@ -335,9 +335,14 @@ def policy_digest(docs: PolicyDocument | Sequence[PolicyDocument]) -> str:
     A set of documents counts as the union of their statements, so a policy and its split_policy parts,
     in any order, have the same digest.
     """
+    return _digest(tuple(_key(doc) for doc in _documents(docs)))
+
+
+@lru_cache(maxsize=256)
+def _digest(texts: tuple[str, ...]) -> str:
     entries: set[str] = set()
-    for doc in _documents(docs):
-        canonical = _canonical(_key(doc))
+    for text in texts:
+        canonical = _canonical(text)
         for stmt in canonical["Statement"]:
             entries.add(_sort_key({"Version": canonical["Version"], "Statement": stmt}))
     payload = "\n".join(sorted(entries)).encode()
