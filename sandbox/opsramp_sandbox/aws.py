@@ -6,16 +6,42 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import urllib.request
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
 
 # moto's default account: what the default credential chain (any key moto does not know) acts in.
 DEFAULT_ACCOUNT_ID = "123456789012"
 # moto's account-selection header: requests carrying it act in that account (see TOOLS.md).
 ACCOUNT_HEADER = "x-moto-account-id"
+
+
+class SerializedMotoServer(ThreadedMotoServer):
+    """moto's threaded server, answering one request at a time.
+
+    moto's backends are not thread-safe: IAM's get_role iterates the roles dict while a concurrent CreateRole
+    inserts into it, and the request fails with "dictionary changed size during iteration" as an HTML 500
+    (which botocore cannot even parse). Real IAM never does that, so the sandbox must not either: requests are
+    still accepted concurrently, and handled one after the other (moto is bound by the GIL anyway).
+    """
+
+    def _server_entry(self) -> None:
+        app = DomainDispatcherApplication(create_backend_app)
+        lock = threading.Lock()
+
+        def serialized(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+            with lock:
+                return list(app(environ, start_response))
+
+        self._server = make_server(self._ip_address, self._port, serialized, True, request_handler=MotoRequestHandler)
+        self._server_ready_event.set()
+        self._server.serve_forever()
 
 
 @dataclass
@@ -52,7 +78,7 @@ def start_moto(port: int = 0, *, load_aws_managed_policies: bool = False) -> Mot
         os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
     # werkzeug logs every request to stderr at INFO; tests and the demo only want problems.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = SerializedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     host, bound_port = server.get_host_and_port()
     return MotoHandle(url=f"http://{host}:{bound_port}", _server=server)
