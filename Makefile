@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 PIP_FLAGS := --disable-pip-version-check --no-input -q
 
-.PHONY: help venv checkov-venv lint format typecheck test unit chaos crds generate demo clean lock
+.PHONY: help venv checkov-venv lint format typecheck test unit chaos bench crds generate demo clean lock
 
 help:
 	@echo "make test   - create .venv, install, run ruff, mypy and pytest"
@@ -13,6 +13,7 @@ help:
 	@echo "make crds   - regenerate crds/, chart copy, deploy/, Argo CD files, docs/reference.md, the operator IAM policy"
 	@echo "make lint   - ruff and mypy only"
 	@echo "make chaos  - the chaos suite (faults, crashes, bad input, deletion, two replicas); CHAOS_SIZE=20"
+	@echo "make bench  - the benchmark against the sandbox and the floor; BENCH_N=200 (up to 1000)"
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +54,11 @@ unit: $(STAMP)
 CHAOS_SIZE ?= 20
 chaos: $(STAMP)
 	CHAOS_SIZE=$(CHAOS_SIZE) $(BIN)/pytest tests/chaos -p no:cacheprovider
+
+# The benchmark (docs/performance.md): writes bench/results/latest.json and latest.md. Not part of `make test`.
+BENCH_N ?= 200
+bench: $(STAMP)
+	$(BIN)/python -m opsramp_sandbox.bench --n $(BENCH_N) $(BENCH_ARGS)
 
 crds generate: $(STAMP)
 	$(BIN)/python -m opsramp_aws_operator.crdgen --write

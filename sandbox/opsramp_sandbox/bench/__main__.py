@@ -1,0 +1,564 @@
+"""`make bench`: the operator against the sandbox, next to the floor, in figures.
+
+    python -m opsramp_sandbox.bench [--n 200] [--phases floor,latency,fleet,resync,delete,ratelimited]
+
+Brings the sandbox up (the same launcher as `opsramp-sandbox up`, every emulator in its own process), puts a
+counting proxy in front of moto, and measures:
+
+- floor: `opsramp_sandbox.bench.floor` creates N integrations with the minimal API sequence (no Kubernetes,
+  no framework), then runs the minimal verification reads, then cleans up;
+- latency: one AWSIntegration at a time on the idle sandbox, apply -> Ready (p50, p95);
+- fleet: N AWSIntegrations applied at once -> all Ready; calls per resource by API; operator CPU and peak RSS;
+- resync: the unchanged fleet over several drift cycles -> writes (should be 0) and reads per pass;
+- delete: the fleet deleted -> all gone, nothing left in IAM or OpsRamp;
+- ratelimited: the OpsRamp emulator at the documented 50 writes (and 50 paged GETs) per window, with the window
+  scaled down; 429s seen and writes achieved per window against the limit.
+
+Writes bench/results/latest.json and bench/results/latest.md. Figures are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from .. import launcher
+from ..faultproxy import FaultProxy
+from .fleet import Fleet, kube_url
+from .meter import Calls, Meter
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_OUT = REPO_ROOT / "bench" / "results"
+PHASES = ("floor", "latency", "fleet", "resync", "delete", "ratelimited")
+# The operator's worker pool (handlers.py: settings.execution.max_workers); the floor uses as many threads.
+CONCURRENCY = 16
+UNLIMITED = 1_000_000
+DOCUMENTED_LIMITS = {"gets": 500, "paged_gets": 50, "writes": 50}
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class OperatorProcess:
+    """The real operator (`opsramp-aws-operator`) as a child process, with its CPU, memory and metrics."""
+
+    def __init__(
+        self, directory: Path, env: dict[str, str], label: str, command: list[str] | None = None, **settings: str
+    ) -> None:
+        script = Path(sys.executable).with_name("opsramp-aws-operator")
+        command = command or ([str(script)] if script.exists() else ["opsramp-aws-operator"])
+        self.metrics_port = launcher._free_port()
+        operator_env = {
+            **launcher._python_env(),
+            **env,
+            "OPERATOR_OPSRAMP_AWS_ACCOUNT_ID": env["OPSRAMP_AWS_ACCOUNT_ID"],
+            "OPERATOR_HEALTH_PORT": str(launcher._free_port()),
+            "OPERATOR_METRICS_PORT": str(self.metrics_port),
+            "OPERATOR_METRICS_ADDRESS": "127.0.0.1",
+            "OPERATOR_LOG_FORMAT": "json",
+            **settings,
+        }
+        self.process, self.component = launcher._spawn(f"operator-{label}", command, directory, operator_env)
+        self.log = Path(self.component.log)
+        self.profiler: subprocess.Popen[bytes] | None = None
+
+    def profile(self, output: Path) -> None:
+        """Sample the operator with py-spy (collapsed stacks, for flame graphs) until it stops."""
+        spy = Path(sys.executable).with_name("py-spy")
+        # --gil: only the thread holding the GIL is sampled, so the profile shows where Python spends CPU.
+        command = [str(spy), "record", "--pid", str(self.process.pid), "--format", "raw", "--rate", "50", "--gil"]
+        command += ["--output", str(output), "--nonblocking"]
+        self.profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / ticks
+
+    def rss_peak_mb(self, field: str = "VmHWM") -> float:
+        """Peak resident memory (VmHWM), or the current one with field="VmRSS", in MiB."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def reconciles(self) -> float:
+        """Reconcile passes so far (every result), from the operator's /metrics."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    text = response.read().decode()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            if family.name == "opsramp_operator_reconciles":
+                total += sum(s.value for s in family.samples if s.name.endswith("_total"))
+        return total
+
+    def retry_reasons(self) -> dict[str, int]:
+        """How often a pass failed and was retried, by reason (from kopf's log line of each retry)."""
+        reasons: Counter[str] = Counter()
+        marker = "failed temporarily: "
+        for line in self.log.read_text(errors="replace").splitlines() if self.log.exists() else []:
+            if marker in line:
+                reasons[line.split(marker, 1)[1].split(":", 1)[0].strip()] += 1
+        return dict(reasons)
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.profiler is not None:
+            self.profiler.send_signal(signal.SIGINT)
+            self.profiler.wait(60)
+        if self.alive():
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
+
+
+class Bench:
+    """The sandbox, the counting proxy and the figures gathered so far."""
+
+    def __init__(self, directory: Path, args: argparse.Namespace) -> None:
+        self.directory = directory
+        self.args = args
+        self.env = launcher.up(directory, operator=False)
+        self.proxy = FaultProxy(self.env["AWS_ENDPOINT_URL"]).start()
+        # The operator and the floor reach IAM/STS through the proxy (counted); the OpsRamp emulator's own trust
+        # checks go to moto directly (not counted).
+        self.client_env = {**self.env, "AWS_ENDPOINT_URL": self.proxy.url}
+        self.kube = kube_url(self.env["KUBECONFIG"])
+        self.admin = self.env["OPSRAMP_ADMIN_URL"]
+        self.meter = Meter(self.proxy, self.admin, self.kube)
+        self.results: dict[str, Any] = {}
+
+    def close(self) -> None:
+        self.proxy.stop()
+        launcher.down(self.directory)
+
+    def configure_opsramp(self, **changes: Any) -> None:
+        requests.post(f"{self.admin}/config", json=changes, timeout=30).raise_for_status()
+
+    def integrations(self) -> list[dict[str, Any]]:
+        state = requests.get(f"{self.admin}/state", timeout=60).json()
+        tenant = state["tenants"].get(self.env["OPSRAMP_TENANT_ID"]) or {}
+        found: list[dict[str, Any]] = tenant.get("integrations") or []
+        return found
+
+    def roles(self, prefix: str) -> list[str]:
+        import boto3
+
+        iam = boto3.client(
+            "iam",
+            endpoint_url=self.env["AWS_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        names: list[str] = []
+        for page in iam.get_paginator("list_roles").paginate(PathPrefix="/opsramp/"):
+            names += [r["RoleName"] for r in page["Roles"] if r["RoleName"].startswith(prefix)]
+        return names
+
+    # --- phases --------------------------------------------------------------------------------------------
+
+    def floor(self, n: int) -> None:
+        say(f"\n== floor: the minimal API sequence for {n} integrations, {CONCURRENCY} threads, no Kubernetes")
+        command = [sys.executable, "-m", "opsramp_sandbox.bench.floor", "create", "verify", "cleanup"]
+        command += ["--n", str(n), "--concurrency", str(CONCURRENCY), "--prefix", "floor"]
+        env = {**launcher._python_env(), **self.client_env}
+        process = subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert process.stdin is not None
+        assert process.stdout is not None
+        phases: dict[str, tuple[dict[str, Any], Calls]] = {}
+        try:
+            for _ in range(3):
+                mark = self.meter.mark()
+                line = process.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"the floor exited early with code {process.wait()}")
+                outcome = json.loads(line)
+                phases[outcome["phase"]] = (outcome, self.meter.since(mark))
+                if outcome["error_count"]:
+                    raise RuntimeError(f"the floor's {outcome['phase']} phase failed: {outcome['errors']}")
+                process.stdin.write("\n")
+                process.stdin.flush()
+        finally:
+            process.stdin.close()
+            process.wait(60)
+        create, create_calls = phases["create"]
+        verify, verify_calls = phases["verify"]
+        self.results["floor_seconds"] = create["seconds"]
+        self.results["floor_calls_per_resource"] = {**create_calls.per(n), "kube_writes": None}
+        self.results["floor_verification_reads_per_resource"] = verify_calls.per(n)
+        self.results["floor_detail"] = {
+            "create": create_calls.as_dict(),
+            "verify": verify_calls.as_dict(),
+            "verify_seconds": verify["seconds"],
+        }
+        say(f"   created in {create['seconds']:.1f}s; per integration {create_calls.per(n)}")
+        say(f"   verification reads per integration {verify_calls.per(n)}")
+
+    def start_operator(self, label: str, **settings: str) -> OperatorProcess:
+        extra = dict(item.split("=", 1) for item in self.args.operator_env)
+        command = self.args.operator_command.split() if self.args.operator_command else None
+        op = OperatorProcess(self.directory, self.client_env, label, command, **settings, **extra)
+        op.reconciles()  # waits for the metrics endpoint: the operator is up
+        if self.args.profile:
+            self.args.profile.mkdir(parents=True, exist_ok=True)
+            op.profile(self.args.profile / f"operator-{label}.txt")
+            say(f"   profiling the operator with py-spy into {self.args.profile}/operator-{label}.txt")
+        return op
+
+    def latency(self, op: OperatorProcess, samples: int) -> None:
+        say(f"\n== latency: {samples} AWSIntegrations one at a time on the idle sandbox, apply -> Ready")
+        fleet = Fleet(self.kube, "bench-latency", self.client_env)
+        fleet.prepare()
+        fleet.start_watch()
+        times: list[float] = []
+        names = [f"latency-{i:03d}" for i in range(samples)]
+        try:
+            for name in names:
+                started = fleet.create(name)
+                ready = fleet.wait([name], timeout=60)
+                if ready is None:
+                    raise RuntimeError(f"{name} not Ready in 60s: {fleet.not_ready([name])}\n{op.tail()}")
+                times.append(ready - started)
+            fleet.delete_all(names)
+            if fleet.wait(names, gone=True, timeout=120) is None:
+                raise RuntimeError(f"latency resources not deleted in 120s\n{op.tail()}")
+        finally:
+            fleet.stop_watch()
+        self.results["apply_to_ready_p50_s"] = round(statistics.median(times), 3)
+        self.results["apply_to_ready_p95_s"] = round(percentile(times, 0.95), 3)
+        self.results["apply_to_ready_samples"] = [round(t, 3) for t in times]
+        say(f"   p50 {statistics.median(times):.3f}s  p95 {percentile(times, 0.95):.3f}s  max {max(times):.3f}s")
+
+    def fleet(self, op: OperatorProcess, n: int, *, resync: bool, delete: bool) -> None:
+        say(f"\n== fleet: {n} AWSIntegrations applied at once -> all Ready")
+        fleet = Fleet(self.kube, "bench-fleet", self.client_env)
+        fleet.prepare()
+        fleet.start_watch()
+        names = [f"fleet-{i:05d}" for i in range(n)]
+        try:
+            cpu0 = op.cpu_seconds()
+            mark = self.meter.mark()
+            started = fleet.create_all(names)
+            last = fleet.wait(names, timeout=max(300.0, n * 2.0))
+            if last is None:
+                stuck = fleet.not_ready(names)
+                raise RuntimeError(f"{len(stuck)} not Ready: {dict(Counter(stuck.values()))}\n{op.tail()}")
+            seconds = last - started
+            calls = self.meter.since(mark)
+            cpu = op.cpu_seconds() - cpu0
+            self.results.update(
+                n=n,
+                seconds_to_all_ready=round(seconds, 2),
+                calls_per_resource=calls.per(n),
+                opsramp_429=calls.opsramp_429,
+                operator_cpu_seconds=round(cpu, 1),
+                operator_rss_mb_peak=round(op.rss_peak_mb(), 1),
+                operator_rss_mb_when_ready=round(op.rss_peak_mb("VmRSS"), 1),
+            )
+            self.results["fleet_detail"] = {**calls.as_dict(), "retries_by_reason": op.retry_reasons()}
+            say(f"   all Ready in {seconds:.1f}s; operator CPU {cpu:.1f}s; peak RSS {op.rss_peak_mb():.0f} MB")
+            say(f"   per resource {calls.per(n)}; OpsRamp 429s {calls.opsramp_429}")
+            say(f"   passes retried, by reason: {op.retry_reasons() or 'none'}")
+            if resync:
+                self.resync(op, n)
+            if delete:
+                say(f"\n== delete: {n} AWSIntegrations deleted -> all gone")
+                mark = self.meter.mark()
+                started = fleet.delete_all(names)
+                last = fleet.wait(names, gone=True, timeout=max(300.0, n * 2.0))
+                if last is None:
+                    raise RuntimeError(f"not all deleted in time\n{op.tail()}")
+                calls = self.meter.since(mark)
+                left_roles = self.roles("opsramp-bench-fleet-")
+                left = [i for i in self.integrations() if str(i.get("displayName", "")).startswith("bench-fleet")]
+                self.results["seconds_to_all_deleted"] = round(last - started, 2)
+                self.results["delete_calls_per_resource"] = calls.per(n)
+                self.results["left_behind"] = {"roles": len(left_roles), "integrations": len(left)}
+                say(f"   all gone in {last - started:.1f}s; per resource {calls.per(n)}")
+                say(f"   left behind: {len(left_roles)} roles, {len(left)} integrations")
+        finally:
+            fleet.stop_watch()
+        self.results["operator_rss_mb_peak"] = round(op.rss_peak_mb(), 1)
+
+    def resync(self, op: OperatorProcess, n: int) -> None:
+        cycles = self.args.resync_cycles
+        interval = self.args.resync_interval
+        # Each resource's resync is jittered within +-10% of the interval, counted from its last pass.
+        window = cycles * interval * 1.1 + 5
+        say(f"\n== resync: the unchanged fleet for {window:.0f}s ({cycles} cycles of {interval:.0f}s)")
+        # Ready is written before kopf's own closing patches of the change handler (progress annotations,
+        # last-handled configuration): let those land first, or they count as resync writes.
+        self.wait_quiet()
+        passes0 = op.reconciles()
+        cpu0 = op.cpu_seconds()
+        mark = self.meter.mark()
+        time.sleep(window)
+        calls = self.meter.since(mark)
+        passes = op.reconciles() - passes0
+        cpu = op.cpu_seconds() - cpu0
+        self.results["resync_writes"] = calls.writes
+        self.results["resync_passes"] = int(passes)
+        self.results["resync_reads_per_resource"] = calls.per(passes) if passes else None
+        self.results["resync_cpu_seconds_per_pass"] = round(cpu / passes, 4) if passes else None
+        self.results["resync_detail"] = calls.as_dict()
+        self.results["operator_rss_mb_after_resync"] = round(op.rss_peak_mb("VmRSS"), 1)
+        say(f"   {int(passes)} passes ({passes / n:.1f} per resource); writes {calls.writes}")
+        say(f"   reads per pass {calls.per(passes) if passes else '-'}; CPU {cpu:.1f}s")
+
+    def wait_quiet(self, seconds: float = 3.0, timeout: float = 60.0) -> None:
+        """Until the operator has sent no Kubernetes write for `seconds` (or `timeout` passed)."""
+        deadline = time.monotonic() + timeout
+        mark = self.meter.mark()
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            if self.meter.since(mark).kube_writes:
+                mark = self.meter.mark()
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= seconds:
+                return
+
+    def ratelimited(self, n: int, window: float) -> None:
+        limits = DOCUMENTED_LIMITS
+        say(f"\n== ratelimited: {n} AWSIntegrations, OpsRamp at {limits} per {window:.0f}s window")
+        self.configure_opsramp(rate_window_seconds=window, rate_limits=limits)
+        op = self.start_operator(
+            "ratelimited",
+            OPERATOR_ROLE_SETTLE_SECONDS="0",
+            OPERATOR_RESYNC_INTERVAL_SECONDS="3600",
+            OPERATOR_OPSRAMP_RATE_WINDOW_SECONDS=str(window),
+            OPERATOR_OPSRAMP_GETS_PER_WINDOW=str(limits["gets"]),
+            OPERATOR_OPSRAMP_PAGED_GETS_PER_WINDOW=str(limits["paged_gets"]),
+            OPERATOR_OPSRAMP_WRITES_PER_WINDOW=str(limits["writes"]),
+            OPERATOR_IAM_CALLS_PER_SECOND=str(UNLIMITED),
+        )
+        fleet = Fleet(self.kube, "bench-ratelimited", self.client_env)
+        fleet.prepare()
+        fleet.start_watch()
+        names = [f"rl-{i:05d}" for i in range(n)]
+        try:
+            mark = self.meter.mark()
+            started = fleet.create_all(names)
+            last = fleet.wait(names, timeout=max(300.0, n * window))
+            if last is None:
+                raise RuntimeError(f"not all Ready: {fleet.not_ready(names)}\n{op.tail()}")
+            calls = self.meter.since(mark)
+            writes = self.meter.opsramp_writes_at(started)
+            per_window: Counter[int] = Counter(int(at // window) for at, status in writes if status != 429)
+            # Only full windows between the first and the last write: the ends are partial by nature.
+            full = sorted(per_window)[1:-1]
+            achieved = [per_window[w] for w in full]
+            mean = statistics.mean(achieved) if achieved else float("nan")
+            self.results["ratelimited"] = {
+                "n": n,
+                "window_seconds": window,
+                "writes_limit_per_window": limits["writes"],
+                "opsramp_429": calls.opsramp_429,
+                "writes_per_full_window": achieved,
+                "achieved_write_rate_ratio": round(mean / limits["writes"], 3) if achieved else None,
+                "seconds_to_all_ready": round(last - started, 2),
+                "floor_seconds": round(n / limits["writes"] * window, 1),
+                "calls": calls.as_dict(),
+            }
+            say(f"   all Ready in {last - started:.1f}s; 429s {calls.opsramp_429}; writes per full window {achieved}")
+            if achieved:
+                say(f"   achieved {mean:.1f} of {limits['writes']} writes per window ({mean / limits['writes']:.0%})")
+            else:
+                say("   too few writes for a full window between the first and the last: no rate figure")
+            fleet.delete_all(names)
+            fleet.wait(names, gone=True, timeout=max(300.0, n * window))
+        finally:
+            fleet.stop_watch()
+            op.stop()
+            self.configure_opsramp(rate_window_seconds=60, rate_limits={k: UNLIMITED for k in limits})
+
+
+def write_results(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = out / "latest.json"
+    json_path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    md_path = out / "latest.md"
+    md_path.write_text(markdown(results))
+    return json_path, md_path
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def markdown(r: dict[str, Any]) -> str:
+    lines = [
+        f"# Benchmark results ({r.get('when', '')})",
+        "",
+        f"Machine: {r.get('machine', '')}. Command: `{r.get('command', '')}`.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+    ]
+    for key in (
+        "n",
+        "seconds_to_all_ready",
+        "floor_seconds",
+        "overhead_ratio",
+        "opsramp_429",
+        "resync_writes",
+        "resync_passes",
+        "operator_rss_mb_peak",
+        "operator_rss_mb_when_ready",
+        "operator_rss_mb_after_resync",
+        "operator_cpu_seconds",
+        "apply_to_ready_p50_s",
+        "apply_to_ready_p95_s",
+        "seconds_to_all_deleted",
+    ):
+        if key in r:
+            lines.append(f"| `{key}` | {_cell(r[key])} |")
+    apis = ("iam_reads", "iam_writes", "sts", "opsramp_gets", "opsramp_writes", "kube_writes")
+    rows = [
+        ("calls_per_resource (fleet creation)", r.get("calls_per_resource")),
+        ("floor_calls_per_resource", r.get("floor_calls_per_resource")),
+        ("resync_reads_per_resource (per pass)", r.get("resync_reads_per_resource")),
+        ("floor_verification_reads_per_resource", r.get("floor_verification_reads_per_resource")),
+        ("delete_calls_per_resource", r.get("delete_calls_per_resource")),
+    ]
+    lines += ["", "| calls per resource | " + " | ".join(apis) + " |", "|---" * (len(apis) + 1) + "|"]
+    for label, values in rows:
+        if values:
+            lines.append(f"| {label} | " + " | ".join(_cell(values.get(a)) for a in apis) + " |")
+    limited = r.get("ratelimited")
+    if limited:
+        lines += [
+            "",
+            f"Rate-limited mode: {limited['n']} resources, OpsRamp at {limited['writes_limit_per_window']} writes per "
+            f"{limited['window_seconds']:g}s window (the documented 50 a minute, window scaled down).",
+            "",
+            "| figure | value |",
+            "|---|---|",
+            f"| `opsramp_429` | {limited['opsramp_429']} |",
+            f"| writes per full window | {limited['writes_per_full_window']} |",
+            f"| `achieved_write_rate_ratio` | {_cell(limited['achieved_write_rate_ratio'])} |",
+            f"| seconds to all Ready (floor at the limit) | {limited['seconds_to_all_ready']} "
+            f"({limited['floor_seconds']}) |",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m opsramp_sandbox.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", "200")), help="fleet size")
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, of {', '.join(PHASES)}")
+    parser.add_argument("--latency-samples", type=int, default=20)
+    parser.add_argument("--resync-interval", type=float, default=60.0, help="the operator's resync interval (s)")
+    parser.add_argument("--resync-cycles", type=int, default=2)
+    parser.add_argument("--ratelimited-n", type=int, default=400)
+    parser.add_argument("--rate-window", type=float, default=6.0, help="the scaled-down OpsRamp rate window (s)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--operator-env", action="append", default=[], metavar="NAME=VALUE", help="extra environment of the operator"
+    )
+    parser.add_argument(
+        "--operator-command", help="run the operator with this command line instead (e.g. under a memory profiler)"
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="sample the operator with py-spy (pip install py-spy) into this folder"
+    )
+    args = parser.parse_args(argv)
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    unknown = sorted(set(phases) - set(PHASES))
+    if unknown:
+        parser.error(f"unknown phases: {', '.join(unknown)}")
+
+    with tempfile.TemporaryDirectory(prefix="opsramp-bench-") as scratch:
+        bench = Bench(Path(scratch), args)
+        results = bench.results
+        results.update(
+            when=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            machine=f"{os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.machine()}",
+            command=" ".join(["python -m opsramp_sandbox.bench", *(argv if argv is not None else sys.argv[1:])]),
+            concurrency=CONCURRENCY,
+            resync_interval_seconds=args.resync_interval,
+        )
+        try:
+            # The main run has no rate limits anywhere (emulator and operator alike), and IAM propagation delay 0.
+            bench.configure_opsramp(propagation_delay_seconds=0, rate_limits={k: UNLIMITED for k in DOCUMENTED_LIMITS})
+            if "floor" in phases:
+                bench.floor(args.n)
+            if {"latency", "fleet"} & set(phases):
+                op = bench.start_operator(
+                    "main",
+                    OPERATOR_ROLE_SETTLE_SECONDS="0",
+                    OPERATOR_RESYNC_INTERVAL_SECONDS=str(args.resync_interval),
+                    OPERATOR_OPSRAMP_GETS_PER_WINDOW=str(UNLIMITED),
+                    OPERATOR_OPSRAMP_PAGED_GETS_PER_WINDOW=str(UNLIMITED),
+                    OPERATOR_OPSRAMP_WRITES_PER_WINDOW=str(UNLIMITED),
+                    OPERATOR_IAM_CALLS_PER_SECOND=str(UNLIMITED),
+                )
+                try:
+                    if "latency" in phases:
+                        bench.latency(op, args.latency_samples)
+                    if "fleet" in phases:
+                        bench.fleet(op, args.n, resync="resync" in phases, delete="delete" in phases)
+                finally:
+                    op.stop()
+            if "ratelimited" in phases:
+                bench.ratelimited(args.ratelimited_n, args.rate_window)
+        finally:
+            bench.close()
+        if "floor_seconds" in results and "seconds_to_all_ready" in results:
+            results["overhead_ratio"] = round(results["seconds_to_all_ready"] / results["floor_seconds"], 2)
+        json_path, md_path = write_results(results, args.out)
+    say("")
+    say(md_path.read_text())
+    shown = json_path.relative_to(REPO_ROOT) if json_path.is_relative_to(REPO_ROOT) else json_path
+    say(f"Written: {shown}, {md_path.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
