@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from opsramp_aws_operator import redaction
-from opsramp_aws_operator.errors import NeedsAttention, TransientError
+from opsramp_aws_operator.errors import NeedsAttention, OperatorError, TransientError
 from opsramp_aws_operator.handlers import describe_validation_error, parse_spec, retry_delay
 from opsramp_aws_operator.integrations import differences
 from opsramp_aws_operator.kube import Secrets
@@ -225,9 +225,8 @@ def test_unknown_region_is_refused_by_name() -> None:
     service.check_regions(spec.model_copy(update={"regions": ["eu-west-1", "ap-southeast-2", "us-gov-west-1"]}))
 
 
-@pytest.mark.parametrize(("age", "kind"), [(30, TransientError), (600, NeedsAttention)])
-def test_cannot_assume_escalates_only_on_a_settled_role(age: int, kind: type[Exception]) -> None:
-    """OpsRamp failing to assume a young role is retried; on a role settled for minutes it needs a person."""
+def _escalate_at_age(age: float) -> OperatorError:
+    """What OpsRamp's failure to assume a role last changed `age` seconds ago becomes (grace 120 s)."""
     now = datetime(2026, 1, 1, tzinfo=UTC)
     outcome = RoleOutcome(
         arn="arn:aws:iam::123456789012:role/r",
@@ -238,7 +237,13 @@ def test_cannot_assume_escalates_only_on_a_settled_role(age: int, kind: type[Exc
         created=False,
         last_changed=now - timedelta(seconds=age),
     )
-    error = _service(now)._escalate_assume_failure(TransientError("OpsRampCannotAssumeRole", "x", 20), outcome)
+    return _service(now)._escalate_assume_failure(TransientError("OpsRampCannotAssumeRole", "x", 20), outcome)
+
+
+@pytest.mark.parametrize(("age", "kind"), [(30, TransientError), (600, NeedsAttention)])
+def test_cannot_assume_escalates_only_on_a_settled_role(age: int, kind: type[Exception]) -> None:
+    """OpsRamp failing to assume a young role is retried; on a role settled for minutes it needs a person."""
+    error = _escalate_at_age(age)
     assert type(error) is kind
     assert error.reason == "OpsRampCannotAssumeRole"
 
@@ -247,17 +252,7 @@ def test_cannot_assume_escalates_only_on_a_settled_role(age: int, kind: type[Exc
 def test_cannot_assume_retries_no_later_than_the_grace_end(age: float, retry_after: float) -> None:
     """Within the grace the retry lands just after it runs out (not a grown backoff later), so a settled
     mistake is reported on time."""
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    outcome = RoleOutcome(
-        arn="arn:aws:iam::123456789012:role/r",
-        account_id="123456789012",
-        policy_arns=(),
-        policy_digest="",
-        changes=(),
-        created=False,
-        last_changed=now - timedelta(seconds=age),
-    )
-    error = _service(now)._escalate_assume_failure(TransientError("OpsRampCannotAssumeRole", "x", 20), outcome)
+    error = _escalate_at_age(age)
     assert isinstance(error, TransientError)
     assert error.exact
     assert error.retry_after == pytest.approx(retry_after)
