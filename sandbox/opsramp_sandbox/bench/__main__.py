@@ -63,6 +63,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def cpu_seconds_of(pid: int) -> float:
+    """User + system CPU seconds a live process has used (from /proc), 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class OperatorProcess:
     """The real operator (`opsramp-aws-operator`) as a child process, with its CPU, memory and metrics."""
 
@@ -95,9 +104,7 @@ class OperatorProcess:
         self.profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks
+        return cpu_seconds_of(self.process.pid)
 
     def rss_peak_mb(self, field: str = "VmHWM") -> float:
         """Peak resident memory (VmHWM), or the current one with field="VmRSS", in MiB."""
@@ -173,6 +180,16 @@ class Bench:
         self.proxy.stop()
         launcher.down(self.directory)
 
+    def sandbox_cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by each emulator process (kube, moto, opsramp) and by this process."""
+        used = {c.name: cpu_seconds_of(c.pid) for c in launcher.read_state(self.directory)}
+        used["bench (proxy, watch)"] = cpu_seconds_of(os.getpid())
+        return used
+
+    @staticmethod
+    def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+        return {name: round(after[name] - before.get(name, 0.0), 1) for name in after}
+
     def configure_opsramp(self, **changes: Any) -> None:
         requests.post(f"{self.admin}/config", json=changes, timeout=30).raise_for_status()
 
@@ -208,14 +225,20 @@ class Bench:
         assert process.stdin is not None
         assert process.stdout is not None
         phases: dict[str, tuple[dict[str, Any], Calls]] = {}
+        cpu: dict[str, dict[str, float]] = {}
         try:
             for _ in range(3):
                 mark = self.meter.mark()
+                sandbox0, floor0 = self.sandbox_cpu(), cpu_seconds_of(process.pid)
                 line = process.stdout.readline()
                 if not line:
                     raise RuntimeError(f"the floor exited early with code {process.wait()}")
                 outcome = json.loads(line)
                 phases[outcome["phase"]] = (outcome, self.meter.since(mark))
+                cpu[outcome["phase"]] = {
+                    "floor": round(cpu_seconds_of(process.pid) - floor0, 1),
+                    **self.cpu_delta(sandbox0, self.sandbox_cpu()),
+                }
                 if outcome["error_count"]:
                     raise RuntimeError(f"the floor's {outcome['phase']} phase failed: {outcome['errors']}")
                 process.stdin.write("\n")
@@ -232,8 +255,10 @@ class Bench:
             "create": create_calls.as_dict(),
             "verify": verify_calls.as_dict(),
             "verify_seconds": verify["seconds"],
+            "cpu_seconds_by_process": cpu,
         }
         say(f"   created in {create['seconds']:.1f}s; per integration {create_calls.per(n)}")
+        say(f"   CPU seconds by process while creating: {cpu['create']}")
         say(f"   verification reads per integration {verify_calls.per(n)}")
 
     def start_operator(self, label: str, **settings: str) -> OperatorProcess:
@@ -279,6 +304,7 @@ class Bench:
         names = [f"fleet-{i:05d}" for i in range(n)]
         try:
             cpu0 = op.cpu_seconds()
+            sandbox0 = self.sandbox_cpu()
             mark = self.meter.mark()
             started = fleet.create_all(names)
             last = fleet.wait(names, timeout=max(300.0, n * 2.0))
@@ -288,6 +314,7 @@ class Bench:
             seconds = last - started
             calls = self.meter.since(mark)
             cpu = op.cpu_seconds() - cpu0
+            by_process = {"operator": round(cpu, 1), **self.cpu_delta(sandbox0, self.sandbox_cpu())}
             self.results.update(
                 n=n,
                 seconds_to_all_ready=round(seconds, 2),
@@ -297,10 +324,15 @@ class Bench:
                 operator_rss_mb_peak=round(op.rss_peak_mb(), 1),
                 operator_rss_mb_when_ready=round(op.rss_peak_mb("VmRSS"), 1),
             )
-            self.results["fleet_detail"] = {**calls.as_dict(), "retries_by_reason": op.retry_reasons()}
+            self.results["fleet_detail"] = {
+                **calls.as_dict(),
+                "retries_by_reason": op.retry_reasons(),
+                "cpu_seconds_by_process": by_process,
+            }
             say(f"   all Ready in {seconds:.1f}s; operator CPU {cpu:.1f}s; peak RSS {op.rss_peak_mb():.0f} MB")
             say(f"   per resource {calls.per(n)}; OpsRamp 429s {calls.opsramp_429}")
             say(f"   passes retried, by reason: {op.retry_reasons() or 'none'}")
+            say(f"   CPU seconds by process: {by_process}")
             if resync:
                 self.resync(op, n)
             if delete:
