@@ -405,9 +405,12 @@ class _Inventory:
 
     MIN_AGE_SECONDS: Final = 5.0
     MAX_AGE_SECONDS: Final = 300.0
+    # How long a lookup waits for another caller's listing before giving up (temporarily).
+    WAIT_SECONDS: Final = 120.0
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.listing: _Listing | None = None
         self.items: dict[str, InstalledIntegration] = {}
         self.by_name: dict[str, dict[str, InstalledIntegration]] = {}
         self.listed_at: float | None = None
@@ -433,29 +436,79 @@ class _Inventory:
     def named(
         self, display_name: str, limits: OpsRampLimits, list_all: Callable[[], tuple[list[InstalledIntegration], int]]
     ) -> list[InstalledIntegration]:
-        with self.lock:
-            now = time.monotonic()
-            if self.listed_at is None or now - self.listed_at > self.max_age(limits):
+        # Single flight, with the network call outside the lock: one caller lists, the others wait for that
+        # listing and use it. When it fails (429s, 5xx), each waiter lists on its own, concurrently, and uses its
+        # own answer without caching it: sharing is only an optimisation, and one request stream alone would
+        # take every 429 of a burst where many in parallel get through.
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                if self.listed_at is not None and now - self.listed_at <= self.max_age(limits):
+                    return list(self.by_name.get(display_name, {}).values())
+                listing = self.listing
+                leader = listing is None
+                if listing is None:
+                    listing = self.listing = _Listing()
+            if not leader:
+                if not listing.done.wait(self.WAIT_SECONDS):
+                    raise TransientError("OpsRampUnavailable", "Listing OpsRamp's AWS integrations takes too long")
+                if listing.error is not None:
+                    own, _ = list_all()
+                    return [i for i in own if i.display_name == display_name]
+                continue
+            try:
                 found, pages = list_all()
-                self.items, self.by_name = {}, {}
-                for integration in found:
-                    self._add(integration)
-                self.pages = max(1, pages)
-                self.listed_at = time.monotonic()
-            return list(self.by_name.get(display_name, {}).values())
+            except TransientError as exc:
+                listing.error = exc
+                raise
+            else:
+                with self.lock:
+                    self.items, self.by_name = {}, {}
+                    for integration in found:
+                        self._add(integration)
+                    # Our writes while the pages were read may be missing from them: apply them again.
+                    for integration_id, written in listing.writes:
+                        if written is None:
+                            self._drop(integration_id)
+                        else:
+                            self._add(written)
+                    self.pages = max(1, pages)
+                    self.listed_at = None if listing.invalidated else time.monotonic()
+            finally:
+                with self.lock:
+                    self.listing = None
+                listing.done.set()
+            with self.lock:
+                return list(self.by_name.get(display_name, {}).values())
 
     def put(self, integration: InstalledIntegration) -> None:
         with self.lock:
+            if self.listing is not None:
+                self.listing.writes.append((integration.id, integration))
             if self.listed_at is not None:
                 self._add(integration)
 
     def remove(self, integration_id: str) -> None:
         with self.lock:
+            if self.listing is not None:
+                self.listing.writes.append((integration_id, None))
             self._drop(integration_id)
 
     def invalidate(self) -> None:
         with self.lock:
             self.listed_at = None
+            if self.listing is not None:
+                self.listing.invalidated = True
+
+
+@dataclass
+class _Listing:
+    """A listing in flight: its waiters, its outcome, and what happened meanwhile."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    error: TransientError | None = None
+    writes: list[tuple[str, InstalledIntegration | None]] = field(default_factory=list)
+    invalidated: bool = False
 
 
 _inventories: dict[tuple[str, str, str], _Inventory] = {}

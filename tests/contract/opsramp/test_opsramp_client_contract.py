@@ -446,3 +446,41 @@ def test_named_checks_the_credentials_even_when_the_listing_is_fresh(
     other = get_client(emulator.url, "client_7", "other-key", "other-secret", limits=OpsRampLimits(), timeouts=FAST)
     assert other.named("anything") == []
     assert emulator.request_count("GET", SEARCH) == 2
+
+
+def test_concurrent_lookups_share_one_listing_and_its_failure(client: OpsRampClient, emulator: OpsRampEmulator) -> None:
+    """Eight threads look up at once: one listing is sent. When it fails (5xx throughout), each waiter lists on
+    its own, in parallel (as without sharing), and fails or succeeds by itself; nobody waits in line."""
+    fresh = client
+    fresh._access_token()  # a token first, so the threads below only list
+    searches_before = emulator.request_count("GET", SEARCH)
+    emulator.set_faults(latency_seconds=0.3)
+    outcomes: list[object] = []
+
+    def look() -> None:
+        try:
+            outcomes.append(fresh.named("nobody"))
+        except OperatorError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=look) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert outcomes == [[]] * 8
+    assert emulator.request_count("GET", SEARCH) - searches_before == 1
+
+    fresh._inventory.invalidate()
+    emulator.set_faults(error_rate=1.0, error_status=503, error_method="GET", latency_seconds=0.1)
+    outcomes.clear()
+    searches_before = emulator.request_count("GET", SEARCH)
+    threads = [threading.Thread(target=look) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(outcomes) == 8
+    assert all(isinstance(o, TransientError) and o.reason == "OpsRampUnavailable" for o in outcomes), outcomes
+    # The shared listing's attempts, then each waiter's own: all of them tried (in parallel, not one by one).
+    assert emulator.request_count("GET", SEARCH) - searches_before == 8 * FAST.max_attempts
