@@ -35,11 +35,11 @@ import requests
 from botocore.config import Config
 from botocore.parsers import ResponseParserError
 
-from opsramp_aws_operator.opsramp import WireFormat
+from opsramp_aws_operator.opsramp import AwsIntegrationRequest, WireFormat, install_body
 from opsramp_aws_operator.policies import load_opsramp_policy, trust_policy
 
 PATH = "/opsramp/"
-REGIONS = "us-east-1,eu-west-1"
+REGIONS = ("us-east-1", "eu-west-1")
 
 
 class Floor:
@@ -99,18 +99,16 @@ class Floor:
             lambda: self.iam.create_policy(PolicyName=f"{name}-1", Path=PATH, PolicyDocument=self.policy, Tags=tags)
         )
         retried(lambda: self.iam.attach_role_policy(RoleName=name, PolicyArn=policy_arn))
-        body = {
-            "displayName": name,
-            "credential": {
-                "credentialType": WireFormat.CREDENTIAL_TYPE,
-                "AWSType": WireFormat.AWS_TYPE_EXTERNAL_ID,
-                "AccountNumber": self.account_id,
-                "AssumeRoleARN": role_arn,
-                "ExternalId": external_id,
-                "Regions": REGIONS,
-                WireFormat.LINKED_ACCOUNTS_KEY: "false",
-            },
-        }
+        # The same wire body as the operator's (one encoder, so the two cannot drift apart).
+        body = install_body(
+            AwsIntegrationRequest(
+                display_name=name,
+                account_number=self.account_id,
+                role_arn=role_arn,
+                external_id=external_id,
+                regions=REGIONS,
+            )
+        )
         response = self.http.post(f"{self.base}/install/AWS", json=body, headers=self._headers(), timeout=30)
         response.raise_for_status()
         with self._lock:
