@@ -36,13 +36,13 @@ $(CHECKOV_STAMP): constraints-checkov.txt
 checkov-venv: $(CHECKOV_STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check operator sandbox tests
-	$(BIN)/ruff format --check operator sandbox tests
+	$(BIN)/ruff check operator sandbox codegen tests
+	$(BIN)/ruff format --check operator sandbox codegen tests
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format operator sandbox tests
-	$(BIN)/ruff check --fix operator sandbox tests
+	$(BIN)/ruff format operator sandbox codegen tests
+	$(BIN)/ruff check --fix operator sandbox codegen tests
 
 test: lint checkov-venv
 	$(BIN)/pytest
@@ -61,10 +61,10 @@ bench: $(STAMP)
 	$(BIN)/python -m opsramp_sandbox.bench --n $(BENCH_N) $(BENCH_ARGS)
 
 crds generate: $(STAMP)
-	$(BIN)/python -m opsramp_aws_operator.crdgen --write
+	$(BIN)/python -m opsramp_codegen.crdgen --write
 	$(BIN)/python hack/sync-manifests.py
-	$(BIN)/python -m opsramp_aws_operator.refdoc --write
-	$(BIN)/python -m opsramp_aws_operator.iam_permissions --write
+	$(BIN)/python -m opsramp_codegen.refdoc --write
+	$(BIN)/python -m opsramp_codegen.iam_permissions --write
 
 demo: $(STAMP)
 	$(BIN)/python -m opsramp_sandbox.demo

@@ -61,7 +61,7 @@ def test_build_stage_pins_with_constraints_and_no_extras() -> None:
     assert "[" not in wheel[0], "no extras ([sandbox], [test]) in the image"
     copies = " ".join(line for line in build if line.startswith("COPY"))
     assert "constraints.txt" in copies and "operator/" in copies
-    assert "sandbox" not in copies and "tests" not in copies
+    assert "sandbox" not in copies and "tests" not in copies and "codegen" not in copies
 
 
 def test_runtime_stage_installs_only_runtime_wheels_as_non_root() -> None:

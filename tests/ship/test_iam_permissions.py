@@ -15,17 +15,17 @@ import pytest
 from policy_sentry.querying.actions import get_action_data
 from ship_support import ROOT
 
-from opsramp_aws_operator import iam_permissions
 from opsramp_aws_operator.aws import AwsSessions, AwsSettings
-from opsramp_aws_operator.iam_permissions import (
+from opsramp_aws_operator.policies import trust_policy
+from opsramp_aws_operator.ratelimit import RateLimiter
+from opsramp_aws_operator.roles import DesiredRole, Owner, delete_role, ensure_role, policy_arn
+from opsramp_codegen import iam_permissions
+from opsramp_codegen.iam_permissions import (
     RESOURCE_KIND,
     aws_operations,
     main,
     operator_policy,
 )
-from opsramp_aws_operator.policies import trust_policy
-from opsramp_aws_operator.ratelimit import RateLimiter
-from opsramp_aws_operator.roles import DesiredRole, Owner, delete_role, ensure_role, policy_arn
 from opsramp_sandbox.aws import MotoHandle, create_account_key, start_moto
 from opsramp_sandbox.testing import isolate_aws_env
 
@@ -41,7 +41,7 @@ CENTRAL_EXTERNAL_ID = "central-cluster-external-id-42"
 
 def test_committed_policy_and_docs_are_current() -> None:
     """`--check` passes: docs/operator-iam-policy*.json and docs/security.md's section match aws.py today."""
-    assert main(["--check"]) == 0, "run: .venv/bin/python -m opsramp_aws_operator.iam_permissions --write"
+    assert main(["--check"]) == 0, "run: .venv/bin/python -m opsramp_codegen.iam_permissions --write"
 
 
 def test_check_names_a_stale_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

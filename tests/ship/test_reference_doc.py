@@ -12,7 +12,7 @@ import pytest
 import yaml
 from ship_support import CRD_FILE, ROOT
 
-from opsramp_aws_operator.refdoc import REFERENCE_FILE, main, render, type_name, validation_text
+from opsramp_codegen.refdoc import REFERENCE_FILE, main, render, type_name, validation_text
 
 REFERENCE = ROOT / REFERENCE_FILE
 
@@ -40,7 +40,7 @@ def schema_paths(schema: Mapping[str, Any], path: str = "") -> Iterator[tuple[st
 
 def test_committed_reference_is_current() -> None:
     """`--check` passes: docs/reference.md is what the CRD in crds/ renders to."""
-    assert main(["--check"]) == 0, "run: .venv/bin/python -m opsramp_aws_operator.refdoc --write"
+    assert main(["--check"]) == 0, "run: .venv/bin/python -m opsramp_codegen.refdoc --write"
 
 
 def test_check_notices_a_changed_description(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from opsramp_aws_operator import crdgen
 from opsramp_aws_operator.models import AWSIntegrationSpec, default_role_name
+from opsramp_codegen import crdgen
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / crdgen.CRD_FILENAME

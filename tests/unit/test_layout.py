@@ -18,3 +18,13 @@ def test_stdlib_operator_is_the_real_one() -> None:
     """`import operator` still gives the standard library module with our source root on sys.path."""
     assert hasattr(stdlib_operator, "itemgetter")
     assert "site-packages" not in (stdlib_operator.__file__ or "/lib/")
+
+
+def test_build_time_generators_stay_out_of_the_runtime_package() -> None:
+    """The generators run by `make crds` live in codegen/, and nothing the image ships imports them."""
+    package = ROOT / "operator" / "opsramp_aws_operator"
+    for generator in ("crdgen.py", "refdoc.py", "iam_permissions.py"):
+        assert not (package / generator).exists(), f"{generator} belongs in codegen/opsramp_codegen/"
+        assert (ROOT / "codegen" / "opsramp_codegen" / generator).exists()
+    importers = [p.name for p in package.rglob("*.py") if "opsramp_codegen" in p.read_text()]
+    assert importers == [], f"runtime modules import the build-time generators: {importers}"

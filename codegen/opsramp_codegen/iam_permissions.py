@@ -6,7 +6,7 @@ or STS operation it names (the adapter calls IAM through `_call("GetRole", ...)`
 by the kind of resource IAM authorises it on (`RESOURCE_KIND`); an operation without an entry there stops the
 generator, so a new call in `aws.py` cannot ship without a decision about its scope.
 
-`python -m opsramp_aws_operator.iam_permissions --write` refreshes `docs/operator-iam-policy.json`,
+`python -m opsramp_codegen.iam_permissions --write` refreshes `docs/operator-iam-policy.json`,
 `docs/operator-iam-policy-assume-role.json` and the generated section of `docs/security.md`; `--check` exits 1
 when any of them is stale.
 """
@@ -24,17 +24,18 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
-from .constants import DEFAULT_ROLE_PATH
+import opsramp_aws_operator
+from opsramp_aws_operator.constants import DEFAULT_ROLE_PATH
 
-AWS_MODULE: Final = Path(__file__).with_name("aws.py")
+AWS_MODULE: Final = Path(opsramp_aws_operator.__file__).with_name("aws.py")
 # The repository this module sits in (operator/opsramp_aws_operator/ -> the root); the CLI takes --root too.
-PROG: Final = "opsramp_aws_operator.iam_permissions"
+PROG: Final = "opsramp_codegen.iam_permissions"
 DEFAULT_ROOT: Final = Path(__file__).resolve().parents[2]
 POLICY_FILE: Final = Path("docs/operator-iam-policy.json")
 ASSUME_ROLE_FILE: Final = Path("docs/operator-iam-policy-assume-role.json")
 SECURITY_DOC: Final = Path("docs/security.md")
 BEGIN_MARKER: Final = (
-    "<!-- BEGIN GENERATED: operator-iam-policy (python -m opsramp_aws_operator.iam_permissions --write) -->"
+    "<!-- BEGIN GENERATED: operator-iam-policy (python -m opsramp_codegen.iam_permissions --write) -->"
 )
 END_MARKER: Final = "<!-- END GENERATED: operator-iam-policy -->"
 

@@ -17,8 +17,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from .constants import CATEGORIES, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
-from .models import AWSIntegrationSpec, AWSIntegrationStatus
+from opsramp_aws_operator.constants import CATEGORIES, GROUP, KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
+from opsramp_aws_operator.models import AWSIntegrationSpec, AWSIntegrationStatus
 
 CRD_FILENAME = f"{PLURAL}.{GROUP}.yaml"
 

@@ -2,7 +2,7 @@
 
 The CRD (crds/, itself generated from the pydantic models) is the single source: every field's type, default,
 validation and description come from its `openAPIV3Schema`, so the reference cannot drift from what the API
-server enforces. `python -m opsramp_aws_operator.refdoc --write` refreshes the file; `--check` exits 1 when it
+server enforces. `python -m opsramp_codegen.refdoc --write` refreshes the file; `--check` exits 1 when it
 is stale.
 """
 
@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import yaml
 
-PROG: Final = "opsramp_aws_operator.refdoc"
+PROG: Final = "opsramp_codegen.refdoc"
 # The repository this module sits in (operator/opsramp_aws_operator/ -> the root); the CLI takes --root too.
 DEFAULT_ROOT: Final = Path(__file__).resolve().parents[2]
 CRD_FILE: Final = Path("crds/awsintegrations.integrations.opsramp.com.yaml")
