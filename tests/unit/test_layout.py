@@ -28,3 +28,19 @@ def test_build_time_generators_stay_out_of_the_runtime_package() -> None:
         assert (ROOT / "codegen" / "opsramp_codegen" / generator).exists()
     importers = [p.name for p in package.rglob("*.py") if "opsramp_codegen" in p.read_text()]
     assert importers == [], f"runtime modules import the build-time generators: {importers}"
+
+
+def test_each_external_sdk_is_imported_by_its_adapter_only() -> None:
+    """boto3/botocore only in aws.py, requests only in the opsramp/ package: one place turns SDK errors into ours."""
+    package = ROOT / "operator" / "opsramp_aws_operator"
+    for path in package.rglob("*.py"):
+        imports = {
+            line.split()[1].split(".")[0]
+            for line in path.read_text().splitlines()
+            if line.startswith(("import ", "from ")) and len(line.split()) > 1
+        }
+        relative = path.relative_to(package).as_posix()
+        if imports & {"boto3", "botocore"}:
+            assert relative == "aws.py", f"{relative} imports boto3/botocore"
+        if "requests" in imports:
+            assert relative.startswith("opsramp/"), f"{relative} imports requests"

@@ -422,7 +422,7 @@ def test_named_listing_expires(
     """Someone else's install shows once the listing is older than its freshness bound."""
     from opsramp_aws_operator import opsramp as client_mod
 
-    monkeypatch.setattr(client_mod._Inventory, "MIN_AGE_SECONDS", 0.3)
+    monkeypatch.setattr(client_mod.Inventory, "MIN_AGE_SECONDS", 0.3)
     limits = OpsRampLimits(window_seconds=0.1, paged_gets_per_window=50)
     fresh = get_client(emulator.url, TENANT, CLIENT_ID, CLIENT_SECRET, limits=limits, timeouts=FAST)
     assert fresh.named("late") == []

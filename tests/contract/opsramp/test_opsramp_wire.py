@@ -6,8 +6,8 @@ import pytest
 
 from opsramp_aws_operator.opsramp import (
     AwsIntegrationRequest,
+    Scrubber,
     WireFormat,
-    _Scrubber,
     decode_regions,
     encode_regions,
     install_body,
@@ -121,7 +121,7 @@ def test_server_wait_prefers_retry_after_then_reset() -> None:
 
 def test_scrubber_masks_secrets_and_tokens_but_keeps_arns() -> None:
     """Known secrets and UUID/long opaque strings are masked; role ARNs stay readable."""
-    scrub = _Scrubber([EXT, "client-secret"])
+    scrub = Scrubber([EXT, "client-secret"])
     arn = "arn:aws:iam::123456789012:role/opsramp/some-very-long-role-name-abcdefghijkl"
     text = scrub(f"Access token expired: 6b4a5f03-7d49-4915-9792-2d964806cbd1; id {EXT}; secret client-secret; {arn}")
     assert "6b4a5f03" not in text
