@@ -12,11 +12,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_NO_INPUT=1
 WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml constraints.txt constraints-build.txt README.md ./
 # Only the operator's source root: the sandbox (emulators, moto) never enters the image.
 COPY operator/ operator/
-# No extras: [sandbox] and [test] stay out. constraints.txt pins every transitive runtime dependency.
-RUN pip wheel --wheel-dir /wheels --constraint constraints.txt .
+# No extras: [sandbox] and [test] stay out. constraints.txt pins every transitive runtime dependency. pip and
+# the build backend (setuptools) come hash-checked from constraints-build.txt, and the wheel is built with them
+# (no build isolation, so no unpinned setuptools is fetched).
+RUN pip install --require-hashes -r constraints-build.txt \
+    && pip wheel --no-build-isolation --wheel-dir /wheels --constraint constraints.txt .
 
 # ---- runtime: no compilers, no build tools, no pip in the operator's venv --------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

@@ -1,4 +1,7 @@
 # Two commands matter: `make test` and `make demo`. Everything installs into .venv from constraints.txt.
+# Every install is hash-checked (`--require-hashes`): pip and setuptools from constraints-build.txt first, then
+# the locked set, then the project itself without dependencies or build isolation (so no unpinned build backend
+# is fetched). `make lock` regenerates all the lock files.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,10 +18,19 @@ help:
 	@echo "make chaos  - the chaos suite (faults, crashes, bad input, deletion, two replicas); CHAOS_SIZE=20"
 	@echo "make bench  - the benchmark against the sandbox and the floor; BENCH_N=200 (up to 1000)"
 
-$(STAMP): pyproject.toml constraints.txt
+# Recreated from scratch when a lock changes, so no package of an older lock lingers; a change to pyproject.toml
+# alone only reinstalls the project (entry points, package data).
+LOCKED := $(VENV)/.installed-lock
+$(LOCKED): constraints.txt constraints-build.txt
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install $(PIP_FLAGS) --upgrade "pip>=24"
-	$(BIN)/python -m pip install $(PIP_FLAGS) -c constraints.txt -e '.[test]'
+	$(BIN)/python -m pip install $(PIP_FLAGS) --require-hashes -r constraints-build.txt
+	$(BIN)/python -m pip install $(PIP_FLAGS) --require-hashes -r constraints.txt
+	touch $@
+
+$(STAMP): $(LOCKED) pyproject.toml
+	$(BIN)/python -m pip install $(PIP_FLAGS) --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $@
 
 venv: $(STAMP)
@@ -27,10 +39,13 @@ venv: $(STAMP)
 # Recreated from scratch when the lock changes, so no package of an older lock lingers.
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-checkov
-$(CHECKOV_STAMP): constraints-checkov.txt
+CHECKOV_VERSION := 3.3.30
+$(CHECKOV_STAMP): constraints-checkov.txt constraints-build.txt
 	rm -rf $(CHECKOV_VENV)
 	$(PYTHON) -m venv $(CHECKOV_VENV)
-	$(CHECKOV_VENV)/bin/python -m pip install $(PIP_FLAGS) -c constraints-checkov.txt checkov==3.3.30
+	$(CHECKOV_VENV)/bin/python -m pip install $(PIP_FLAGS) --require-hashes -r constraints-build.txt
+	$(CHECKOV_VENV)/bin/python -m pip install $(PIP_FLAGS) --require-hashes -r constraints-checkov.txt
+	$(CHECKOV_VENV)/bin/python -m pip check
 	touch $@
 
 checkov-venv: $(CHECKOV_STAMP)
@@ -69,13 +84,23 @@ crds generate: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m opsramp_sandbox.demo
 
-# Refresh constraints.txt from a clean resolve of pyproject.toml (run by hand, commit the result).
+# Regenerate every lock with hashes (run by hand, commit the result): constraints-build.txt (pip, setuptools),
+# constraints.txt (the project with [test], resolved for any Python 3.11.x), constraints-checkov.txt and
+# constraints-lock.txt (uv itself, the resolver used here). Pins already in a lock are kept unless
+# LOCK_FLAGS=--upgrade (or --upgrade-package NAME) says otherwise.
+LOCK_VENV := .lock-venv
+UV_VERSION := 0.13.8
+LOCK_FLAGS ?=
+UV_COMPILE = $(LOCK_VENV)/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--custom-compile-command 'make lock' $(LOCK_FLAGS)
 lock:
-	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install $(PIP_FLAGS) --upgrade "pip>=24"
-	.lock-venv/bin/python -m pip install $(PIP_FLAGS) '.[test]'
-	.lock-venv/bin/python -m pip freeze --exclude opsramp-aws-operator | sed '/^-e /d' > constraints.txt
-	rm -rf .lock-venv
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install $(PIP_FLAGS) --require-hashes -r constraints-lock.txt
+	echo 'uv==$(UV_VERSION)' | $(UV_COMPILE) - -o constraints-lock.txt
+	printf 'pip\nsetuptools\n' | $(UV_COMPILE) - -o constraints-build.txt
+	$(UV_COMPILE) pyproject.toml --extra test -c constraints-build.txt -o constraints.txt
+	echo 'checkov==$(CHECKOV_VERSION)' | $(UV_COMPILE) - -c constraints-build.txt -o constraints-checkov.txt
+	rm -rf $(LOCK_VENV)
 
 clean:
-	rm -rf $(VENV) $(CHECKOV_VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) $(LOCK_VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache

