@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -46,8 +47,20 @@ def test_failpoint_kills_on_the_nth_hit(spec: str | None, last_line: str, killed
     assert (result.returncode == -9) is killed
 
 
-def test_unarmed_hit_is_a_no_op() -> None:
-    """In-process, with nothing armed, hitting points does nothing."""
-    failpoints.arm("")
-    for _ in range(3):
+def test_in_process_hits_kill_only_on_the_armed_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process: unarmed points and hits before the N-th do nothing; the N-th hit sends SIGKILL to us."""
+    kills: list[tuple[int, int]] = []
+    monkeypatch.setattr(failpoints.os, "kill", lambda pid, sig: kills.append((pid, sig)))
+    try:
+        failpoints.arm("")
+        for _ in range(3):
+            failpoints.hit("iam:CreateRole")
+        assert kills == []
+        failpoints.arm("iam:CreateRole@2")
+        failpoints.hit("other")
         failpoints.hit("iam:CreateRole")
+        assert kills == []
+        failpoints.hit("iam:CreateRole")
+        assert kills == [(os.getpid(), signal.SIGKILL)]
+    finally:
+        failpoints.arm("")

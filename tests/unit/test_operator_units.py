@@ -7,13 +7,14 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from opsramp_aws_operator import redaction
 from opsramp_aws_operator.errors import NeedsAttention, OperatorError, TransientError
 from opsramp_aws_operator.handlers import describe_validation_error, parse_spec, retry_delay
 from opsramp_aws_operator.integrations import differences
 from opsramp_aws_operator.kube import Secrets
-from opsramp_aws_operator.models import EXTERNAL_ID_PATTERN
+from opsramp_aws_operator.models import EXTERNAL_ID_PATTERN, AWSIntegrationSpec
 from opsramp_aws_operator.opsramp import AwsIntegrationRequest, InstalledIntegration
 from opsramp_aws_operator.roles import RoleOutcome
 from opsramp_aws_operator.service import Service, generate_external_id, generated_secret_name, parse_role_arn
@@ -196,7 +197,16 @@ def test_invalid_spec_message_names_fields() -> None:
     assert info.value.reason == "InvalidSpec"
     assert "spec.regions" in info.value.message
     assert "spec.opsramp.endpoint" in info.value.message
-    assert describe_validation_error  # the helper used for the message
+
+
+def test_validation_error_is_described_one_field_per_problem() -> None:
+    """Each problem reads `spec.<dotted path>: <what is wrong>`, all of them after "Invalid spec: ", in order."""
+    with pytest.raises(ValidationError) as info:
+        AWSIntegrationSpec.model_validate({"regions": "us-east-1", "aws": {"externalId": "abcdef"}})
+    assert describe_validation_error(info.value) == (
+        "Invalid spec: spec.regions: Input should be a valid list; spec.opsramp: Field required; "
+        "spec.aws: Value error, aws.externalId is only used together with aws.assumeRoleArn"
+    )
 
 
 def _service(now: datetime) -> Service:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 from datetime import timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from iam_support import (
@@ -22,7 +23,7 @@ from iam_support import (
 from opsramp_aws_operator.aws import AwsAccount
 from opsramp_aws_operator.constants import TAG_OWNER_NAME, TAG_OWNER_UID
 from opsramp_aws_operator.errors import NeedsAttention, NotOwned, TransientError
-from opsramp_aws_operator.policies import policies_equal, policy_digest, split_policy, trust_policy
+from opsramp_aws_operator.policies import policies_equal, policy_digest, trust_policy
 from opsramp_aws_operator.roles import delete_role, ensure_role, ensure_role_usable, policy_arn
 
 ACCOUNT = "123456789012"
@@ -40,6 +41,14 @@ def attached(raw_iam: Any, role: str) -> set[str]:
     return {p["PolicyArn"] for p in raw_iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]}
 
 
+def iam_document(raw_iam: Any, arn: str) -> dict[str, Any]:
+    """The document of a managed policy's default version, as IAM returns it."""
+    version = raw_iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+    document = raw_iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+    parsed: dict[str, Any] = json.loads(unquote(document)) if isinstance(document, str) else document
+    return parsed
+
+
 def foreign_policy(raw_iam: Any, name: str = "someone-elses") -> str:
     doc = json.dumps(permission_policy("s3:ListAllMyBuckets"))
     return str(raw_iam.create_policy(PolicyName=name, PolicyDocument=doc)["Policy"]["Arn"])
@@ -53,8 +62,12 @@ def test_create_then_second_pass_makes_read_calls_only(account: AwsAccount, call
     assert first.arn == f"arn:aws:iam::{ACCOUNT}:role{PATH}{want.name}"
     assert first.account_id == ACCOUNT
     assert first.policy_arns == (our_arn(want.name),)
-    assert first.policy_digest == policy_digest(split_policy(want.permission_policy or {}))
     assert {"CreateRole", "CreatePolicy", "AttachRolePolicy"} <= set(calls.writes())
+    # The digest status reports describes what IAM holds (the default version of each policy attached), and that
+    # grants exactly the desired permission policy (a digest is over meaning, so parts and whole compare equal).
+    held = [iam_document(raw_iam, arn) for arn in attached(raw_iam, want.name)]
+    assert held and first.policy_digest == policy_digest(held)
+    assert policy_digest(held) == policy_digest(want.permission_policy or {})
 
     role = raw_iam.get_role(RoleName=want.name)["Role"]
     assert policies_equal(role["AssumeRolePolicyDocument"], want.trust_policy)
