@@ -110,6 +110,10 @@ def run_pass(
     metrics.RECONCILE_SECONDS.labels(outcome).observe(time.monotonic() - started)
     if result.changes:
         log.info("Reconciled %s: %s", ref, "; ".join(result.changes))
+    if result.suspended:
+        # One line per pass (a resync interval apart): explains a spec change that seems ignored, and shows that
+        # the operator still looks at the resource.
+        log.info("%s is suspended (spec.suspend): nothing was changed", ref)
     return error
 
 

@@ -27,7 +27,7 @@ Admin API (JSON, under ``/_emulator``, a prefix OpsRamp does not use; no auth, l
 
 - ``GET  /_emulator/health`` → ``{"ok": true}``
 - ``GET  /_emulator/state`` → ``{"tenants": {tid: {"integrations": [...]}}, "requests": {"METHOD route": n},
-  "request_log": [{"at","method","route","tenant_id","status","category"}], "throttled": n,
+  "request_log": [{"at","method","route","path","tenant_id","status","category"}], "throttled": n,
   "role_checks": [{"role_arn","ok","reason"}], "faults": {...}, "rate_limits": {...}, ...}`` (no secrets)
 - ``POST /_emulator/faults`` with any of ``error_rate`` (0..1), ``error_status``, ``error_next`` (count),
   ``error_method`` (only that method), ``error_after_apply`` (apply, then fail), ``throttle_next`` (count of

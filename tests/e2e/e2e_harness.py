@@ -417,6 +417,28 @@ def token_requests(sandbox: Sandbox, status: int | None = None, since: float = 0
     ]
 
 
+def integration_reads(sandbox: Sandbox, integration_id: str) -> int:
+    """GETs of one integration by id that the OpsRamp emulator answered: every pass over a resource that has
+    recorded its integration makes exactly one (it also proves the credentials still work)."""
+    suffix = f"/integrations/installed/{integration_id}"
+    log = sandbox.opsramp.state()["request_log"]
+    return sum(1 for r in log if r["method"] == "GET" and str(r["path"]).endswith(suffix))
+
+
+def wait_passes(sandbox: Sandbox, integration_id: str, passes: int = 2, *, timeout: float = 60.0) -> None:
+    """Wait until `passes` more passes have read the integration, so at least `passes - 1` of them are finished.
+
+    Passes over one resource never overlap (each holds the resource's lock), so a pass's read proves the one
+    before it ended, writes included. This is how a test sees that a resync had its turn and wrote nothing.
+    """
+    start = integration_reads(sandbox, integration_id)
+    wait_for(
+        f"{passes} more passes reading integration {integration_id}",
+        lambda: integration_reads(sandbox, integration_id) >= start + passes,
+        timeout,
+    )
+
+
 def uninstall_behind_back(sandbox: Sandbox, integration_id: str) -> None:
     """Uninstall an integration through OpsRamp's public API, as a person in the console would."""
     base = sandbox.opsramp.url

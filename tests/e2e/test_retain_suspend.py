@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from e2e_harness import (
     GROUP,
@@ -82,8 +80,13 @@ def test_suspend_stops_writes_and_unsuspend_reconciles(
     wait_condition(kube, namespace, "paused", "Ready", "False", "Suspended", current_generation=False)
     before_writes = opsramp_writes(sandbox)
     kube.patch_spec(namespace, "paused", {"regions": ["us-east-1", "us-east-2"]})
-    # Longer than a resync interval and an attention backoff: every path that could write has had its turn.
-    time.sleep(6)
+    # Every path that could write has its turn: the change handler (its pass stamps the new generation on the
+    # condition), then a resync pass (each pass over a suspended resource logs a line; the next one proves it).
+    wait_condition(kube, namespace, "paused", "Ready", "False", "Suspended")
+    line = f"{namespace}/paused is suspended (spec.suspend): nothing was changed"
+    handled = operator_process.output().count(line)
+    assert handled >= 1
+    wait_for("a resync pass over the suspended resource", lambda: operator_process.output().count(line) > handled)
 
     obj = kube.get(namespace, "paused")
     assert condition(obj, "Ready")["status"] == "False"

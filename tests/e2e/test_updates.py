@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from e2e_harness import (
     Kube,
@@ -19,6 +17,7 @@ from e2e_harness import (
     role_name_of,
     role_state,
     wait_for,
+    wait_passes,
     wait_ready,
 )
 
@@ -46,8 +45,8 @@ def test_region_change_updates_only_the_integration(
         ),
     )
     obj = wait_ready(kube, namespace, "regions")
-    # Let at least one drift resync pass over the changed resource: it must not write either.
-    time.sleep(5)
+    # At least one drift resync over the changed resource, start to end: it must not write either.
+    wait_passes(sandbox, integration_id)
     after_writes = opsramp_writes(sandbox)
 
     assert after_writes["update"] - before_writes["update"] == 1

@@ -79,26 +79,26 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     if faults.latency_seconds > 0:
         await asyncio.sleep(faults.latency_seconds)
     if state.should_drop():
-        state.record(request.method, route, tenant_id, 0, None)
+        state.record(request.method, route, request.path, tenant_id, 0, None)
         return await _drop(request)
     if not request.path.startswith("/api/"):
         response = await handler(request)
-        state.record(request.method, route, None, response.status, None)
+        state.record(request.method, route, request.path, None, response.status, None)
         return response
 
     # Authentication: Spring-OAuth style bodies, which echo the offending token as OpsRamp's stack does.
     auth = request.headers.get("Authorization", "")
     if not auth.lower().startswith("bearer "):
-        state.record(request.method, route, tenant_id, 401, None)
+        state.record(request.method, route, request.path, tenant_id, 401, None)
         return _oauth_error(401, "unauthorized", "Full authentication is required to access this resource")
     value = auth[7:].strip()
     token, problem = state.check_token(value)
     if token is None:
-        state.record(request.method, route, tenant_id, 401, None)
+        state.record(request.method, route, request.path, tenant_id, 401, None)
         description = f"Access token expired: {value}" if problem == "expired" else f"Invalid access token: {value}"
         return _oauth_error(401, "invalid_token", description)
     if tenant_id is not None and tenant_id != token.tenant_id:
-        state.record(request.method, route, tenant_id, 403, None)
+        state.record(request.method, route, request.path, tenant_id, 403, None)
         return _oauth_error(403, "access_denied", "Access is denied")
 
     category = _category(request)
@@ -109,7 +109,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         headers["X-RateLimit-Reset"] = str(reset)
         if retry_after is not None:
             headers["Retry-After"] = str(retry_after)
-        state.record(request.method, route, tenant_id, 429, category)
+        state.record(request.method, route, request.path, tenant_id, 429, category)
         return _json(429, {"error": "throttled", "error_description": "Too Many Requests"}, headers)
     allowed, limit, remaining, reset_at = state.take_rate_slot(token.tenant_id, category)
     headers = {
@@ -118,25 +118,25 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         "X-RateLimit-Reset": str(math.ceil(reset_at)),
     }
     if not allowed:
-        state.record(request.method, route, tenant_id, 429, category)
+        state.record(request.method, route, request.path, tenant_id, 429, category)
         return _json(429, {"error": "throttled", "error_description": "Too Many Requests"}, headers)
 
     status, after_apply = state.injected_error(request.method)
     if status is not None and not after_apply:
-        state.record(request.method, route, tenant_id, status, category)
+        state.record(request.method, route, request.path, tenant_id, status, category)
         return _error(status, "Internal Server Error")
     try:
         response = await handler(request)
     except web.HTTPException as exc:
         # Handlers raise these for malformed input; answer them like any other response.
-        state.record(request.method, route, tenant_id, exc.status, category)
+        state.record(request.method, route, request.path, tenant_id, exc.status, category)
         exc.headers.update(headers)
         raise
     if status is not None:
-        state.record(request.method, route, tenant_id, status, category)
+        state.record(request.method, route, request.path, tenant_id, status, category)
         return _error(status, "Internal Server Error")
     response.headers.update(headers)
-    state.record(request.method, route, tenant_id, response.status, category)
+    state.record(request.method, route, request.path, tenant_id, response.status, category)
     return response
 
 

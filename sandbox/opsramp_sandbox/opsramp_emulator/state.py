@@ -87,6 +87,7 @@ class RequestRecord:
     at: float
     method: str
     route: str
+    path: str  # the concrete path (ids filled in), to tell which integration a request was about
     tenant_id: str | None
     status: int
     category: str | None
@@ -255,10 +256,12 @@ class EmulatorState:
 
     # -- bookkeeping --------------------------------------------------------------------------------------
 
-    def record(self, method: str, route: str, tenant_id: str | None, status: int, category: str | None) -> None:
+    def record(
+        self, method: str, route: str, path: str, tenant_id: str | None, status: int, category: str | None
+    ) -> None:
         with self.lock:
             self.request_counts[f"{method} {route}"] += 1
-            self.requests.append(RequestRecord(time.time(), method, route, tenant_id, status, category))
+            self.requests.append(RequestRecord(time.time(), method, route, path, tenant_id, status, category))
 
     def reset(self) -> None:
         with self.lock:
