@@ -14,7 +14,7 @@ help:
 	@echo "make test   - create .venv, install, run ruff, mypy and pytest"
 	@echo "make demo   - run the operator against the local sandbox and show an AWSIntegration reaching Ready"
 	@echo "make crds   - regenerate crds/, chart copy, deploy/, Argo CD files, docs/reference.md, the operator IAM policy"
-	@echo "make lint   - ruff and mypy only"
+	@echo "make lint   - ruff and mypy (the packages and tests/) only"
 	@echo "make chaos  - the chaos suite (faults, crashes, bad input, deletion, two replicas); CHAOS_SIZE=20"
 	@echo "make bench  - the benchmark against the sandbox and the floor; BENCH_N=200 (up to 1000)"
 
@@ -53,7 +53,17 @@ checkov-venv: $(CHECKOV_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check operator sandbox codegen tests
 	$(BIN)/ruff format --check operator sandbox codegen tests
+	$(MAKE) --no-print-directory typecheck
+
+# pytest imports each test directory as its own root (its helpers are top-level modules, and several directories
+# have a conftest.py), so mypy checks tests/ the same way: one directory at a time, with that directory (and the
+# e2e harness, which tests/chaos imports) on its path. Strict, like the packages (pyproject.toml).
+TEST_DIRS = $(sort $(patsubst %/,%,$(dir $(wildcard tests/*/*.py tests/*/*/*.py))))
+typecheck: $(STAMP)
 	$(BIN)/mypy
+	@for dir in $(TEST_DIRS); do \
+		echo "mypy $$dir"; MYPYPATH=$$dir:tests/e2e $(BIN)/mypy $$dir || exit 1; \
+	done
 
 format: $(STAMP)
 	$(BIN)/ruff format operator sandbox codegen tests

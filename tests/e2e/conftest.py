@@ -11,9 +11,7 @@ from e2e_harness import (
     ALL_OPERATORS,
     CLIENT_ID,
     GROUP,
-    PLURAL,
     SECRETS_SEEN,
-    VERSION,
     Kube,
     ObjectRecorder,
     Operator,
@@ -96,7 +94,7 @@ def _gone(kube: Kube, namespace: str, name: str) -> bool:
 
 def _delete_all(kube: Kube, namespace: str) -> None:
     """Delete the namespace's AWSIntegrations and wait for their cleanup, so no test's leftovers act later."""
-    listed = kube.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+    listed = kube.objects(namespace)
     names = [o["metadata"]["name"] for o in listed]
     for name in names:
         try:

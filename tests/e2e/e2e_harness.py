@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 import boto3
@@ -155,39 +155,50 @@ class Kube:
     """Thin helpers over the official client, as a user's scripts would use it."""
 
     def __init__(self, kubeconfig: Path) -> None:
-        self.api_client = kubernetes.config.new_client_from_config(str(kubeconfig))
+        self.api_client = kubernetes.config.new_client_from_config(str(kubeconfig))  # type: ignore[no-untyped-call]
         self.core = kubernetes.client.CoreV1Api(self.api_client)
         self.custom = kubernetes.client.CustomObjectsApi(self.api_client)
 
     def namespace(self, prefix: str) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:6]}"
-        self.core.create_namespace({"metadata": {"name": name}})
+        self.core.create_namespace(kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name)))
         return name
 
     def apply_secret(self, namespace: str, name: str, data: dict[str, str]) -> None:
-        body = {"metadata": {"name": name, "namespace": namespace}, "stringData": data}
+        meta = kubernetes.client.V1ObjectMeta(name=name, namespace=namespace)
         try:
-            self.core.create_namespaced_secret(namespace, body)
+            self.core.create_namespaced_secret(namespace, kubernetes.client.V1Secret(metadata=meta, string_data=data))
         except ApiException as exc:
             if exc.status != 409:
                 raise
-            self.core.patch_namespaced_secret(
-                name, namespace, {"data": None, "stringData": data} if False else {"stringData": data}
-            )
+            self.core.patch_namespaced_secret(name, namespace, {"stringData": data})
 
     def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         ns = obj["metadata"]["namespace"]
-        result: dict[str, Any] = self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, obj)
-        return result
+        return cast(dict[str, Any], self.custom.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, obj))
 
     def get(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            result: dict[str, Any] = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            result = cast(
+                dict[str, Any], self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+            )
         except ApiException as exc:
             if exc.status == 404:
                 return None
             raise
         return result
+
+    def objects(self, namespace: str) -> list[dict[str, Any]]:
+        listed = cast(dict[str, Any], self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL))
+        return list(listed["items"])
+
+    def all_objects(self) -> list[dict[str, Any]]:
+        listed = cast(dict[str, Any], self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL))
+        return list(listed["items"])
+
+    def secret_finalizers(self, namespace: str, name: str) -> list[str]:
+        meta = self.core.read_namespaced_secret(name, namespace).metadata
+        return list((meta.finalizers if meta is not None else None) or [])
 
     def patch_spec(self, namespace: str, name: str, spec: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, {"spec": spec})
@@ -270,7 +281,7 @@ ALL_OPERATORS: list[Operator] = []
 def external_id_of(kube: Kube, namespace: str, obj: dict[str, Any]) -> str:
     """The External ID held in the Secret the resource's status names (remembered for the leak scan)."""
     name = obj["status"]["externalIdSecretName"]
-    raw = kube.core.read_namespaced_secret(name, namespace).data["externalId"]
+    raw = (kube.core.read_namespaced_secret(name, namespace).data or {})["externalId"]
     value = base64.b64decode(raw).decode()
     SECRETS_SEEN.add(value)
     return value
@@ -478,16 +489,16 @@ class WatchRecorder:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            watcher = kubernetes.watch.Watch()
+            watcher = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
             try:
-                for event in watcher.stream(self._list_fn, *self._args, timeout_seconds=2):
+                for event in watcher.stream(self._list_fn, *self._args, timeout_seconds=2):  # type: ignore[no-untyped-call]
                     self.texts.append(self._render(event["object"]))
                     if self._stop.is_set():
                         break
             except Exception:  # a dropped watch is restarted; the next list replays what exists
                 time.sleep(0.2)
             finally:
-                watcher.stop()
+                watcher.stop()  # type: ignore[no-untyped-call]
 
 
 class ObjectRecorder(WatchRecorder):

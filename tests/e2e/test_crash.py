@@ -5,6 +5,8 @@ This module runs its own operator process (the session one is stopped meanwhile)
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from e2e_harness import (
     INSTALL_ROUTE,
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.e2e
 
 def _assert_exactly_one_of_everything(
     sandbox: Sandbox, kube: Kube, namespace: str, name: str, role_name: str
-) -> dict[str, object]:
+) -> dict[str, Any]:
     obj = wait_ready(kube, namespace, name, timeout=45)
     uid = obj["metadata"]["uid"]
     assert roles_owned_by(sandbox, uid) == [role_name]
@@ -72,9 +74,10 @@ def test_killed_after_install_applied_before_id_recorded_adopts_it(
     sandbox.opsramp.set_faults(error_next=10_000, error_method="POST", error_status=502, error_after_apply=True)
     try:
         kube.create(integration_resource(namespace, "crash-intg", sandbox.opsramp.url, role={"name": role_name}))
-        (orphan,) = wait_for(
+        applied: list[dict[str, Any]] = wait_for(
             "install applied behind a 502", lambda: integrations_named(sandbox, f"{namespace}-crash-intg"), timeout=30
         )
+        (orphan,) = applied
         exclusive_operator.kill()
     finally:
         sandbox.opsramp.clear_faults()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from typing import Any
 
 import pytest
 from e2e_harness import (
@@ -71,8 +72,8 @@ def test_bad_credentials_stall_with_slowing_retries_and_recover_when_fixed(
     # Nothing was created: no role, no External ID Secret, no integration, and one Warning for the one transition.
     assert get_role(sandbox, role_name) is None
     assert integrations_named(sandbox, f"{namespace}-badcreds") == []
-    obj = kube.get(namespace, "badcreds")
-    assert obj is not None and not (obj.get("status") or {}).get("externalIdSecretName")
+    stalled = kube.get(namespace, "badcreds")
+    assert stalled is not None and not (stalled.get("status") or {}).get("externalIdSecretName")
     warnings = warning_events(kube, namespace, "badcreds")
     assert [(e.reason, e.count or 1) for e in warnings] == [("OpsRampAuthFailed", 1)]
 
@@ -157,7 +158,7 @@ def test_deleting_a_refused_claimant_of_the_same_role_and_name_leaves_the_first_
 ) -> None:
     """A copy with the same role name and display name is refused, and deleting it removes nothing of the first."""
     role_name, shared = f"e2e-copy-{namespace}"[:64], f"copied {namespace}"
-    spec = {"role": {"name": role_name}, "displayName": shared}
+    spec: dict[str, Any] = {"role": {"name": role_name}, "displayName": shared}
     kube.create(integration_resource(namespace, "original", sandbox.opsramp.url, **spec))
     first = wait_ready(kube, namespace, "original")
     before_role = role_state(sandbox, role_name)

@@ -37,7 +37,7 @@ def test_apply_example_reaches_ready_and_delete_cleans_up(
     role = sandbox.iam().get_role(RoleName=role_name)["Role"]
     trust = role["AssumeRolePolicyDocument"]
     trust = json.loads(unquote(trust)) if isinstance(trust, str) else trust
-    external_id = kube.core.read_namespaced_secret(status["externalIdSecretName"], namespace).data["externalId"]
+    external_id = (kube.core.read_namespaced_secret(status["externalIdSecretName"], namespace).data or {})["externalId"]
     import base64
 
     external_id = base64.b64decode(external_id).decode()
@@ -63,5 +63,4 @@ def test_apply_example_reaches_ready_and_delete_cleans_up(
     assert not [i for i in sandbox.opsramp.integrations(TENANT) if i["id"] == status["integrationId"]]
     with pytest.raises(sandbox.iam().exceptions.NoSuchEntityException):
         sandbox.iam().get_role(RoleName=role_name)
-    secret = kube.core.read_namespaced_secret("opsramp-api-client", namespace)
-    assert not (secret.metadata.finalizers or [])
+    assert kube.secret_finalizers(namespace, "opsramp-api-client") == []

@@ -63,8 +63,7 @@ def test_retain_keeps_role_and_integration_after_the_object_is_gone(
     assert role_state(sandbox, role_name) == before_role
     assert integration_by_id(sandbox, integration_id) == before_integration
     # The credentials Secret was never protected for a Retain resource, and nothing holds it now.
-    secret = kube.core.read_namespaced_secret("opsramp-api-client", namespace)
-    assert not (secret.metadata.finalizers or [])
+    assert kube.secret_finalizers(namespace, "opsramp-api-client") == []
 
 
 def test_suspend_stops_writes_and_unsuspend_reconciles(
@@ -88,9 +87,9 @@ def test_suspend_stops_writes_and_unsuspend_reconciles(
     assert handled >= 1
     wait_for("a resync pass over the suspended resource", lambda: operator_process.output().count(line) > handled)
 
-    obj = kube.get(namespace, "paused")
-    assert condition(obj, "Ready")["status"] == "False"
-    assert condition(obj, "Ready")["reason"] == "Suspended"
+    paused = kube.get(namespace, "paused")
+    assert condition(paused, "Ready")["status"] == "False"
+    assert condition(paused, "Ready")["reason"] == "Suspended"
     assert opsramp_writes(sandbox) == before_writes
     integration = integration_by_id(sandbox, integration_id)
     assert integration is not None and regions_of(integration) == {"us-east-1"}
@@ -120,5 +119,4 @@ def test_skip_cleanup_annotation_releases_the_object_without_touching_aws_or_ops
     assert role_state(sandbox, role_name) == before_role
     assert integration_by_id(sandbox, integration_id) is not None
     assert "CleanupSkipped" in [e.reason for e in kube.events(namespace, "escape") if e.type == "Warning"]
-    secret = kube.core.read_namespaced_secret("opsramp-api-client", namespace)
-    assert not (secret.metadata.finalizers or [])
+    assert kube.secret_finalizers(namespace, "opsramp-api-client") == []

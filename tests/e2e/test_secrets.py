@@ -6,7 +6,7 @@ import base64
 import json
 
 import pytest
-from e2e_harness import ALL_OPERATORS, GROUP, PLURAL, SECRETS_SEEN, VERSION, Kube, ObjectRecorder, Operator, Sandbox
+from e2e_harness import ALL_OPERATORS, SECRETS_SEEN, Kube, ObjectRecorder, Operator, Sandbox
 
 pytestmark = [pytest.mark.e2e, pytest.mark.after_all]
 
@@ -31,7 +31,7 @@ def test_no_secret_in_output_events_or_status(
     outputs = [op.output() for op in ALL_OPERATORS]
     assert all(outputs), "every operator process should have logged something"
     events = kube.api_client.sanitize_for_serialization(kube.core.list_event_for_all_namespaces().items)
-    objects = kube.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+    objects = kube.all_objects()
     haystacks = {
         "operator output": "\n".join(outputs),
         "events": json.dumps(events),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from botocore.exceptions import (
     ClientError,
@@ -16,9 +18,9 @@ from opsramp_aws_operator.errors import NeedsAttention, TransientError
 
 
 def client_error(code: str, status: int, message: str = "") -> ClientError:
-    return ClientError(
-        {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}, "CreateRole"
-    )
+    # botocore's stubs type the response fully; a parsed error response has only what the service sent.
+    response: Any = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "CreateRole")
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 import yaml
 from pydantic import ValidationError
@@ -21,7 +21,8 @@ CRD_FILE = ROOT / "crds" / crdgen.CRD_FILENAME
 
 
 def load_crd() -> dict[str, Any]:
-    return yaml.safe_load(CRD_FILE.read_text())
+    crd: dict[str, Any] = yaml.safe_load(CRD_FILE.read_text())
+    return crd
 
 
 def cr_schema() -> dict[str, Any]:
@@ -47,7 +48,8 @@ def schema_errors(obj: dict[str, Any]) -> list[str]:
 
 
 def good() -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "examples" / "awsintegration-full.yaml").read_text())
+    example: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "awsintegration-full.yaml").read_text())
+    return example
 
 
 def test_committed_crd_matches_models() -> None:

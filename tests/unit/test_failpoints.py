@@ -50,7 +50,7 @@ def test_failpoint_kills_on_the_nth_hit(spec: str | None, last_line: str, killed
 def test_in_process_hits_kill_only_on_the_armed_count(monkeypatch: pytest.MonkeyPatch) -> None:
     """In-process: unarmed points and hits before the N-th do nothing; the N-th hit sends SIGKILL to us."""
     kills: list[tuple[int, int]] = []
-    monkeypatch.setattr(failpoints.os, "kill", lambda pid, sig: kills.append((pid, sig)))
+    monkeypatch.setattr(os, "kill", lambda pid, sig: kills.append((pid, sig)))
     try:
         failpoints.arm("")
         for _ in range(3):

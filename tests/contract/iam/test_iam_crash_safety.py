@@ -72,7 +72,7 @@ def crash_at_every_write(
     moto: MotoHandle,
     raw_iam: Any,
     account: AwsAccount,
-    prepare: Callable[[str], None],
+    prepare: Callable[[str], object],
     act: Callable[[str], object],
     check: Callable[[str], None],
 ) -> int:

@@ -100,7 +100,8 @@ def test_up_status_down_two_sandboxes_in_parallel_leave_nothing_behind(tmp_path:
         assert result["listening_before"] == [True, True], name
         assert result["crd_listed"], f"{name}: the project's CRD was not applied"
         status = result["status"]
-        assert isinstance(status, subprocess.CompletedProcess) and status.returncode == 0, (name, status.stdout)
+        assert isinstance(status, subprocess.CompletedProcess), name
+        assert status.returncode == 0, (name, status.stdout)
         assert "kube" in status.stdout and "running" in status.stdout
         after = result["status_after"]
         assert isinstance(after, subprocess.CompletedProcess) and after.returncode == 1
