@@ -33,6 +33,7 @@ from e2e_harness import (
     get_role,
     integration_by_id,
     integration_resource,
+    token_requests,
     uninstall_behind_back,
     wait_condition,
     wait_for,
@@ -122,15 +123,21 @@ def test_delete_with_revoked_credentials_says_so_and_the_escape_releases_it(setu
     SECRETS.add(revoked)
     setup.kube.apply_secret(namespace, "opsramp-api-client", {"clientId": CLIENT_ID, "clientSecret": revoked})
 
+    refused_before = len(token_requests(setup.sandbox, 401))
     setup.kube.delete(namespace, "revoked")
     stuck = wait_condition(setup.kube, namespace, "revoked", "Ready", "False", "OpsRampAuthFailed", timeout=30)
     message = condition(stuck, "Ready")["message"]
     assert SKIP_CLEANUP in message, message
     assert "Cleanup failed" in message, message
+    # It retries (slowly) rather than dropping the integration on the floor: two more cleanup attempts, each
+    # refused at OpsRamp's token endpoint, and the object is still there, with one Warning for the lot.
+    attempts = len(token_requests(setup.sandbox, 401))
+    assert attempts > refused_before
+    wait_for("two more refused cleanup attempts", lambda: len(token_requests(setup.sandbox, 401)) >= attempts + 2, 60)
+    held = setup.kube.get(namespace, "revoked")
+    assert held is not None and held["metadata"].get("deletionTimestamp")
+    assert integration_by_id(setup.sandbox, integration_id) is not None
     assert [e.reason for e in warning_events(setup.kube, namespace, "revoked")] == ["OpsRampAuthFailed"]
-    # It waits (slowly) rather than dropping the integration on the floor.
-    time.sleep(3)
-    assert setup.kube.get(namespace, "revoked") is not None
 
     started = time.monotonic()
     setup.kube.patch_meta(namespace, "revoked", {"annotations": {SKIP_CLEANUP: "true"}})
@@ -190,9 +197,8 @@ def test_delete_requested_while_operator_down_completes_when_it_starts(setup: Se
     """Delete while no operator runs: the finalizer holds the resource; the started operator cleans up."""
     namespace = setup.namespaces["down"]
     _ready_one(setup, "down", "later")
-    setup.operator.stop()
+    setup.operator.stop()  # returns once the process has exited: nothing can act on the delete below
     setup.kube.delete(namespace, "later")
-    time.sleep(2)
     held = setup.kube.get(namespace, "later")
     assert held is not None and held["metadata"].get("deletionTimestamp")
     assert _left(setup.sandbox, namespace) != []  # not cleaned without an operator

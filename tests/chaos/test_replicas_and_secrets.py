@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kubernetes
 import pytest
@@ -38,6 +38,7 @@ from e2e_harness import (
     condition,
     integration_resource,
     wait_condition,
+    wait_for,
 )
 from kubernetes.client.exceptions import ApiException
 
@@ -76,6 +77,18 @@ def apply_peering(kube: Kube, namespace: str) -> None:
     raise AssertionError("the KopfPeering resource never became available")
 
 
+PAUSED = "Pausing operations in favour of"
+
+
+def peers(kube: Kube, namespace: str) -> dict[str, Any]:
+    """The replicas registered in the KopfPeering object (kopf keeps one status entry per live peer)."""
+    body = cast(
+        dict[str, Any],
+        kube.custom.get_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", PEERING_NAME),
+    )
+    return dict(body.get("status") or {})
+
+
 def kubernetes_apiextensions(kube: Kube) -> Any:
     return kubernetes.client.ApiextensionsV1Api(kube.api_client)
 
@@ -106,7 +119,10 @@ def test_two_replicas_one_acts_the_other_takes_over(sandbox: Sandbox, kube: Kube
     standby.start()
     active.start()
     try:
-        time.sleep(LIFETIME)  # both see each other before the first resource arrives
+        # Both see each other before the first resource arrives: both peers are in the KopfPeering object and the
+        # standby has paused in favour of the active one (kopf logs that).
+        wait_for("both replicas in the peering object", lambda: len(peers(kube, namespace)) == 2, 60)
+        wait_for("the standby paused", lambda: any(PAUSED in r["message"] for r in standby.log_records()), 60)
         first = [f"a{i}" for i in range(4)]
         for name in first:
             kube.create(integration_resource(namespace, name, sandbox.opsramp.url))
