@@ -17,7 +17,6 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from e2e_harness import (
@@ -29,6 +28,7 @@ from e2e_harness import (
     Operator,
     Sandbox,
     WatchRecorder,
+    handler_failures,
     wait_for,
 )
 from kubernetes.client.exceptions import ApiException
@@ -40,7 +40,6 @@ from opsramp_sandbox.opsramp import OpsRampEmulator
 CHAOS_SIZE = max(1, int(os.environ.get("CHAOS_SIZE", "20")))
 
 OWNER_UID_TAG = "opsramp.com/owner-uid"
-RETRY_LINE = "failed temporarily"
 
 # Every secret value the suite handed out or read back (client secrets, External IDs): the leak scan looks
 # for each of them in every byte the operators wrote, every Event and every recorded object version.
@@ -138,12 +137,7 @@ class ChaosOperator:
 
     def retry_times(self, namespace: str, name: str) -> list[float]:
         """Epoch seconds of each failed attempt of the change handler for one resource (kopf logs each)."""
-        times = []
-        for record in self.log_records():
-            obj = record.get("object") or {}
-            if obj.get("namespace") == namespace and obj.get("name") == name and RETRY_LINE in record["message"]:
-                times.append(datetime.fromisoformat(record["time"]).timestamp())
-        return times
+        return handler_failures(self.output(), namespace, name)
 
 
 def chaos_operator(sandbox: Sandbox, label: str, **env: str) -> ChaosOperator:

@@ -17,7 +17,6 @@ from typing import Any
 
 from chaos_support import (
     CHAOS_SIZE,
-    RETRY_LINE,
     Ticker,
     chaos_operator,
     check_world,
@@ -29,7 +28,16 @@ from chaos_support import (
     remember_external_ids,
     wait_metrics,
 )
-from e2e_harness import CLIENT_ID, OPSRAMP_ACCOUNT, TENANT, Kube, Sandbox, integration_resource, wait_for
+from e2e_harness import (
+    CLIENT_ID,
+    OPSRAMP_ACCOUNT,
+    RETRY_LINE,
+    TENANT,
+    Kube,
+    Sandbox,
+    integration_resource,
+    wait_for,
+)
 
 from opsramp_sandbox.faultproxy import FaultProxy
 from opsramp_sandbox.opsramp import ApiClient, OpsRampEmulator

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import unquote
@@ -426,6 +427,25 @@ def token_requests(sandbox: Sandbox, status: int | None = None, since: float = 0
         and (status is None or r["status"] == status)
         and r["at"] >= since
     ]
+
+
+RETRY_LINE = "failed temporarily"
+
+
+def handler_failures(output: str, namespace: str, name: str) -> list[float]:
+    """Epoch seconds of each failed attempt of one resource's change handler, from an operator's JSON log (kopf
+    logs every one; resync passes, which run on their own schedule, are not among them)."""
+    times = []
+    for line in output.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        obj = record.get("object") if isinstance(record, dict) else None
+        ours = isinstance(obj, dict) and (obj.get("namespace"), obj.get("name")) == (namespace, name)
+        if ours and RETRY_LINE in str(record.get("message")):
+            times.append(datetime.fromisoformat(record["time"]).timestamp())
+    return times
 
 
 def integration_reads(sandbox: Sandbox, integration_id: str) -> int:

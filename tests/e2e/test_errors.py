@@ -20,6 +20,7 @@ from e2e_harness import (
     condition,
     delete_and_wait,
     get_role,
+    handler_failures,
     integration_by_id,
     integration_resource,
     integrations_named,
@@ -58,15 +59,20 @@ def test_bad_credentials_stall_with_slowing_retries_and_recover_when_fixed(
     assert condition(obj, "Ready")["status"] == "False"
     assert condition(obj, "Ready")["reason"] == "OpsRampAuthFailed"
 
-    # The retries come further and further apart: backoff 1 → 2 → 4 s (cap), and the drift timer (4 s ± 10 %) may
-    # run a pass before the capped retry. A busy machine only ever lengthens a gap, so each gap is at least the
-    # delay the operator promised; a backoff that does not grow leaves the third gap near 1 s.
-    wait_for("four refused token requests", lambda: len(token_requests(sandbox, 401, since=started)) >= 4, 60)
-    attempts = token_requests(sandbox, 401, since=started)
+    # The change handler's retries come further and further apart: backoff 1 → 2 → 4 s (cap). A busy machine only
+    # ever lengthens a gap, so each gap is at least the delay the operator promised; a backoff that does not grow
+    # leaves the later gaps near 1 s. (Resync passes run on their own 4 s schedule and are not counted.)
+    def failures() -> list[float]:
+        return handler_failures(operator_process.output(), namespace, "badcreds")
+
+    wait_for("four failed attempts of the change handler", lambda: len(failures()) >= 4, 60)
+    attempts = failures()
     gaps = [b - a for a, b in itertools.pairwise(attempts)]
-    print(f"refused token requests {len(attempts)}, gaps between them: {[round(g, 2) for g in gaps]}")
-    promised = [1.0, 2.0, 3.6]
+    print(f"failed attempts {len(attempts)}, gaps between them: {[round(g, 2) for g in gaps]}")
+    promised = [1.0, 2.0, 4.0]
     assert all(gap >= least - 0.05 for gap, least in zip(gaps, promised, strict=False)), gaps
+    # Each attempt asked OpsRamp for a token and was refused.
+    assert len(token_requests(sandbox, 401, since=started)) >= len(attempts)
     assert operator_process.process is not None and operator_process.process.poll() is None
 
     # Nothing was created: no role, no External ID Secret, no integration, and one Warning for the one transition.
