@@ -17,6 +17,7 @@ help:
 	@echo "make lint   - ruff and mypy (the packages and tests/) only"
 	@echo "make chaos  - the chaos suite (faults, crashes, bad input, deletion, two replicas); CHAOS_SIZE=20"
 	@echo "make bench  - the benchmark against the sandbox and the floor; BENCH_N=200 (up to 1000)"
+	@echo "make lock   - regenerate the hashed lock files (constraints*.txt) with uv; LOCK_FLAGS=--upgrade"
 
 # Recreated from scratch when a lock changes, so no package of an older lock lingers; a change to pyproject.toml
 # alone only reinstalls the project (entry points, package data).
