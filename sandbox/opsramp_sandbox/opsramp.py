@@ -41,13 +41,24 @@ Admin API (JSON, under ``/_emulator``, a prefix OpsRamp does not use; no auth, l
   integrations the operator did not make)
 - ``GET|POST /_emulator/config`` ``{"propagation_delay_seconds","require_external_id_condition",
   "token_lifetime","rate_window_seconds","rate_limits":{"gets","paged_gets","writes"},"expires_in_as_string"}``
+- ``GET /_emulator/contract`` → the default contract and the per-tenant ones (each with its profile name)
+- ``POST /_emulator/contract`` ``{"tenant": optional, "profile": optional, <switch>: value, ...}`` → changes how
+  OpsRamp answers the open questions (opsramp_emulator/contract.py names each switch and its values), for
+  every tenant or for one; ``DELETE /_emulator/contract[?tenant=T]`` → back to the defaults
+- ``GET /_emulator/tenants/{tenantId}/console`` → ``{"externalId","awsAccountId"}`` as OpsRamp's console shows them
+  on the "Install AWS Integration" page
+
+Also served: ``POST installed/{id}/enable|disable``, ``GET integrations/activity`` (role-check verdicts, paged),
+and the discovery-profile API under ``/api/v2/tenants/{tenantId}/policies/discovery`` (``POST``/``PUT`` arrays,
+``GET`` list, ``GET|DELETE /{id}``, ``GET /search?name=``, ``GET /action/scan/{id}``).
 
 The same controls are methods on `OpsRampEmulator` for in-process tests. Standalone:
 ``python -m opsramp_sandbox.opsramp --port 0 --tenant-id client_1 --client-id K --client-secret S
 --opsramp-aws-account-id 123456789012 --iam-endpoint http://127.0.0.1:5000`` prints ``READY <url>`` and serves
 until SIGTERM or SIGINT; ``--config clients.json`` takes ``{"clients": [{"tenant_id","client_id",
 "client_secret"}, ...]}`` (plus optional ``opsramp_aws_account_id``, ``iam_endpoint_url``, ``token_lifetime``,
-``rate_window_seconds``, ``propagation_delay_seconds``).
+``rate_window_seconds``, ``propagation_delay_seconds``, ``contract``); ``--contract PROFILE`` and
+``--contract-json '{"switch": value}'`` set the default contract at start.
 """
 
 from __future__ import annotations
@@ -64,6 +75,7 @@ from typing import Any
 from aiohttp import web
 
 from opsramp_sandbox.opsramp_emulator.app import apply_config, build_app, current_config
+from opsramp_sandbox.opsramp_emulator.contract import PROFILES, Contract
 from opsramp_sandbox.opsramp_emulator.state import ApiClient, EmulatorState, public_view
 from opsramp_sandbox.opsramp_emulator.trust import RoleReader, TrustChecker
 
@@ -88,6 +100,7 @@ class OpsRampEmulator:
         propagation_delay_seconds: float = 0.0,
         rate_limits: dict[str, int] | None = None,
         require_external_id_condition: bool = True,
+        contract: dict[str, Any] | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -99,6 +112,8 @@ class OpsRampEmulator:
             rate_window_seconds=rate_window_seconds,
             rate_limits=rate_limits,
         )
+        if contract:
+            self._state.contracts.change(contract)
         reader = RoleReader(iam_endpoint_url) if iam_endpoint_url else None
         self._checker = TrustChecker(
             reader,
@@ -220,6 +235,30 @@ class OpsRampEmulator:
         apply_config(self._app, changes)
         return current_config(self._app)
 
+    def set_contract(self, tenant: str | None = None, **changes: Any) -> Contract:
+        """Switch answers to the open questions for every tenant or one (`profile=` starts from a named one)."""
+        return self._state.contracts.change(changes, tenant)
+
+    def contract(self, tenant: str | None = None) -> Contract:
+        return self._state.contract(tenant)
+
+    def clear_contract(self, tenant: str | None = None) -> None:
+        self._state.contracts.clear(tenant)
+
+    def console_external_id(self, tenant_id: str) -> str:
+        """The External ID OpsRamp's console shows for this tenant (the one `external_id: generated` uses)."""
+        return self._state.console_external_id(tenant_id)
+
+    def set_enabled(self, tenant_id: str, integration_id: str, enabled: bool) -> bool:
+        """Enable or disable an integration as a person in the console would."""
+        return self._state.set_enabled(tenant_id, integration_id, enabled)
+
+    def discovery_profiles(self, tenant_id: str) -> list[dict[str, Any]]:
+        return self._state.list_profiles(tenant_id)
+
+    def activity(self, tenant_id: str) -> list[dict[str, Any]]:
+        return self._state.list_activity(tenant_id)
+
 
 def _load_config(path: str) -> dict[str, Any]:
     with open(path, encoding="utf-8") as handle:
@@ -242,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-lifetime", type=float)
     parser.add_argument("--rate-window-seconds", type=float)
     parser.add_argument("--propagation-delay-seconds", type=float)
+    parser.add_argument("--contract", choices=sorted(PROFILES), help="how OpsRamp answers the open questions")
+    parser.add_argument("--contract-json", help='contract switches as JSON, e.g. \'{"role_check": "async"}\'')
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
@@ -263,6 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     def pick(flag: float | None, key: str, default: float) -> float:
         return float(flag if flag is not None else config.get(key, default))
 
+    contract: dict[str, Any] = dict(config.get("contract") or {})
+    if args.contract:
+        contract["profile"] = args.contract
+    if args.contract_json:
+        contract.update(json.loads(args.contract_json))
     emulator = OpsRampEmulator(
         clients=clients,
         opsramp_aws_account_id=str(account),
@@ -272,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         token_lifetime=pick(args.token_lifetime, "token_lifetime", 3600),
         rate_window_seconds=pick(args.rate_window_seconds, "rate_window_seconds", 60.0),
         propagation_delay_seconds=pick(args.propagation_delay_seconds, "propagation_delay_seconds", 0.0),
+        contract=contract or None,
     )
     stop = threading.Event()
 

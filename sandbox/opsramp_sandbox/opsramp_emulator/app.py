@@ -1,4 +1,5 @@
-"""The OpsRamp emulator's aiohttp application: token, AWS integration and admin endpoints, faults, rate limits."""
+"""The OpsRamp emulator's aiohttp application: token, AWS integration, activity, discovery and admin endpoints,
+faults, rate limits, and each tenant's answers to the open questions (its `Contract`)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from typing import Any
 
 from aiohttp import web
 
+from opsramp_sandbox.opsramp_emulator.contract import Contract
 from opsramp_sandbox.opsramp_emulator.state import ApiClient, EmulatorState, public_view
 from opsramp_sandbox.opsramp_emulator.trust import TrustChecker
 from opsramp_sandbox.opsramp_emulator.validation import (
     AWS_TYPE_ASSUME_ROLE,
-    AWS_TYPE_EXTERNAL_ID,
     ValidationFailed,
+    is_external_id_type,
     merge_update,
     validate_aws_install,
 )
@@ -26,7 +28,9 @@ log = logging.getLogger(__name__)
 
 ADMIN_PREFIX = "/_emulator"
 API_PREFIX = "/api/v2/tenants/{tenantId}/integrations"
-MAX_PAGE_SIZE = 100
+DISCOVERY_PREFIX = "/api/v2/tenants/{tenantId}/policies/discovery"
+# Credential keys whose change makes OpsRamp try the role again.
+ROLE_KEYS = ("AssumeRoleARN", "ExternalId", "AccountNumber", "AWSType")
 CLOUD_TYPES = frozenset({"AWS", "AZURE", "GOOGLE", "GCP"})
 
 STATE_KEY: web.AppKey[EmulatorState] = web.AppKey("state", EmulatorState)
@@ -39,8 +43,23 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> web.
     return web.Response(status=status, text=json.dumps(body), content_type="application/json", headers=headers or {})
 
 
-def _error(status: int, message: str) -> web.Response:
-    return _json(status, {"code": str(status), "message": message})
+def _error(status: int, message: str, code: str | None = None) -> web.Response:
+    return _json(status, {"code": code or str(status), "message": message})
+
+
+def _contract(request: web.Request) -> Contract:
+    return request.app[STATE_KEY].contract(request.match_info.get("tenantId"))
+
+
+def _unknown_id(request: web.Request, what: str = "installed integration") -> web.Response:
+    """The answer for an id the tenant does not know, in the status this tenant uses (Q17)."""
+    status = _contract(request).unknown_id
+    if status == 404:
+        return _error(404, f"No {what} found")
+    if status == 400:
+        return _error(400, f"No {what} found with the given id", code="0002")
+    # HPE's Terraform provider retries 500s whose body has code 0005 ("not ready"): the worst case to tell apart.
+    return _error(500, f"No {what} found", code="0005")
 
 
 def _oauth_error(status: int, error: str, description: str) -> web.Response:
@@ -54,8 +73,19 @@ def _route(request: web.Request) -> str:
 
 def _category(request: web.Request) -> str:
     if request.method == "GET":
-        return "paged_gets" if request.path.endswith("/search") else "gets"
+        return "paged_gets" if request.path.endswith(("/search", "/activity")) else "gets"
     return "writes"
+
+
+def _token_refused(contract: Contract, problem: str, value: str) -> web.Response:
+    """A missing, unknown, expired or revoked token, refused the way this tenant does it (Q9)."""
+    # Spring-OAuth style bodies, which echo the offending token as OpsRamp's stack does.
+    description = f"Access token expired: {value}" if problem == "expired" else f"Invalid access token: {value}"
+    if contract.token_rejected == 407:
+        return _oauth_error(407, "invalid_token", description)
+    if contract.token_rejected == 400:
+        return _error(400, f"Unable to authenticate: {description}")
+    return _oauth_error(401, "invalid_token", description)
 
 
 async def _drop(request: web.Request) -> web.Response:
@@ -86,7 +116,6 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         state.record(request.method, route, request.path, None, response.status, None)
         return response
 
-    # Authentication: Spring-OAuth style bodies, which echo the offending token as OpsRamp's stack does.
     auth = request.headers.get("Authorization", "")
     if not auth.lower().startswith("bearer "):
         state.record(request.method, route, request.path, tenant_id, 401, None)
@@ -94,11 +123,14 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     value = auth[7:].strip()
     token, problem = state.check_token(value)
     if token is None:
-        state.record(request.method, route, request.path, tenant_id, 401, None)
-        description = f"Access token expired: {value}" if problem == "expired" else f"Invalid access token: {value}"
-        return _oauth_error(401, "invalid_token", description)
+        refused = _token_refused(state.contract(tenant_id), problem, value)
+        state.record(request.method, route, request.path, tenant_id, refused.status, None)
+        return refused
     if tenant_id is not None and tenant_id != token.tenant_id:
-        state.record(request.method, route, request.path, tenant_id, 403, None)
+        denied = state.contract(token.tenant_id).foreign_tenant
+        state.record(request.method, route, request.path, tenant_id, denied, None)
+        if denied == 401:
+            return _oauth_error(401, "unauthorized", "Access is denied")
         return _oauth_error(403, "access_denied", "Access is denied")
 
     category = _category(request)
@@ -118,6 +150,8 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         "X-RateLimit-Reset": str(math.ceil(reset_at)),
     }
     if not allowed:
+        if state.contract(token.tenant_id).retry_after:
+            headers["Retry-After"] = str(max(1, math.ceil(reset_at - time.time())))
         state.record(request.method, route, request.path, tenant_id, 429, category)
         return _json(429, {"error": "throttled", "error_description": "Too Many Requests"}, headers)
 
@@ -152,7 +186,12 @@ async def token(request: web.Request) -> web.Response:
     if grant_type != "client_credentials":
         shown = grant_type if isinstance(grant_type, str) else ""
         return _oauth_error(400, "unsupported_grant_type", f"Unsupported grant type: {shown[:40]}")
-    issued = state.issue_token(str(form.get("client_id", "")), str(form.get("client_secret", "")))
+    client_id = str(form.get("client_id", ""))
+    tenant = state.client_tenant(client_id)
+    if tenant is not None and request.path.startswith("/tenancy/") and state.contract(tenant).token_path == "legacy":
+        # An older pod: only the legacy path exists (Q11).
+        return web.Response(status=404, text="Not Found")
+    issued = state.issue_token(client_id, str(form.get("client_secret", "")))
     if issued is None:
         return _oauth_error(401, "unauthorized", "Bad API credentials")
     return _json(
@@ -160,7 +199,7 @@ async def token(request: web.Request) -> web.Response:
         {
             "access_token": issued.value,
             "token_type": "bearer",
-            "expires_in": state.token_lifetime_field(),
+            "expires_in": state.token_lifetime_field(issued),
             "scope": "global:manage",
         },
     )
@@ -180,12 +219,18 @@ async def _body(request: web.Request) -> Any:
         ) from None
 
 
-async def _role_check(request: web.Request, credential: dict[str, Any]) -> web.Response | None:
-    """None when OpsRamp could assume the role; otherwise the 400 OpsRamp answers."""
-    if credential.get("AWSType") not in (AWS_TYPE_EXTERNAL_ID, AWS_TYPE_ASSUME_ROLE):
-        return None
-    checker = request.app[CHECKER_KEY]
-    state = request.app[STATE_KEY]
+def _assume_message(role_arn: str, opsramp_account: str) -> str:
+    # STS does not say why an AssumeRole failed, and neither does OpsRamp: one message for every cause.
+    return (
+        f"Unable to assume role {role_arn}: User: arn:aws:sts::{opsramp_account}:assumed-role/"
+        f"opsramp-cloud/opsramp is not authorized to perform: sts:AssumeRole on resource: {role_arn}"
+    )
+
+
+async def _judge(request_app: web.Application, credential: dict[str, Any], contract: Contract) -> tuple[bool, str]:
+    """Could OpsRamp assume the role of this credential now? (ok, message for an activity record or a 400)."""
+    checker = request_app[CHECKER_KEY]
+    state = request_app[STATE_KEY]
     role_arn = str(credential.get("AssumeRoleARN", ""))
     external_id = str(credential.get("ExternalId", ""))
     loop = asyncio.get_running_loop()
@@ -193,14 +238,57 @@ async def _role_check(request: web.Request, credential: dict[str, Any]) -> web.R
     with state.lock:
         state.role_checks.append({"role_arn": role_arn, "ok": verdict.ok, "reason": verdict.reason})
     if verdict.ok:
-        return None
+        return True, f"Assumed role {role_arn}"
     log.info("role check failed for %s: %s", role_arn, verdict.reason)
-    # STS does not say why an AssumeRole failed, and neither does OpsRamp: one message for every cause.
-    return _error(
-        400,
-        f"Unable to assume role {role_arn}: User: arn:aws:sts::{checker.opsramp_account}:assumed-role/"
-        f"opsramp-cloud/opsramp is not authorized to perform: sts:AssumeRole on resource: {role_arn}",
-    )
+    return False, _assume_message(role_arn, checker.opsramp_account)
+
+
+def _checks_role(credential: dict[str, Any], contract: Contract) -> bool:
+    return is_external_id_type(credential, contract) or credential.get("AWSType") == AWS_TYPE_ASSUME_ROLE
+
+
+def _effective_credential(tenant_id: str, credential: dict[str, Any], contract: Contract, state: EmulatorState) -> None:
+    """Under `external_id: generated` OpsRamp keeps its own External ID, whatever the client sent (Q15)."""
+    if contract.external_id == "generated" and is_external_id_type(credential, contract):
+        credential["ExternalId"] = state.console_external_id(tenant_id)
+
+
+async def _role_check_now(request: web.Request, credential: dict[str, Any]) -> web.Response | None:
+    """The synchronous check (Q8 `sync`): None when OpsRamp could assume the role, else the 400 it answers."""
+    contract = _contract(request)
+    if contract.role_check != "sync" or not _checks_role(credential, contract):
+        return None
+    ok, message = await _judge(request.app, credential, contract)
+    if ok:
+        return None
+    return _error(400, message)
+
+
+def _schedule_role_check(app: web.Application, tenant_id: str, integration_id: str, version: int) -> None:
+    """The asynchronous check (Q8 `async`): OpsRamp tries the role a little later and records the verdict."""
+    state = app[STATE_KEY]
+    contract = state.contract(tenant_id)
+
+    async def run() -> None:
+        record = state.get_integration(tenant_id, integration_id)
+        if record is None or record.get("_version") != version:
+            return  # uninstalled, or its credential changed since: that change scheduled its own check
+        ok, message = await _judge(app, record["credential"], contract)
+        state.add_activity(tenant_id, integration_id, ok, message)
+
+    loop = asyncio.get_running_loop()
+    loop.call_later(contract.role_check_delay_seconds, lambda: asyncio.ensure_future(run()))
+
+
+def _after_credential_write(request: web.Request, tenant_id: str, record: dict[str, Any], checked_now: bool) -> None:
+    """Record what OpsRamp reports after it accepted a credential: a verdict now, one later, or nothing (Q8)."""
+    contract = _contract(request)
+    if not _checks_role(record["credential"], contract):
+        return
+    if contract.role_check == "sync" and checked_now:
+        request.app[STATE_KEY].add_activity(tenant_id, record["id"], True, "Processed successfully")
+    elif contract.role_check == "async":
+        _schedule_role_check(request.app, tenant_id, record["id"], int(record.get("_version", 0)))
 
 
 def _stored(record: dict[str, Any]) -> dict[str, Any]:
@@ -209,19 +297,29 @@ def _stored(record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def _same_name(state: EmulatorState, tenant_id: str, name: str, except_id: str | None = None) -> bool:
+    return any(r.get("displayName") == name and r["id"] != except_id for r in state.list_integrations(tenant_id))
+
+
 async def install_aws(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     tenant_id = request.match_info["tenantId"]
+    contract = _contract(request)
     try:
-        record = validate_aws_install(await _body(request))
+        record = validate_aws_install(await _body(request), contract)
     except ValidationFailed as exc:
         return _error(400, str(exc))
-    failure = await _role_check(request, record["credential"])
+    if contract.duplicate_names == "refused" and _same_name(state, tenant_id, record["displayName"]):
+        return _error(400, f"An integration named {record['displayName'][:80]!r} already exists")
+    _effective_credential(tenant_id, record["credential"], contract, state)
+    failure = await _role_check_now(request, record["credential"])
     if failure is not None:
         return failure
     record["integration"] = {"id": "AWS", "name": "AWS"}
+    record["_version"] = 1
     stored = state.add_integration(tenant_id, _stored(record))
-    return _json(200, public_view(stored))
+    _after_credential_write(request, tenant_id, stored, checked_now=True)
+    return _json(200, public_view(stored, contract))
 
 
 async def install_other(request: web.Request) -> web.Response:
@@ -232,32 +330,49 @@ async def get_installed(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     record = state.get_integration(request.match_info["tenantId"], request.match_info["installedIntgId"])
     if record is None:
-        return _error(404, "Installed integration not found")
-    return _json(200, public_view(record))
+        return _unknown_id(request)
+    return _json(200, public_view(record, _contract(request)))
 
 
 async def update_installed(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     tenant_id = request.match_info["tenantId"]
+    contract = _contract(request)
     stored = state.get_integration(tenant_id, request.match_info["installedIntgId"])
     if stored is None:
-        return _error(404, "Installed integration not found")
+        return _unknown_id(request)
+    body = await _body(request)
     try:
-        merged = merge_update(stored, await _body(request))
+        merged = merge_update(stored, body)
         if (stored.get("integration") or {}).get("id") == "AWS":
-            merged = validate_aws_install(merged)
+            merged = validate_aws_install(merged, contract)
     except ValidationFailed as exc:
         return _error(400, str(exc))
+    if contract.duplicate_names == "refused" and _same_name(state, tenant_id, merged["displayName"], stored["id"]):
+        return _error(400, f"An integration named {merged['displayName'][:80]!r} already exists")
     old = stored.get("credential") or {}
     new = merged["credential"]
-    if any(old.get(k) != new.get(k) for k in ("AssumeRoleARN", "ExternalId", "AccountNumber", "AWSType")):
-        failure = await _role_check(request, new)
+    _effective_credential(tenant_id, new, contract, state)
+    comparable = [k for k in new if k != "Name"]
+    changed = any(old.get(k) != new.get(k) for k in comparable) or any(
+        k not in new for k in old if k not in ("Name", "ExternalId")
+    )
+    role_changed = any(old.get(k) != new.get(k) for k in ROLE_KEYS)
+    if changed and contract.credential_updates == "rejected":
+        return _error(400, "The credential of an installed integration cannot be changed; uninstall and install again")
+    apply_credential = changed and contract.credential_updates == "applied"
+    if apply_credential and role_changed:
+        failure = await _role_check_now(request, new)
         if failure is not None:
             return failure
     stored["displayName"] = merged["displayName"]
-    stored["credential"] = new
+    if apply_credential:
+        stored["credential"] = new
+        stored["_version"] = int(stored.get("_version", 0)) + 1
     state.replace_integration(tenant_id, _stored(stored))
-    return _json(200, public_view(stored))
+    if apply_credential and role_changed:
+        _after_credential_write(request, tenant_id, stored, checked_now=True)
+    return _json(200, public_view(stored, contract))
 
 
 async def uninstall_installed(request: web.Request) -> web.Response:
@@ -269,8 +384,24 @@ async def uninstall_installed(request: web.Request) -> web.Response:
     if not isinstance(reason, str) or not reason.strip():
         return _error(400, "uninstallReason is required")
     if not state.remove_integration(tenant_id, integration_id):
-        return _error(404, "Installed integration not found")
+        return _unknown_id(request)
+    state.remove_profiles_of(tenant_id, integration_id)
     # OpsRamp documents 200 with no body.
+    return web.Response(status=200)
+
+
+async def enable_installed(request: web.Request) -> web.Response:
+    return _set_enabled(request, True)
+
+
+async def disable_installed(request: web.Request) -> web.Response:
+    return _set_enabled(request, False)
+
+
+def _set_enabled(request: web.Request, enabled: bool) -> web.Response:
+    state = request.app[STATE_KEY]
+    if not state.set_enabled(request.match_info["tenantId"], request.match_info["installedIntgId"], enabled):
+        return _unknown_id(request)
     return web.Response(status=200)
 
 
@@ -316,24 +447,23 @@ def _int_param(request: web.Request, name: str, default: int) -> int:
         ) from None
 
 
-async def search_installed(request: web.Request) -> web.Response:
-    state = request.app[STATE_KEY]
-    tenant_id = request.match_info["tenantId"]
+def _page_params(request: web.Request, contract: Contract) -> tuple[int, int] | web.Response:
     page_no = _int_param(request, "pageNo", 1)
-    page_size = min(_int_param(request, "pageSize", 100), MAX_PAGE_SIZE)
+    page_size = _int_param(request, "pageSize", 100)
     if page_no < 1 or page_size < 1:
         return _error(400, "pageNo and pageSize must be positive")
-    descending = request.query.get("isDescendingOrder", "false").lower() == "true"
-    sort_name = request.query.get("sortName", "name")
-    pairs = _parse_query_string(request.query.get("queryString", ""))
-    records = [r for r in state.list_integrations(tenant_id) if _matches(r, pairs)]
-    sort_key = "displayName" if sort_name in ("name", "displayName") else sort_name
-    records.sort(key=lambda r: (str(r.get(sort_key, "")), r["id"]), reverse=descending)
-    total = len(records)
+    if page_size > contract.max_page_size:
+        if contract.oversized_page == "refuse":
+            return _error(400, f"pageSize must not exceed {contract.max_page_size}")
+        page_size = contract.max_page_size
+    return page_no, page_size
+
+
+def _envelope(items: list[Any], page_no: int, page_size: int, descending: bool) -> dict[str, Any]:
+    total = len(items)
     total_pages = math.ceil(total / page_size) if total else 0
-    page = records[(page_no - 1) * page_size : page_no * page_size]
     body: dict[str, Any] = {
-        "results": [public_view(r) for r in page],
+        "results": items[(page_no - 1) * page_size : page_no * page_size],
         "totalResults": total,
         "pageNo": page_no,
         "pageSize": page_size,
@@ -344,7 +474,152 @@ async def search_installed(request: web.Request) -> web.Response:
     }
     if body["nextPage"]:
         body["nextPageNo"] = page_no + 1
-    return _json(200, body)
+    return body
+
+
+async def search_installed(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    tenant_id = request.match_info["tenantId"]
+    contract = _contract(request)
+    paging = _page_params(request, contract)
+    if isinstance(paging, web.Response):
+        return paging
+    page_no, page_size = paging
+    descending = request.query.get("isDescendingOrder", "false").lower() == "true"
+    sort_name = request.query.get("sortName", "name")
+    query = request.query.get("queryString", "")
+    if query and contract.search_query == "refused":
+        return _error(400, "Invalid queryString")
+    pairs = _parse_query_string(query) if contract.search_query == "honoured" else []
+    records = [r for r in state.list_integrations(tenant_id) if _matches(r, pairs)]
+    sort_key = "displayName" if sort_name in ("name", "displayName") else sort_name
+    records.sort(key=lambda r: (str(r.get(sort_key, "")), r["id"]), reverse=descending)
+    views = [public_view(r, contract, search=True) for r in records]
+    return _json(200, _envelope(views, page_no, page_size, descending))
+
+
+async def activity(request: web.Request) -> web.Response:
+    """GET integrations/activity: the verdicts OpsRamp recorded, filtered by queryString (installedintgId, status)."""
+    state = request.app[STATE_KEY]
+    tenant_id = request.match_info["tenantId"]
+    paging = _page_params(request, _contract(request))
+    if isinstance(paging, web.Response):
+        return paging
+    page_no, page_size = paging
+    descending = request.query.get("isDescendingOrder", "true").lower() == "true"
+    wanted = dict((k.lower(), v) for k, v in _parse_query_string(request.query.get("queryString", "")))
+    if request.query.get("installedintgId"):
+        wanted["installedintgid"] = request.query["installedintgId"]
+    records = [
+        r
+        for r in state.list_activity(tenant_id)
+        if r["installedintgId"] == wanted.get("installedintgid", r["installedintgId"])
+        and r["status"] == wanted.get("status", r["status"])
+    ]
+    records.sort(key=lambda r: r["processedTime"], reverse=descending)
+    return _json(200, _envelope(records, page_no, page_size, descending))
+
+
+# -- discovery profiles ---------------------------------------------------------------------------------
+
+
+def _profile_problem(state: EmulatorState, tenant_id: str, profile: Any) -> str | None:
+    if not isinstance(profile, dict):
+        return "each discovery profile must be an object"
+    if not isinstance(profile.get("name"), str) or not profile["name"].strip():
+        return "name is required"
+    intg = profile.get("installedIntegrationId")
+    records = state.list_integrations(tenant_id)
+    if intg is not None and not any(r["id"] == intg for r in records):
+        return f"No installed integration found with id {str(intg)[:60]}"
+    credential_set = profile.get("credentialSet")
+    if intg is None and not any((r.get("credential") or {}).get("Name") == credential_set for r in records):
+        return "installedIntegrationId or the credentialSet of an installed integration is required"
+    policy = profile.get("policy")
+    if policy is not None and not isinstance(policy, dict):
+        return "policy must be an object"
+    schedule = profile.get("schedule")
+    if schedule is not None and (not isinstance(schedule, dict) or not schedule.get("patternType")):
+        return "schedule needs a patternType"
+    return None
+
+
+async def create_profiles(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    tenant_id = request.match_info["tenantId"]
+    body = await _body(request)
+    if not isinstance(body, list) or not body:
+        return _error(400, "request body must be a non-empty JSON array of discovery profiles")
+    for profile in body:
+        problem = _profile_problem(state, tenant_id, profile)
+        if problem:
+            return _error(400, problem)
+    return _json(200, [state.add_profile(tenant_id, profile) for profile in body])
+
+
+async def update_profiles(request: web.Request) -> web.Response:
+    state = request.app[STATE_KEY]
+    tenant_id = request.match_info["tenantId"]
+    body = await _body(request)
+    if not isinstance(body, list) or not body:
+        return _error(400, "request body must be a non-empty JSON array of discovery profiles")
+    for profile in body:
+        problem = _profile_problem(state, tenant_id, profile)
+        if problem:
+            return _error(400, problem)
+        if state.get_profile(tenant_id, profile.get("id")) is None:
+            return _unknown_id(request, "discovery profile")
+    return _json(200, [state.replace_profile(tenant_id, profile) for profile in body])
+
+
+async def list_profiles(request: web.Request) -> web.Response:
+    return _json(200, request.app[STATE_KEY].list_profiles(request.match_info["tenantId"]))
+
+
+def _profile_id(request: web.Request) -> int | None:
+    try:
+        return int(request.match_info["discoveryProfileId"])
+    except ValueError:
+        return None
+
+
+async def get_profile(request: web.Request) -> web.Response:
+    profile_id = _profile_id(request)
+    state = request.app[STATE_KEY]
+    found = None if profile_id is None else state.get_profile(request.match_info["tenantId"], profile_id)
+    if found is None:
+        return _unknown_id(request, "discovery profile")
+    return _json(200, found)
+
+
+async def delete_profile(request: web.Request) -> web.Response:
+    profile_id = _profile_id(request)
+    state = request.app[STATE_KEY]
+    if profile_id is None or not state.remove_profile(request.match_info["tenantId"], profile_id):
+        return _unknown_id(request, "discovery profile")
+    entity = f"Removed discovery profile with id  : {profile_id}"
+    return _json(200, {"status": 200, "entity": entity, "metadata": {}, "length": -1, "actualEntity": entity})
+
+
+async def search_profiles(request: web.Request) -> web.Response:
+    name = request.query.get("name", "")
+    profiles = request.app[STATE_KEY].list_profiles(request.match_info["tenantId"])
+    return _json(200, [p for p in profiles if p.get("name") == name])
+
+
+async def rescan_profile(request: web.Request) -> web.Response:
+    """GET .../action/scan/{id}: OpsRamp scans again, and (asynchronous tenants) tries the role again."""
+    state = request.app[STATE_KEY]
+    tenant_id = request.match_info["tenantId"]
+    profile_id = _profile_id(request)
+    found = None if profile_id is None else state.get_profile(tenant_id, profile_id)
+    if found is None:
+        return _unknown_id(request, "discovery profile")
+    record = state.get_integration(tenant_id, str(found.get("installedIntegrationId", "")))
+    if record is not None and state.contract(tenant_id).role_check == "async":
+        _schedule_role_check(request.app, tenant_id, record["id"], int(record.get("_version", 0)))
+    entity = "Request to scan the discoveryprofile has been initiated"
+    return _json(200, {"status": 200, "entity": entity, "metadata": {}, "length": -1, "actualEntity": entity})
 
 
 # -- admin ----------------------------------------------------------------------------------------------
@@ -398,6 +673,39 @@ async def admin_seed_integration(request: web.Request) -> web.Response:
         return _error(400, "body must be an integration object")
     stored = request.app[STATE_KEY].add_integration(request.match_info["tenantId"], body)
     return _json(200, public_view(stored))
+
+
+async def admin_get_contract(request: web.Request) -> web.Response:
+    return _json(200, request.app[STATE_KEY].contracts.snapshot())
+
+
+async def admin_set_contract(request: web.Request) -> web.Response:
+    """Switch answers to the open questions: {"tenant": optional, "profile": optional, <switch>: value, ...}."""
+    try:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise ValueError("body must be an object")
+        changes = dict(body)
+        tenant = changes.pop("tenant", None)
+        request.app[STATE_KEY].contracts.change(changes, str(tenant) if tenant else None)
+    except (ValueError, TypeError) as exc:
+        return _error(400, str(exc))
+    return _json(200, request.app[STATE_KEY].contracts.snapshot())
+
+
+async def admin_clear_contract(request: web.Request) -> web.Response:
+    request.app[STATE_KEY].contracts.clear(request.query.get("tenant") or None)
+    return _json(200, request.app[STATE_KEY].contracts.snapshot())
+
+
+async def admin_console(request: web.Request) -> web.Response:
+    """What OpsRamp's console shows on the tenant's "Install AWS Integration" page (External ID, AWS account)."""
+    state = request.app[STATE_KEY]
+    tenant_id = request.match_info["tenantId"]
+    return _json(
+        200,
+        {"externalId": state.console_external_id(tenant_id), "awsAccountId": request.app[CHECKER_KEY].opsramp_account},
+    )
 
 
 async def admin_config(request: web.Request) -> web.Response:
@@ -465,6 +773,16 @@ def build_app(state: EmulatorState, checker: TrustChecker) -> web.Application:
     r.add_get(API_PREFIX + "/installed/{installedIntgId}", get_installed)
     r.add_post(API_PREFIX + "/installed/{installedIntgId}", update_installed)
     r.add_delete(API_PREFIX + "/installed/{installedIntgId}", uninstall_installed)
+    r.add_post(API_PREFIX + "/installed/{installedIntgId}/enable", enable_installed)
+    r.add_post(API_PREFIX + "/installed/{installedIntgId}/disable", disable_installed)
+    r.add_get(API_PREFIX + "/activity", activity)
+    r.add_post(DISCOVERY_PREFIX, create_profiles)
+    r.add_put(DISCOVERY_PREFIX, update_profiles)
+    r.add_get(DISCOVERY_PREFIX, list_profiles)
+    r.add_get(DISCOVERY_PREFIX + "/search", search_profiles)
+    r.add_get(DISCOVERY_PREFIX + "/action/scan/{discoveryProfileId}", rescan_profile)
+    r.add_get(DISCOVERY_PREFIX + "/{discoveryProfileId}", get_profile)
+    r.add_delete(DISCOVERY_PREFIX + "/{discoveryProfileId}", delete_profile)
     r.add_get(ADMIN_PREFIX + "/health", admin_health)
     r.add_get(ADMIN_PREFIX + "/state", admin_state)
     r.add_post(ADMIN_PREFIX + "/faults", admin_set_faults)
@@ -475,4 +793,8 @@ def build_app(state: EmulatorState, checker: TrustChecker) -> web.Application:
     r.add_post(ADMIN_PREFIX + "/config", admin_config)
     r.add_get(ADMIN_PREFIX + "/config", admin_get_config)
     r.add_post(ADMIN_PREFIX + "/tenants/{tenantId}/integrations", admin_seed_integration)
+    r.add_get(ADMIN_PREFIX + "/tenants/{tenantId}/console", admin_console)
+    r.add_get(ADMIN_PREFIX + "/contract", admin_get_contract)
+    r.add_post(ADMIN_PREFIX + "/contract", admin_set_contract)
+    r.add_delete(ADMIN_PREFIX + "/contract", admin_clear_contract)
     return app

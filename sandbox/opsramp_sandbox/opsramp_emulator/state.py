@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
+from opsramp_sandbox.opsramp_emulator.contract import Contract, Contracts
+
 # OpsRamp's documented per-tenant, per-minute limits for "other APIs" (integrations, discovery), client tier.
 DEFAULT_RATE_LIMITS: dict[str, int] = {"gets": 500, "paged_gets": 50, "writes": 50}
 # Keys of the credential object the emulator keeps but never returns (OpsRamp does not echo secrets).
@@ -70,6 +72,8 @@ class Token:
     value: str
     tenant_id: str
     expires_at: float
+    client_id: str = ""
+    revoked: bool = False
 
 
 @dataclass
@@ -121,6 +125,25 @@ class EmulatorState:
         self.requests: list[RequestRecord] = []
         self.throttled = 0
         self.role_checks: list[dict[str, Any]] = []
+        self.contracts = Contracts()
+        # tenant -> the External ID OpsRamp's console shows on its "Install AWS Integration" page
+        self.console_external_ids: dict[str, str] = {}
+        # tenant -> integration activity records (newest last), as integrations/activity serves them
+        self.activity: dict[str, list[dict[str, Any]]] = {}
+        # tenant -> discovery profile id -> profile
+        self.discovery: dict[str, dict[int, dict[str, Any]]] = {}
+        self._next_profile_id = 100
+
+    def contract(self, tenant_id: str | None) -> Contract:
+        return self.contracts.for_tenant(tenant_id)
+
+    def console_external_id(self, tenant_id: str) -> str:
+        """The tenant's External ID as OpsRamp's console shows it (what `external_id: generated` assumes with)."""
+        with self.lock:
+            value = self.console_external_ids.get(tenant_id)
+            if value is None:
+                value = self.console_external_ids[tenant_id] = "opsramp-" + secrets.token_hex(16)
+            return value
 
     # -- clients and tokens -------------------------------------------------------------------------------
 
@@ -128,19 +151,34 @@ class EmulatorState:
         with self.lock:
             self.clients[client.client_id] = client
 
+    def client_tenant(self, client_id: str) -> str | None:
+        with self.lock:
+            client = self.clients.get(client_id)
+            return client.tenant_id if client is not None else None
+
     def issue_token(self, client_id: str, client_secret: str) -> Token | None:
         with self.lock:
             client = self.clients.get(client_id)
             if client is None or not secrets.compare_digest(client.client_secret, client_secret):
                 return None
-            token = Token(str(uuid.uuid4()), client.tenant_id, time.monotonic() + self.token_lifetime)
+            now = time.monotonic()
+            if self.contract(client.tenant_id).token_reuse:
+                # Spring's token store: the same token again while it is valid (a revoked one is gone from it).
+                for token in self.tokens.values():
+                    if token.client_id == client_id and token.expires_at > now:
+                        return token
+            token = Token(str(uuid.uuid4()), client.tenant_id, now + self.token_lifetime, client_id)
             self.tokens[token.value] = token
             return token
 
-    def token_lifetime_field(self) -> int | str:
+    def token_lifetime_field(self, token: Token | None = None) -> int | str:
         # OpsRamp's OpenAPI types expires_in as a string ("7199"); its current guide shows an integer.
-        lifetime = max(0, math.floor(self.token_lifetime) - 1) if self.token_lifetime >= 2 else 1
-        return str(lifetime) if self.expires_in_as_string else lifetime
+        remaining = self.token_lifetime if token is None else math.ceil(token.expires_at - time.monotonic() - 0.01)
+        lifetime = max(0, math.floor(remaining) - 1) if remaining >= 2 else 1
+        as_string = self.expires_in_as_string and (
+            token is None or self.contract(token.tenant_id).expires_in == "string"
+        )
+        return str(lifetime) if as_string else lifetime
 
     def check_token(self, value: str) -> tuple[Token | None, str]:
         """(token, problem) where problem is "", "unknown" or "expired"."""
@@ -153,10 +191,12 @@ class EmulatorState:
             return token, ""
 
     def expire_tokens(self) -> int:
+        """Revoke every issued token now (as a credential rotation or OpsRamp's own cleanup would)."""
         with self.lock:
             now = time.monotonic()
             for token in self.tokens.values():
                 token.expires_at = min(token.expires_at, now)
+                token.revoked = True
             return len(self.tokens)
 
     # -- rate limits --------------------------------------------------------------------------------------
@@ -233,7 +273,7 @@ class EmulatorState:
             record.setdefault("id", f"INTG-{uuid.uuid4()}")
             record.setdefault("installedBy", "opsramp_api_user")
             record.setdefault("installedTime", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S%z"))
-            record.setdefault("status", "enabled")
+            record["status"] = "disabled" if str(record.get("status", "enabled")).lower() in DISABLED else "enabled"
             self.integrations.setdefault(tenant_id, {})[record["id"]] = record
             return copy.deepcopy(record)
 
@@ -254,6 +294,83 @@ class EmulatorState:
         with self.lock:
             return [copy.deepcopy(r) for r in self.integrations.get(tenant_id, {}).values()]
 
+    def set_enabled(self, tenant_id: str, integration_id: str, enabled: bool) -> bool:
+        with self.lock:
+            record = self.integrations.get(tenant_id, {}).get(integration_id)
+            if record is None:
+                return False
+            record["status"] = "enabled" if enabled else "disabled"
+            return True
+
+    # -- activity and discovery ---------------------------------------------------------------------------
+
+    def add_activity(self, tenant_id: str, integration_id: str, ok: bool, message: str) -> None:
+        with self.lock:
+            record = self.integrations.get(tenant_id, {}).get(integration_id)
+            self.activity.setdefault(tenant_id, []).append(
+                {
+                    "installedintgId": integration_id,
+                    "intgName": (record or {}).get("displayName", "AWS"),
+                    "resourceId": "",
+                    "resourceType": "",
+                    "status": "SUCCESS" if ok else "FAILED",
+                    "statusMessage": message,
+                    "intgMode": "OUTBOUND",
+                    # Milliseconds since the epoch, as OpsRamp's examples show.
+                    "processedTime": int(time.time() * 1000),
+                }
+            )
+
+    def list_activity(self, tenant_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return copy.deepcopy(self.activity.get(tenant_id, []))
+
+    def add_profile(self, tenant_id: str, profile: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            self._next_profile_id += 1
+            stored = copy.deepcopy(profile)
+            stored["id"] = self._next_profile_id
+            policy = stored.get("policy")
+            if isinstance(policy, dict):
+                policy.setdefault("id", self._next_profile_id + 50_000)
+                policy.setdefault("uid", f"POLICY-{uuid.uuid4()}")
+            self.discovery.setdefault(tenant_id, {})[stored["id"]] = stored
+            return copy.deepcopy(stored)
+
+    def replace_profile(self, tenant_id: str, profile: dict[str, Any]) -> dict[str, Any] | None:
+        with self.lock:
+            profiles = self.discovery.setdefault(tenant_id, {})
+            old = profiles.get(profile.get("id"))  # type: ignore[arg-type]
+            if old is None:
+                return None
+            stored = copy.deepcopy(profile)
+            policy, old_policy = stored.get("policy"), old.get("policy")
+            if isinstance(policy, dict) and isinstance(old_policy, dict):
+                policy.setdefault("id", old_policy.get("id"))
+                policy.setdefault("uid", old_policy.get("uid"))
+            profiles[stored["id"]] = stored
+            return copy.deepcopy(stored)
+
+    def get_profile(self, tenant_id: str, profile_id: int) -> dict[str, Any] | None:
+        with self.lock:
+            found = self.discovery.get(tenant_id, {}).get(profile_id)
+            return copy.deepcopy(found) if found is not None else None
+
+    def list_profiles(self, tenant_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [copy.deepcopy(p) for p in self.discovery.get(tenant_id, {}).values()]
+
+    def remove_profile(self, tenant_id: str, profile_id: int) -> bool:
+        with self.lock:
+            return self.discovery.get(tenant_id, {}).pop(profile_id, None) is not None
+
+    def remove_profiles_of(self, tenant_id: str, integration_id: str) -> None:
+        """Uninstalling an integration takes its discovery profiles with it."""
+        with self.lock:
+            profiles = self.discovery.get(tenant_id, {})
+            for pid in [p for p, v in profiles.items() if v.get("installedIntegrationId") == integration_id]:
+                profiles.pop(pid)
+
     # -- bookkeeping --------------------------------------------------------------------------------------
 
     def record(
@@ -273,6 +390,8 @@ class EmulatorState:
             self.requests.clear()
             self.throttled = 0
             self.role_checks.clear()
+            self.activity.clear()
+            self.discovery.clear()
 
     def snapshot(self) -> dict[str, Any]:
         """The admin view: no secrets (no client secrets, tokens or External IDs)."""
@@ -291,14 +410,39 @@ class EmulatorState:
                 "rate_limits": dict(self.rate_limits),
                 "rate_window_seconds": self.rate_window_seconds,
                 "token_lifetime": self.token_lifetime,
+                "discovery": {t: list(p.values()) for t, p in self.discovery.items()},
+                "activity": {t: list(a) for t, a in self.activity.items()},
+                "contracts": self.contracts.snapshot(),
             }
 
 
-def public_view(record: dict[str, Any]) -> dict[str, Any]:
-    """An integration as OpsRamp returns it: the credential without its secret fields."""
+DISABLED = frozenset({"disabled", "inactive", "false"})
+
+
+def public_view(record: dict[str, Any], contract: Contract | None = None, *, search: bool = False) -> dict[str, Any]:
+    """An integration as OpsRamp returns it: the credential without its secret fields.
+
+    With a contract, only the fields it echoes (in a search answer: the ones its search echoes), in its forms.
+    """
     out = copy.deepcopy(record)
+    for key in [k for k in out if k.startswith("_")]:
+        out.pop(key)
     credential = out.get("credential")
+    if contract is None:
+        if isinstance(credential, dict):
+            for key in HIDDEN_CREDENTIAL_KEYS:
+                credential.pop(key, None)
+        return out
+    shown = contract.search_fields if search else contract.echo
+    for key in [k for k in out if k not in ("id", "integration", "credential")]:
+        if key not in shown:
+            out.pop(key)
+    if "status" in out:
+        out["status"] = contract.status_word(str(record.get("status")) != "disabled")
     if isinstance(credential, dict):
-        for key in HIDDEN_CREDENTIAL_KEYS:
-            credential.pop(key, None)
+        for key in list(credential):
+            if f"credential.{key}" not in shown:
+                credential.pop(key)
+        if contract.regions_echo == "list" and isinstance(credential.get("Regions"), str):
+            credential["Regions"] = credential["Regions"].split(",")
     return out
