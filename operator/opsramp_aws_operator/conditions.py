@@ -17,12 +17,14 @@ from .errors import NeedsAttention, OperatorError, TransientError
 READY = "Ready"
 ROLE_READY = "RoleReady"
 INTEGRATION_READY = "IntegrationReady"
+# OpsRamp's own view: the integration enabled, its discovery profile in place, and OpsRamp's verdict on the role.
+MONITORING = "Monitoring"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
-ORDER = (READY, ROLE_READY, INTEGRATION_READY, RECONCILING, STALLED)
+ORDER = (READY, ROLE_READY, INTEGRATION_READY, MONITORING, RECONCILING, STALLED)
 
-Step = Literal["role", "integration"]
-StepState = Literal["pending", "done", "failed"]
+Step = Literal["role", "integration", "monitoring"]
+StepState = Literal["pending", "done", "failed", "disabled"]
 
 
 @dataclass(frozen=True)
@@ -47,10 +49,18 @@ class PassResult:
     external_id_secret_name: str | None = None
     policy_digest: str | None = None
     attached_policy_arns: list[str] | None = None
+    monitoring: StepState = "pending"
+    monitoring_reason: str = ""
+    monitoring_message: str = ""
+    discovery_profile_id: int | None = None
+    credentials_applied_time: str | None = None
+    applied_integration: dict[str, Any] | None = None
     failed_step: Step | None = None
     error: OperatorError | None = None
     suspended: bool = False
     changes: list[str] = field(default_factory=list)
+    # Warning Events this pass owes besides condition transitions (e.g. the integration was disabled by hand).
+    warnings: list[tuple[str, str]] = field(default_factory=list)
 
 
 def format_time(moment: datetime) -> str:
@@ -64,12 +74,24 @@ def _step_condition(
         return ConditionUpdate(ctype, "True", done_reason, done_message)
     if result.failed_step == step and result.error is not None:
         return ConditionUpdate(ctype, "False", result.error.reason, result.error.message)
-    waiting_for = "the IAM role" if step == "integration" else "earlier steps"
+    waiting_for = {"integration": "the IAM role", "monitoring": "the OpsRamp integration"}.get(step, "earlier steps")
     return ConditionUpdate(ctype, "Unknown", "Pending", f"Waiting for {waiting_for}.")
 
 
+def _monitoring_condition(result: PassResult) -> ConditionUpdate:
+    if result.monitoring == "done":
+        return ConditionUpdate(MONITORING, "True", result.monitoring_reason or "Monitoring", result.monitoring_message)
+    if result.monitoring == "disabled":
+        return ConditionUpdate(MONITORING, "False", "Disabled", result.monitoring_message)
+    error = result.error
+    if result.failed_step == "monitoring" and isinstance(error, TransientError):
+        # Not known yet (OpsRamp has not given its verdict, or a read failed): neither True nor False.
+        return ConditionUpdate(MONITORING, "Unknown", error.reason, error.message)
+    return _step_condition(MONITORING, result.monitoring, "monitoring", result, "Monitoring", "")
+
+
 def desired_updates(result: PassResult) -> list[ConditionUpdate]:
-    """The five conditions for this pass, in a fixed order."""
+    """The six conditions for this pass, in a fixed order."""
     if result.suspended:
         return [
             ConditionUpdate(READY, "False", "Suspended", "spec.suspend is true: the operator does not act."),
@@ -92,18 +114,27 @@ def desired_updates(result: PassResult) -> list[ConditionUpdate]:
         "IntegrationReconciled",
         f"OpsRamp integration {result.integration_id} matches the spec.",
     )
+    monitoring = _monitoring_condition(result)
     error = result.error
-    if error is None and role.status == "True" and integration.status == "True":
-        ready = ConditionUpdate(READY, "True", "Reconciled", "The IAM role and the OpsRamp integration match the spec.")
+    disabled = error is None and result.monitoring == "disabled"
+    if error is None and role.status == integration.status == monitoring.status == "True":
+        ready = ConditionUpdate(
+            READY,
+            "True",
+            "Reconciled",
+            "The IAM role and the OpsRamp integration match the spec, and OpsRamp monitors through it.",
+        )
     elif error is not None:
         ready = ConditionUpdate(READY, "False", error.reason, error.message)
+    elif disabled:
+        ready = ConditionUpdate(READY, "False", "MonitoringDisabled", result.monitoring_message)
     else:
         ready = ConditionUpdate(READY, "False", "Reconciling", "Reconciliation is in progress.")
     transient = isinstance(error, TransientError)
     attention = isinstance(error, NeedsAttention)
     reconciling = (
         ConditionUpdate(RECONCILING, "True", error.reason if error else "Progressing", error.message if error else "")
-        if transient or (error is None and ready.status != "True")
+        if transient or (error is None and ready.status != "True" and not disabled)
         else ConditionUpdate(RECONCILING, "False", "Idle", "")
     )
     stalled = (
@@ -112,7 +143,7 @@ def desired_updates(result: PassResult) -> list[ConditionUpdate]:
         else ConditionUpdate(STALLED, "False", "Progressing" if error else "Idle", "")
     )
     # An unexpected error (neither kind) is reported like a transient one: retried, not stalled.
-    return [ready, role, integration, reconciling, stalled]
+    return [ready, role, integration, monitoring, reconciling, stalled]
 
 
 def merge_conditions(
@@ -172,8 +203,8 @@ def events_for(previous: Sequence[Mapping[str, Any]] | None, current: Sequence[M
     stalled = next((c for c in current if c.get("type") == STALLED), None)
     if stalled is not None and stalled.get("status") == "True":
         return [EventToPost("Warning", after["reason"], after["message"])]
-    if after["reason"] == "Suspended":
-        return [EventToPost("Normal", "Suspended", after["message"])]
+    if after["reason"] in ("Suspended", "MonitoringDisabled"):
+        return [EventToPost("Normal", after["reason"], after["message"])]
     return []
 
 
@@ -196,6 +227,9 @@ def build_status(
         ("externalIdSecretName", result.external_id_secret_name),
         ("policyDigest", result.policy_digest),
         ("attachedPolicyArns", result.attached_policy_arns),
+        ("discoveryProfileId", result.discovery_profile_id),
+        ("credentialsAppliedTime", result.credentials_applied_time),
+        ("appliedIntegration", result.applied_integration),
     ):
         if value is not None:
             patch[key] = value
@@ -207,7 +241,9 @@ def build_status(
         result.changes or not was_ready or not (previous_status or {}).get("lastSyncTime")
     ):
         patch["lastSyncTime"] = format_time(now)
-    return patch, events_for(previous_conditions, conditions)
+    events = events_for(previous_conditions, conditions)
+    events.extend(EventToPost("Warning", reason, message) for reason, message in result.warnings)
+    return patch, events
 
 
 def changed_only(patch: Mapping[str, Any], current: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -37,6 +37,8 @@ POLICY_ARN_PATTERN = r"^arn:aws(-[a-z]+)*:iam::([0-9]{12}|aws):policy/([\x21-\x7
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9_+=,.@:/-]+$"
 TAG_KEY_PATTERN = r"^[A-Za-z0-9 _.:/=+@-]{1,128}$"
 TAG_VALUE_PATTERN = r"^[A-Za-z0-9 _.:/=+@-]{0,256}$"
+RESOURCE_TYPE_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}$"
+START_TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$"
 DISPLAY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.:()@/-]{0,127}$"
 
 MAX_USER_TAGS = 45  # IAM allows 50 tags per role; the operator adds its own ownership tags.
@@ -213,8 +215,91 @@ class AwsSpec(_Model):
         return self
 
 
+class ScheduleSpec(_Model):
+    """When OpsRamp runs discovery (the profile's schedule)."""
+
+    pattern_type: Literal["MINUTES", "HOURLY", "DAILY", "WEEKLY", "MONTHLY"] = Field(
+        default="HOURLY", description="How often discovery runs: MINUTES, HOURLY, DAILY, WEEKLY or MONTHLY."
+    )
+    pattern: str = Field(
+        default="1",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9, ]+$",
+        description="The pattern for patternType, e.g. 30 (every 30 minutes), 2 (every 2 hours), MON,WED (weekly).",
+    )
+    start_time: str = Field(
+        default="00:00:00", pattern=START_TIME_PATTERN, description="Time of day discovery starts (HH:MM:SS)."
+    )
+
+
+class DiscoverySpec(_Model):
+    """The discovery profile the operator keeps for the integration: what OpsRamp discovers and manages."""
+
+    resource_types: list[Annotated[str, StringConstraints(pattern=RESOURCE_TYPE_PATTERN)]] = Field(
+        default_factory=lambda: ["ANY_CLOUD_RESOURCE"],
+        min_length=1,
+        max_length=32,
+        description=(
+            "OpsRamp resource types to discover (filterType, e.g. EC2, RDS, LAMBDA, LOAD_BALANCER), or "
+            "ANY_CLOUD_RESOURCE for all."
+        ),
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    tags: dict[str, TagValue] = Field(
+        default_factory=dict,
+        max_length=10,
+        description=(
+            "Discover only resources carrying every one of these AWS tags. With tags, resourceTypes may name one "
+            "type (or ANY_CLOUD_RESOURCE)."
+        ),
+        json_schema_extra={"maxProperties": 10},
+    )
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec, description="When discovery runs.")
+    manage_devices: bool = Field(
+        default=True,
+        description="Manage what is discovered (OpsRamp's 'MANAGE DEVICE' action), so OpsRamp monitors it.",
+    )
+
+    @model_validator(mode="after")
+    def _tags_need_one_type(self) -> DiscoverySpec:
+        if self.tags and len(self.resource_types) > 1:
+            raise ValueError("discovery.tags can be combined with one resource type only")
+        for key in self.tags:
+            if not re.match(TAG_KEY_PATTERN, key):
+                raise ValueError(f"discovery tag key {key!r} must be 1-128 characters of letters, digits and _.:/=+-@")
+        return self
+
+
+class MonitoringSpec(_Model):
+    """Whether OpsRamp monitors through the integration, and what it discovers."""
+
+    enabled: bool = Field(
+        default=True,
+        description=(
+            "Enable (true) or disable (false) the integration in OpsRamp. The operator re-enables an integration "
+            "disabled by hand while this is true, and reports it."
+        ),
+    )
+    discovery: DiscoverySpec = Field(default_factory=DiscoverySpec, description="The discovery profile.")
+
+
 class AWSIntegrationSpec(_Model):
     """Desired state: one IAM role trusted by OpsRamp plus one OpsRamp AWS integration using it."""
+
+    model_config = ConfigDict(
+        **_Model.model_config,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": (
+                        "!(has(self.externalIdSecretRef) && has(self.generateExternalId) && self.generateExternalId)"
+                    ),
+                    "message": "set externalIdSecretRef or generateExternalId, not both",
+                }
+            ]
+        },
+    )
 
     display_name: str | None = Field(
         default=None,
@@ -245,9 +330,19 @@ class AWSIntegrationSpec(_Model):
         default=None,
         description=(
             "Secret (same namespace, key externalId) holding the External ID shown on OpsRamp's 'Install AWS "
-            "Integration' page. Unset: the operator generates one and keeps it in a Secret it owns "
-            "(status.externalIdSecretName)."
+            "Integration' page: the recommended way. Set this or generateExternalId."
         ),
+    )
+    generate_external_id: bool = Field(
+        default=False,
+        description=(
+            "Instead of externalIdSecretRef: the operator generates an External ID and keeps it in a Secret it owns "
+            "(status.externalIdSecretName). Works only if OpsRamp honours an External ID chosen by the client; if "
+            "it does not, the resource never becomes Ready and says so."
+        ),
+    )
+    monitoring: MonitoringSpec = Field(
+        default_factory=MonitoringSpec, description="Whether OpsRamp monitors, and what it discovers."
     )
     role: RoleSpec = Field(default_factory=RoleSpec, description="The IAM role OpsRamp assumes.")
     aws: AwsSpec = Field(default_factory=AwsSpec, description="The AWS account the operator acts in.")
@@ -262,6 +357,14 @@ class AWSIntegrationSpec(_Model):
         default=False,
         description="Stop acting on this resource (no writes to AWS or OpsRamp); status is kept.",
     )
+
+    @model_validator(mode="after")
+    def _one_external_id_source(self) -> AWSIntegrationSpec:
+        # Neither is allowed here (a resource from before generateExternalId existed must still be cleaned up); the
+        # operator reports it as ExternalIdSourceUnset before touching anything.
+        if self.external_id_secret_ref is not None and self.generate_external_id:
+            raise ValueError("set externalIdSecretRef or generateExternalId, not both")
+        return self
 
     @field_validator("regions")
     @classmethod
@@ -296,7 +399,9 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 class Condition(_Model):
     """A metav1.Condition."""
 
-    type: str = Field(description="Condition type: Ready, RoleReady, IntegrationReady, Reconciling or Stalled.")
+    type: str = Field(
+        description="Condition type: Ready, RoleReady, IntegrationReady, Monitoring, Reconciling or Stalled."
+    )
     status: ConditionStatus = Field(description="True, False or Unknown.")
     reason: str = Field(description="CamelCase reason for the last transition.", pattern=r"^[A-Za-z]([A-Za-z0-9_]*)$")
     message: str = Field(default="", max_length=32768, description="What happened and, if needed, what to fix.")
@@ -308,13 +413,24 @@ class Condition(_Model):
     )
 
 
+class AppliedIntegration(_Model):
+    """The integration fields the operator last had OpsRamp accept."""
+
+    display_name: str = Field(description="displayName sent.")
+    role_arn: str = Field(description="credential.AssumeRoleARN sent.")
+    regions: list[str] = Field(description="credential.Regions sent.")
+    install_all_linked_accounts: bool = Field(description="Whether linked accounts were asked for.")
+    account_number: str = Field(description="credential.AccountNumber sent.")
+    enabled: bool | None = Field(default=None, description="Whether the integration was last enabled or disabled.")
+
+
 class AWSIntegrationStatus(_Model):
     """Observed state, written only by the operator."""
 
     observed_generation: int | None = Field(default=None, description="The last metadata.generation acted on.")
     conditions: list[Condition] = Field(
         default_factory=list,
-        description="Ready (summary), RoleReady, IntegrationReady, Reconciling and Stalled.",
+        description="Ready (summary), RoleReady, IntegrationReady, Monitoring, Reconciling and Stalled.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     role_arn: str | None = Field(default=None, description="ARN of the IAM role OpsRamp assumes.")
@@ -325,6 +441,21 @@ class AWSIntegrationStatus(_Model):
     )
     policy_digest: str | None = Field(
         default=None, description="Digest of the permission policy documents attached by the operator."
+    )
+    discovery_profile_id: int | None = Field(
+        default=None, description="Id of the discovery profile the operator keeps for the integration in OpsRamp."
+    )
+    credentials_applied_time: str | None = Field(
+        default=None,
+        description=(
+            "When OpsRamp last accepted the integration's credentials (install or credential change); Monitoring "
+            "waits for OpsRamp's verdict on them (RFC 3339)."
+        ),
+        json_schema_extra={"format": "date-time"},
+    )
+    applied_integration: AppliedIntegration | None = Field(
+        default=None,
+        description="What the operator last sent OpsRamp (no secrets), for the fields OpsRamp's answers leave out.",
     )
     attached_policy_arns: list[str] | None = Field(
         default=None,

@@ -123,6 +123,24 @@ class RoleOutcome:
     # this pass's last such write, else the role's CreateDate (so a role a previous pass created moments ago
     # still counts as young). None only when unknown.
     last_changed: datetime | None
+    # The External IDs the role's trust policy required before this pass (None: the role was created now), so
+    # the integration is sent a new External ID only when it really changed, not on every trust repair.
+    previous_external_ids: frozenset[str] | None = None
+
+
+def trust_external_ids(trust_policy: Mapping[str, Any]) -> frozenset[str]:
+    """Every sts:ExternalId value a trust policy's conditions name."""
+    found: set[str] = set()
+    statements = trust_policy.get("Statement")
+    for statement in statements if isinstance(statements, list) else [statements]:
+        condition = statement.get("Condition") if isinstance(statement, Mapping) else None
+        for clauses in condition.values() if isinstance(condition, Mapping) else ():
+            if not isinstance(clauses, Mapping):
+                continue
+            for key, value in clauses.items():
+                if str(key).lower() == "sts:externalid":
+                    found.update(str(v) for v in (value if isinstance(value, list) else [value]))
+    return frozenset(found)
 
 
 def policy_name(role_name: str, index: int) -> str:
@@ -346,6 +364,7 @@ def ensure_role(
 
     # --- observe (reads only; every ownership check happens before the first write) -------------------------
     role = iam.get_role(desired.name)
+    previous_external_ids = trust_external_ids(role.trust_policy) if role is not None else None
     attached: tuple[str, ...] = ()
     if role is not None:
         _check_owned("role", role.name, role.tags, owner)
@@ -446,6 +465,7 @@ def ensure_role(
         changes=tuple(run.changes),
         created=created,
         last_changed=last_changed,
+        previous_external_ids=previous_external_ids,
     )
 
 

@@ -1,4 +1,4 @@
-"""The reconcile service: External ID → IAM role → role usable → OpsRamp integration, and the cleanup on delete.
+"""The reconcile service: External ID → IAM role → role usable → OpsRamp integration → monitoring, and the cleanup.
 
 It knows nothing of kopf. Every pass is level-based (observe, create if missing, update what differs) and
 fills a `PassResult` step by step, so the handler can report how far it got when a step raises one of our two
@@ -24,13 +24,14 @@ from typing import Any
 
 from . import metrics, redaction
 from .aws import AwsSessions, known_regions
-from .conditions import PassResult, Step
+from .conditions import PassResult, Step, format_time
 from .constants import API_VERSION, GROUP, KIND, MANAGED_BY_VALUE, TAG_OWNER_UID
 from .errors import NeedsAttention, NotOwned, OperatorError, TransientError
-from .integrations import check_display_name_free, ensure_integration, remove_integration
+from .integrations import Applied, check_display_name_free, ensure_integration, remove_integration
 from .kube import OwnerReference, Secrets
 from .models import EXTERNAL_ID_PATTERN, AWSIntegrationSpec
-from .opsramp import AwsIntegrationRequest, OpsRampClient, OpsRampLimits, get_client
+from .monitoring import MonitoringInputs, ensure_discovery, ensure_enabled, judge
+from .opsramp import AwsIntegrationRequest, InstalledIntegration, OpsRampClient, OpsRampLimits, get_client
 from .policies import load_opsramp_policy, trust_policy
 from .roles import (
     DesiredRole,
@@ -86,6 +87,15 @@ def generate_external_id() -> str:
     return "".join(secrets.choice(_EXTERNAL_ID_ALPHABET) for _ in range(GENERATED_EXTERNAL_ID_LENGTH))
 
 
+def _parse_time(value: Any) -> float | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 def parse_role_arn(arn: str) -> tuple[str, str, str] | None:
     """(account, path, name) of a role ARN, or None."""
     match = _ROLE_ARN.match(arn)
@@ -139,6 +149,9 @@ class Service:
         self._ready: dict[str, str] = {}
         self._next_pass: dict[str, float] = {}
         self._nudged: set[str] = set()
+        # When each resource last read OpsRamp's verdict (monotonic): a settled Monitoring is re-checked after
+        # `monitoring_recheck_seconds`, and once per process.
+        self._verdict_read: dict[str, float] = {}
 
     # --- concurrency: one pass per resource at a time (change handlers and the drift timer) -------------
 
@@ -184,6 +197,7 @@ class Service:
             self._next_pass.pop(uid, None)
             self._nudged.discard(uid)
             self._ready.pop(uid, None)
+            self._verdict_read.pop(uid, None)
             self._publish_ready()
 
     def record_ready(self, uid: str, ready: str) -> None:
@@ -242,6 +256,17 @@ class Service:
             # deleting a namespace cannot remove it before the uninstall.
             self.secrets.add_finalizer(ref.namespace, secret, CREDENTIALS_FINALIZER)
         return creds
+
+    def check_external_id_source(self, spec: AWSIntegrationSpec, ref: ResourceRef) -> None:
+        """One of externalIdSecretRef and generateExternalId must be set (resources made before may have neither)."""
+        if spec.external_id_secret_ref is None and not spec.generate_external_id:
+            raise NeedsAttention(
+                "ExternalIdSourceUnset",
+                "Set spec.externalIdSecretRef to a Secret holding the External ID from OpsRamp's 'Install AWS "
+                "Integration' page (recommended), or spec.generateExternalId: true to keep an External ID the "
+                f"operator generates (Secret {generated_secret_name(ref.name)}; OpsRamp must honour it). Nothing was "
+                "changed in AWS or OpsRamp. See docs/upgrading.md.",
+            )
 
     def external_id(self, spec: AWSIntegrationSpec, ref: ResourceRef) -> tuple[str, str]:
         """(External ID, name of the Secret holding it): the referenced Secret, or one we generate and own."""
@@ -336,6 +361,7 @@ class Service:
 
         # 1. Everything that can be checked before a write.
         with step(result, "role"):
+            self.check_external_id_source(spec, ref)
             opsramp_account = self.opsramp_account_id(spec)
             self.check_regions(spec)
         with step(result, "integration"):
@@ -354,7 +380,7 @@ class Service:
                 # A cheap non-paged read that also proves the credentials work (and is reused below).
                 observed = client.get(recorded_id)
             else:
-                check_display_name_free(client, display_name, our_arns, recorded_id)
+                check_display_name_free(client, display_name, result.account_id, our_arns, recorded_id)
 
         # 2. External ID (the first write: a Secret we own), then the role.
         with step(result, "role"):
@@ -382,6 +408,7 @@ class Service:
         # 3. Wait out IAM's propagation, then the integration.
         with step(result, "integration"):
             ensure_role_usable(outcome, self.clock(), self.settings.role_settle_seconds)
+            applied = Applied.from_status(status.get("appliedIntegration"))
             request = AwsIntegrationRequest(
                 display_name=display_name,
                 account_number=result.account_id,
@@ -389,17 +416,33 @@ class Service:
                 external_id=external_id,
                 regions=tuple(spec.regions),
                 install_all_linked_accounts=spec.install_all_linked_accounts,
+                send_linked_accounts=bool(applied and applied.install_all_linked_accounts),
             )
-            trust_changed = any("trust" in change for change in outcome.changes)
+            # The integration is sent the External ID again only when it really changed (the role trusted
+            # another one before this pass), not whenever the trust policy was repaired.
+            previous_ids = outcome.previous_external_ids
+            external_id_changed = bool(previous_ids) and external_id not in (previous_ids or ())
             try:
                 integration = ensure_integration(
-                    client, request, recorded_id, our_arns, force_update=trust_changed, observed=observed
+                    client,
+                    request,
+                    recorded_id,
+                    our_arns,
+                    force_credentials=external_id_changed,
+                    observed=observed,
+                    applied=applied,
                 )
             except TransientError as exc:
-                raise self._escalate_assume_failure(exc, outcome) from None
+                raise self._escalate_assume_failure(exc, outcome, spec) from None
             result.integration = "done"
             result.integration_id = integration.integration.id
             result.changes.extend(integration.changes)
+            applied_status = Applied.of(request).to_status()
+            result.applied_integration = applied_status
+            credentials_since = _parse_time(status.get("credentialsAppliedTime"))
+            if integration.credentials_written or recorded_id != integration.integration.id:
+                credentials_since = time.time()
+                result.credentials_applied_time = format_time(datetime.fromtimestamp(credentials_since, UTC))
 
         # 4. A renamed role: the integration has moved, so the old one (if ours) can go.
         if previous_arn and previous_arn != outcome.arn:
@@ -415,7 +458,75 @@ class Service:
                 result.role_arn = outcome.arn
                 result.role_message = ""
 
-    def _escalate_assume_failure(self, exc: TransientError, outcome: RoleOutcome) -> OperatorError:
+        # 5. OpsRamp's own view: enabled, a discovery profile, and its verdict on the role.
+        with step(result, "monitoring"):
+            self._ensure_monitoring(
+                spec, ref, status, result, client, integration.integration, outcome, credentials_since, display_name
+            )
+
+    def _ensure_monitoring(
+        self,
+        spec: AWSIntegrationSpec,
+        ref: ResourceRef,
+        status: Mapping[str, Any],
+        result: PassResult,
+        client: OpsRampClient,
+        integration: InstalledIntegration,
+        outcome: RoleOutcome,
+        credentials_since: float | None,
+        display_name: str,
+    ) -> None:
+        previous = next((c for c in status.get("conditions") or () if c.get("type") == "Monitoring"), None)
+        recorded_profile = status.get("discoveryProfileId")
+        applied = status.get("appliedIntegration") or {}
+        now_mono = time.monotonic()
+        with self._locks_guard:
+            last_read = self._verdict_read.get(ref.uid)
+        fresh = last_read is not None and now_mono - last_read < self.settings.monitoring_recheck_seconds
+        unchanged = result.credentials_applied_time is None and status.get("integrationId") == integration.id
+        settled = None
+        if previous and previous.get("status") == "True" and unchanged and fresh:
+            settled = (str(previous.get("reason") or "Monitoring"), str(previous.get("message") or ""))
+        inputs = MonitoringInputs(
+            display_name=display_name,
+            spec=spec.monitoring,
+            recorded_profile_id=int(recorded_profile) if isinstance(recorded_profile, int) else None,
+            applied_enabled=applied.get("enabled") if isinstance(applied.get("enabled"), bool) else None,
+            credentials_since=credentials_since,
+            settled=settled,
+            now=time.time(),
+            grace_seconds=self.settings.monitoring_grace_seconds,
+            role_arn=outcome.arn,
+            role_last_changed=outcome.last_changed,
+            assume_grace_seconds=self.settings.assume_grace_seconds,
+            generated_external_id=spec.external_id_secret_ref is None,
+            linked_accounts_requested=spec.install_all_linked_accounts,
+        )
+        enabled = ensure_enabled(client, integration, inputs)
+        result.changes.extend(enabled.changes)
+        result.warnings.extend(enabled.warnings)
+        if result.applied_integration is not None:
+            result.applied_integration = {**result.applied_integration, "enabled": spec.monitoring.enabled}
+        if enabled.state == "disabled":
+            result.monitoring = "disabled"
+            result.monitoring_message = enabled.message
+            if isinstance(recorded_profile, int):
+                result.discovery_profile_id = recorded_profile
+            return
+        profile_id, changes = ensure_discovery(client, integration, inputs)
+        result.discovery_profile_id = profile_id
+        result.changes.extend(changes)
+        reason, message = judge(client, integration, inputs, profile_id)
+        if settled is None:
+            with self._locks_guard:
+                self._verdict_read[ref.uid] = now_mono
+        result.monitoring = "done"
+        result.monitoring_reason = reason
+        result.monitoring_message = message
+
+    def _escalate_assume_failure(
+        self, exc: TransientError, outcome: RoleOutcome, spec: AWSIntegrationSpec | None = None
+    ) -> OperatorError:
         """OpsRamp failing to assume a young role is IAM propagating; on a settled role it is a real mistake."""
         if exc.reason != "OpsRampCannotAssumeRole" or outcome.last_changed is None:
             return exc
@@ -425,10 +536,16 @@ class Service:
             # Retry no later than just after the grace runs out, so a real mistake is reported on time rather
             # than a grown backoff later.
             return TransientError(exc.reason, exc.message, min(exc.retry_after, remaining + 1.0), exact=True)
+        hint = (
+            " With generateExternalId, OpsRamp must honour an External ID the client chose; if it does not, put the "
+            "External ID from OpsRamp's console in a Secret and set spec.externalIdSecretRef instead."
+            if spec is not None and spec.external_id_secret_ref is None
+            else ""
+        )
         return NeedsAttention(
             "OpsRampCannotAssumeRole",
             f"OpsRamp still cannot assume {outcome.arn} {age:.0f}s after it last changed: check that "
-            "spec.opsramp.awsAccountId is OpsRamp's AWS account and that OpsRamp expects this External ID.",
+            "spec.opsramp.awsAccountId is OpsRamp's AWS account and that OpsRamp expects this External ID." + hint,
         )
 
     # --- cleanup ------------------------------------------------------------------------------------------
@@ -472,7 +589,11 @@ class Service:
             client = self.client(spec, creds)
             reason = f"AWSIntegration {ref} was deleted (deletionPolicy Delete)"
             try:
-                for removed in remove_integration(client, recorded_id, display_name, our_arns, reason):
+                profile_id = status.get("discoveryProfileId")
+                if isinstance(profile_id, int):
+                    client.delete_profile(profile_id)
+                    done.append(f"deleted discovery profile {profile_id}")
+                for removed in remove_integration(client, recorded_id, display_name, account_id, our_arns, reason):
                     done.append(f"uninstalled OpsRamp integration {removed}")
             except NeedsAttention:
                 if recorded_id or recorded_arn:

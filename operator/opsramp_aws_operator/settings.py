@@ -66,6 +66,11 @@ class Settings:
     # OpsRamp failing to assume a role younger than this is taken for IAM propagation (retried); after it, for a
     # wrong account id or External ID (needs a person).
     assume_grace_seconds: float = 120.0
+    # How long Monitoring waits for OpsRamp's verdict on the role after a credential write before it rests on "no
+    # failure reported" (a tenant that checks later says so in integrations/activity; one that never does, never).
+    monitoring_grace_seconds: float = 180.0
+    # How often a settled Monitoring reads OpsRamp's verdict again (a paged GET, shared by a tenant's resources).
+    monitoring_recheck_seconds: float = 3600.0
     # OpsRamp rate limits per tenant (documented: 500 GETs, 50 paged GETs, 50 writes a minute).
     opsramp_window_seconds: float = 60.0
     opsramp_gets_per_window: int = 500
@@ -108,6 +113,8 @@ class Settings:
             attention_backoff_max_seconds=_float(env, "OPERATOR_ATTENTION_BACKOFF_MAX_SECONDS", 600.0, minimum=0.1),
             role_settle_seconds=_float(env, "OPERATOR_ROLE_SETTLE_SECONDS", 10.0),
             assume_grace_seconds=_float(env, "OPERATOR_ASSUME_GRACE_SECONDS", 120.0),
+            monitoring_grace_seconds=_float(env, "OPERATOR_MONITORING_GRACE_SECONDS", 180.0),
+            monitoring_recheck_seconds=_float(env, "OPERATOR_MONITORING_RECHECK_SECONDS", 3600.0, minimum=1.0),
             opsramp_window_seconds=_float(env, "OPERATOR_OPSRAMP_RATE_WINDOW_SECONDS", 60.0, minimum=0.1),
             opsramp_gets_per_window=_int(env, "OPERATOR_OPSRAMP_GETS_PER_WINDOW", 500, minimum=1),
             opsramp_paged_gets_per_window=_int(env, "OPERATOR_OPSRAMP_PAGED_GETS_PER_WINDOW", 50, minimum=1),

@@ -26,7 +26,14 @@ def by_type(conditions: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def done() -> PassResult:
-    return PassResult(role="done", integration="done", role_arn="arn:aws:iam::1:role/r", integration_id="INTG-1")
+    return PassResult(
+        role="done",
+        integration="done",
+        monitoring="done",
+        monitoring_reason="RoleAssumed",
+        role_arn="arn:aws:iam::1:role/r",
+        integration_id="INTG-1",
+    )
 
 
 @pytest.mark.parametrize(
@@ -38,6 +45,61 @@ def done() -> PassResult:
                 "Ready": "True",
                 "RoleReady": "True",
                 "IntegrationReady": "True",
+                "Monitoring": "True",
+                "Reconciling": "False",
+                "Stalled": "False",
+            },
+        ),
+        (
+            PassResult(role="done", integration="done"),
+            {
+                "Ready": "False",
+                "RoleReady": "True",
+                "IntegrationReady": "True",
+                "Monitoring": "Unknown",
+                "Reconciling": "True",
+                "Stalled": "False",
+            },
+        ),
+        (
+            PassResult(
+                role="done",
+                integration="done",
+                failed_step="monitoring",
+                error=TransientError("AwaitingOpsRampVerdict", "waiting"),
+            ),
+            {
+                "Ready": "False",
+                "RoleReady": "True",
+                "IntegrationReady": "True",
+                "Monitoring": "Unknown",
+                "Reconciling": "True",
+                "Stalled": "False",
+            },
+        ),
+        (
+            PassResult(
+                role="done",
+                integration="done",
+                failed_step="monitoring",
+                error=NeedsAttention("OpsRampCannotAssumeRole", "OpsRamp reports it could not assume the role"),
+            ),
+            {
+                "Ready": "False",
+                "RoleReady": "True",
+                "IntegrationReady": "True",
+                "Monitoring": "False",
+                "Reconciling": "False",
+                "Stalled": "True",
+            },
+        ),
+        (
+            PassResult(role="done", integration="done", monitoring="disabled", monitoring_message="off"),
+            {
+                "Ready": "False",
+                "RoleReady": "True",
+                "IntegrationReady": "True",
+                "Monitoring": "False",
                 "Reconciling": "False",
                 "Stalled": "False",
             },
@@ -48,6 +110,7 @@ def done() -> PassResult:
                 "Ready": "False",
                 "RoleReady": "True",
                 "IntegrationReady": "False",
+                "Monitoring": "Unknown",
                 "Reconciling": "False",
                 "Stalled": "True",
             },
@@ -58,6 +121,7 @@ def done() -> PassResult:
                 "Ready": "False",
                 "RoleReady": "True",
                 "IntegrationReady": "False",
+                "Monitoring": "Unknown",
                 "Reconciling": "True",
                 "Stalled": "False",
             },
@@ -68,15 +132,26 @@ def done() -> PassResult:
                 "Ready": "False",
                 "RoleReady": "False",
                 "IntegrationReady": "Unknown",
+                "Monitoring": "Unknown",
                 "Reconciling": "False",
                 "Stalled": "True",
             },
         ),
     ],
-    ids=["all-done", "integration-needs-attention", "integration-transient", "role-needs-attention"],
+    ids=[
+        "all-done",
+        "integration-done-monitoring-pending",
+        "awaiting-verdict",
+        "role-check-failed",
+        "monitoring-disabled",
+        "integration-needs-attention",
+        "integration-transient",
+        "role-needs-attention",
+    ],
 )
 def test_condition_statuses(result: PassResult, expected: dict[str, str]) -> None:
-    """Each pass outcome maps to the documented five conditions (kstatus Reconciling/Stalled included)."""
+    """Each pass outcome maps to the documented six conditions: Ready only with Monitoring True (kstatus
+    Reconciling/Stalled included; a disabled integration is neither)."""
     assert {u.type: u.status for u in desired_updates(result)} == expected
 
 
@@ -107,6 +182,7 @@ def test_unknown_condition_types_are_kept_and_order_is_fixed() -> None:
         "Ready",
         "RoleReady",
         "IntegrationReady",
+        "Monitoring",
         "Reconciling",
         "Stalled",
         "Foreign",
@@ -164,6 +240,21 @@ def test_suspended_keeps_observed_generation() -> None:
     assert [(e.type, e.reason) for e in events] == [("Normal", "Suspended")]
 
 
+def test_disabled_by_hand_warns_and_monitoring_disabled_is_announced() -> None:
+    """An integration disabled in OpsRamp's console (re-enabled by the pass) posts a Warning; a spec that disables
+    monitoring turns Ready False with a Normal Event, not a Warning."""
+    result = done()
+    result.warnings.append(("IntegrationDisabledInOpsRamp", "was disabled by hand"))
+    _, events = build_status(result, {}, 1, T0)
+    assert [(e.type, e.reason) for e in events] == [("Normal", "Ready"), ("Warning", "IntegrationDisabledInOpsRamp")]
+    status, _ = build_status(done(), {}, 1, T0)
+    off = PassResult(role="done", integration="done", monitoring="disabled", monitoring_message="off")
+    patch, events = build_status(off, status, 2, T1)
+    ready = by_type(patch["conditions"])["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "MonitoringDisabled")
+    assert [(e.type, e.reason) for e in events] == [("Normal", "MonitoringDisabled")]
+
+
 def test_same_reason_turning_into_needs_attention_posts_a_warning() -> None:
     """A reason that was retried and now needs a person (e.g. OpsRampCannotAssumeRole) is a transition."""
     transient = PassResult(role="done", failed_step="integration", error=TransientError("OpsRampCannotAssumeRole", "w"))
@@ -179,8 +270,8 @@ def test_same_reason_turning_into_needs_attention_posts_a_warning() -> None:
 def test_a_pass_that_changes_nothing_writes_nothing() -> None:
     """Resync of a Ready resource that found everything matching: the patch equals the status, so nothing is sent;
     a pass that changed something stamps lastSyncTime again."""
-    result = PassResult(role="done", integration="done")
-    result.role_arn, result.integration_id, result.account_id = "arn:aws:iam::1:role/r", "INTG-1", "123456789012"
+    result = done()
+    result.account_id = "123456789012"
     first, _ = build_status(result, {}, 3, T0)
     later = T0 + timedelta(minutes=10)
     again, events = build_status(result, first, 3, later)

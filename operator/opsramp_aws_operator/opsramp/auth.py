@@ -1,7 +1,9 @@
 """Auth: OAuth2 client-credentials tokens, one per (endpoint, API client), shared by every resource using it.
 
-A token is refreshed ahead of expiry; a refused one is replaced once per refusal. The client secret and the
-token never leave this module and the transport: not in a repr, a log line, a metric or an exception.
+A token is refreshed ahead of expiry. A refused one is replaced by a token requested after the refusal arrived:
+one that another thread fetched earlier may have been revoked by the same event (a rotation, OpsRamp's own
+cleanup), so it does not count as fresh. The client secret and the token never leave this module and the
+transport: not in a repr, a log line, a metric or an exception.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class Token:
     value: str = ""
     expires_at: float = 0.0
     secret_digest: str = ""
+    # When the grant that issued it was sent (monotonic): a token requested after a refusal arrived was issued
+    # after whatever revoked the refused one.
+    requested_at: float = 0.0
 
 
 class Bearer(requests.auth.AuthBase):
@@ -94,6 +99,7 @@ def fetch_token(
     }
     for attempt in range(1, timeouts.max_attempts + 1):
         metrics.API_CALLS.labels(service=SERVICE, operation="token").inc()
+        requested_at = time.monotonic()
         try:
             response = session.post(
                 endpoint + cache.token_path,
@@ -129,7 +135,7 @@ def fetch_token(
             # Refresh ahead of expiry: a minute early for real tokens, a tenth early for short ones.
             margin = min(60.0, lifetime / 10)
             log.debug("fetched an OpsRamp access token valid for %.0fs", lifetime)
-            return Token(value, time.monotonic() + lifetime - margin, digest)
+            return Token(value, time.monotonic() + lifetime - margin, digest, requested_at)
         _error(str(status))
         if status in (400, 401, 403):
             raise NeedsAttention(

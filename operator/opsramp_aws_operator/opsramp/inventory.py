@@ -1,4 +1,9 @@
-"""The shared listing: one tenant's AWS integrations by display name, for lookups before a create."""
+"""The shared listing: one tenant's AWS integrations by name, for lookups before a create.
+
+An integration's name is its displayName, else the name in its credential set ("<name> AWS Integration"), else,
+for one this process wrote itself, the name it sent; integrations a tenant's search shows no name for are kept
+under None, for the reconciler to read one by one.
+"""
 
 from __future__ import annotations
 
@@ -35,29 +40,36 @@ class Inventory:
         self.lock = threading.Lock()
         self.listing: Listing | None = None
         self.items: dict[str, InstalledIntegration] = {}
-        self.by_name: dict[str, dict[str, InstalledIntegration]] = {}
+        self.by_name: dict[str | None, dict[str, InstalledIntegration]] = {}
+        self.keys: dict[str, str | None] = {}
         self.listed_at: float | None = None
         self.pages = 1
 
-    def _add(self, integration: InstalledIntegration) -> None:
+    def _add(self, integration: InstalledIntegration, name: str | None = None) -> None:
+        key = name or integration.name or self.keys.get(integration.id)
         self._drop(integration.id)
         self.items[integration.id] = integration
-        self.by_name.setdefault(integration.display_name, {})[integration.id] = integration
+        self.keys[integration.id] = key
+        self.by_name.setdefault(key, {})[integration.id] = integration
 
     def _drop(self, integration_id: str) -> None:
         old = self.items.pop(integration_id, None)
+        key = self.keys.pop(integration_id, None)
         if old is not None:
-            named = self.by_name.get(old.display_name, {})
+            named = self.by_name.get(key, {})
             named.pop(integration_id, None)
             if not named:
-                self.by_name.pop(old.display_name, None)
+                self.by_name.pop(key, None)
 
     def max_age(self, limits: OpsRampLimits) -> float:
         budget_share = 2.0 * self.pages * limits.window_seconds / max(1, limits.paged_gets_per_window)
         return min(self.MAX_AGE_SECONDS, max(self.MIN_AGE_SECONDS, budget_share))
 
     def named(
-        self, display_name: str, limits: OpsRampLimits, list_all: Callable[[], tuple[list[InstalledIntegration], int]]
+        self,
+        display_name: str | None,
+        limits: OpsRampLimits,
+        list_all: Callable[[], tuple[list[InstalledIntegration], int]],
     ) -> list[InstalledIntegration]:
         # Single flight, with the network call outside the lock: one caller lists, the others wait for that
         # listing and use it. When it fails (429s, 5xx), each waiter lists on its own, concurrently, and uses its
@@ -77,7 +89,7 @@ class Inventory:
                     raise TransientError("OpsRampUnavailable", "Listing OpsRamp's AWS integrations takes too long")
                 if listing.error is not None:
                     own, _ = list_all()
-                    return [i for i in own if i.display_name == display_name]
+                    return [i for i in own if i.name == display_name]
                 continue
             try:
                 found, pages = list_all()
@@ -86,15 +98,15 @@ class Inventory:
                 raise
             else:
                 with self.lock:
-                    self.items, self.by_name = {}, {}
+                    self.items, self.by_name, self.keys = {}, {}, {}
                     for integration in found:
                         self._add(integration)
                     # Our writes while the pages were read may be missing from them: apply them again.
-                    for integration_id, written in listing.writes:
+                    for integration_id, written, name in listing.writes:
                         if written is None:
                             self._drop(integration_id)
                         else:
-                            self._add(written)
+                            self._add(written, name)
                     self.pages = max(1, pages)
                     self.listed_at = None if listing.invalidated else time.monotonic()
             finally:
@@ -104,17 +116,18 @@ class Inventory:
             with self.lock:
                 return list(self.by_name.get(display_name, {}).values())
 
-    def put(self, integration: InstalledIntegration) -> None:
+    def put(self, integration: InstalledIntegration, name: str | None = None) -> None:
+        """Our own write (or a fresh read) of one integration; `name` is the display name we sent, if we did."""
         with self.lock:
             if self.listing is not None:
-                self.listing.writes.append((integration.id, integration))
+                self.listing.writes.append((integration.id, integration, name))
             if self.listed_at is not None:
-                self._add(integration)
+                self._add(integration, name)
 
     def remove(self, integration_id: str) -> None:
         with self.lock:
             if self.listing is not None:
-                self.listing.writes.append((integration_id, None))
+                self.listing.writes.append((integration_id, None, None))
             self._drop(integration_id)
 
     def invalidate(self) -> None:
@@ -130,7 +143,7 @@ class Listing:
 
     done: threading.Event = field(default_factory=threading.Event)
     error: TransientError | None = None
-    writes: list[tuple[str, InstalledIntegration | None]] = field(default_factory=list)
+    writes: list[tuple[str, InstalledIntegration | None, str | None]] = field(default_factory=list)
     invalidated: bool = False
 
 

@@ -24,12 +24,24 @@ from opsramp_aws_operator.errors import NeedsAttention, TransientError
 from opsramp_aws_operator.ratelimit import RateLimiter, shared_limiter
 
 from .auth import Bearer, fetch_token, token_cache_for
-from .wire import Scrubber, WireFormat, error_text, server_wait_seconds
+from .wire import Scrubber, WireFormat, error_text, mentions, server_wait_seconds
 
 log = logging.getLogger(__name__)
 
 SERVICE: Final = "opsramp"
 GETS, PAGED, WRITES = "gets", "paged_gets", "writes"
+# How many times one call may replace a refused token before the refusal counts as the API client's fault.
+MAX_REAUTHS: Final = 2
+
+
+class MaybeAbsent:
+    """A 400 or 5xx that says "not found" for a call made with `absent_ok`: the caller confirms before believing it."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+    def __repr__(self) -> str:
+        return f"MaybeAbsent({self.status})"
 
 
 @dataclass(frozen=True)
@@ -145,14 +157,20 @@ class Transport:
     def _error(self, operation: str, code: str) -> None:
         metrics.API_ERRORS.labels(service=SERVICE, operation=operation, code=code).inc()
 
-    def _access_token(self, force: bool = False, rejected: str = "") -> str:
-        """A valid access token, fetching one when there is none, it is near expiry, or it was rejected."""
+    def _access_token(self, force: bool = False, refused_at: float | None = None) -> str:
+        """A valid access token, fetching one when there is none, it is near expiry, or one was refused.
+
+        `refused_at` (monotonic) is when OpsRamp's refusal of a token arrived: only a token requested after that
+        may be used again. One that another thread fetched before it may have been revoked by the same event (a
+        rotation, OpsRamp's own cleanup), and spending the retry on it would make a revoked token look like bad
+        credentials.
+        """
         cache = self._tokens
         digest = hashlib.sha256(self._client_secret.encode()).hexdigest()
         with cache.lock:
             tok = cache.token
             now = time.monotonic()
-            stale = force and (not rejected or tok.value == rejected)
+            stale = tok.requested_at <= refused_at if refused_at is not None else force
             if tok.value and not stale and tok.secret_digest == digest and now < tok.expires_at:
                 return tok.value
             cache.token = fetch_token(
@@ -183,11 +201,12 @@ class Transport:
     ) -> Any:
         """One logical API call with auth, rate limiting, retries and error classification.
 
-        Returns the decoded JSON body ({} for an empty one), or None for a 404 when `absent_ok`.
+        Returns the decoded JSON body ({} for an empty one), or None for a 404 when `absent_ok` (a `MaybeAbsent`
+        for a 400 or 5xx whose message says "not found", which some tenants answer instead of a 404).
         """
         scrub = self._scrubber(secrets)
         url = self.endpoint + path
-        reauthed = False
+        reauths = 0
         attempt = 0
         while True:
             attempt += 1
@@ -234,18 +253,21 @@ class Transport:
             self._error(operation, str(status))
             text = error_text(response.text)
             if self._token_rejected(status, text):
-                if not reauthed:
+                refused_at = time.monotonic()
+                if reauths < MAX_REAUTHS:
                     # The request was refused before OpsRamp acted on it, so re-sending is safe even for a
-                    # create. Only one re-auth: a second refusal means the credentials themselves are bad.
-                    reauthed = True
+                    # create. The new token is one requested after this refusal (see `_access_token`); a token
+                    # OpsRamp has just issued and still refuses, again and again, means the API client itself
+                    # may not act here.
+                    reauths += 1
                     attempt -= 1
                     log.debug("OpsRamp refused the access token (HTTP %d); re-authenticating", status)
-                    self._access_token(force=True, rejected=token)
+                    self._access_token(refused_at=refused_at)
                     continue
                 raise NeedsAttention(
                     "OpsRampAuthFailed",
-                    f"OpsRamp refused a fresh access token for {operation} (HTTP {status}); check that the "
-                    "API client is enabled and may act on this tenant",
+                    f"OpsRamp issued access tokens to this API client but refused each of them for {operation} "
+                    f"(HTTP {status}); check that the API client is enabled and may act on this tenant",
                 )
             if status == 429:
                 wait = server_wait_seconds(response.headers)
@@ -263,6 +285,8 @@ class Transport:
                 )
             if status == 404 and absent_ok:
                 return None
+            if absent_ok and (status == 400 or status >= 500) and mentions(text, WireFormat.NOT_FOUND_MARKERS):
+                return MaybeAbsent(status)
             if status >= 500:
                 wait = server_wait_seconds(response.headers)
                 if idempotent and attempt < self.timeouts.max_attempts:
