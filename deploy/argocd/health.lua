@@ -1,6 +1,7 @@
 -- Argo CD health check for integrations.opsramp.com/AWSIntegration (Lua 5.1, as gopher-lua runs it).
 -- Healthy: Ready=True for the current generation. Degraded: Stalled=True, or Ready=False for a reason a person
--- must fix. Suspended: spec.suspend. Progressing: everything else, with the operator's message.
+-- must fix. Suspended: spec.suspend, or monitoring disabled by spec.monitoring.enabled. Progressing: everything
+-- else, with the operator's message.
 local hs = {}
 
 -- Reasons that will not clear by retrying: the operator waits for a person to change something. The operator
@@ -20,6 +21,10 @@ local needsPerson = {
   ExternalIdSecretInvalid = true,
   ExternalIdInvalid = true,
   DisplayNameInUse = true,
+  ExternalIdSourceUnset = true,
+  LinkedAccountsUnsupported = true,
+  LinkedAccountsUnconfirmed = true,
+  OpsRampCannotIdentify = true,
   RolePathChanged = true,
   UnknownRegion = true,
   KubernetesForbidden = true,
@@ -80,6 +85,12 @@ end
 if obj.spec ~= nil and obj.spec.suspend == true then
   hs.status = "Suspended"
   hs.message = "Reconciliation is suspended (spec.suspend is true)"
+  return hs
+end
+
+if obj.spec ~= nil and obj.spec.monitoring ~= nil and obj.spec.monitoring.enabled == false then
+  hs.status = "Suspended"
+  hs.message = "Monitoring is disabled (spec.monitoring.enabled is false)"
   return hs
 end
 

@@ -85,13 +85,20 @@ def build_service(settings: Settings) -> Service:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["probe"]:
+        # Answers the open questions about OpsRamp's API for one tenant (docs/opsramp-api-assumptions.md).
+        from .opsramp import probe
+
+        return probe.main(args_in[1:])
     parser = argparse.ArgumentParser(
         prog="opsramp-aws-operator",
         description="Reconcile AWSIntegration resources into IAM roles and OpsRamp AWS integrations. "
-        "Configured by OPERATOR_* environment variables (see docs/configuration.md).",
+        "Configured by OPERATOR_* environment variables (see docs/configuration.md). "
+        "`opsramp-aws-operator probe --help`: ask an OpsRamp tenant the open questions about its API.",
     )
     parser.add_argument("--version", action="version", version=__version__)
-    parser.parse_args(argv)
+    parser.parse_args(args_in)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:

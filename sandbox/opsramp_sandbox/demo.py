@@ -88,11 +88,20 @@ def run_demo(directory: Path) -> int:
     core: Any = kubernetes.client.CoreV1Api(api)
     custom: Any = kubernetes.client.CustomObjectsApi(api)
 
-    heading("2. kubectl apply -f examples/opsramp-credentials.yaml -f examples/awsintegration.yaml")
+    heading(
+        "2. kubectl apply -f examples/opsramp-credentials.yaml -f examples/external-id-secret.yaml "
+        "-f examples/awsintegration.yaml"
+    )
     secret = load_example("opsramp-credentials.yaml")
     secret["stringData"] = {"clientId": env["OPSRAMP_CLIENT_ID"], "clientSecret": env["OPSRAMP_CLIENT_SECRET"]}
     namespace = secret["metadata"]["namespace"]
     core.create_namespaced_secret(namespace, secret)
+    # The External ID OpsRamp's console shows on "Install AWS Integration" (here: the emulator's console page).
+    console = requests.get(f"{env['OPSRAMP_ADMIN_URL']}/tenants/{env['OPSRAMP_TENANT_ID']}/console", timeout=10).json()
+    external_id_secret = load_example("external-id-secret.yaml")
+    external_id_secret["stringData"] = {"externalId": console["externalId"]}
+    core.create_namespaced_secret(namespace, external_id_secret)
+    say(f"   secret/{external_id_secret['metadata']['name']} created (the External ID from OpsRamp's console)")
     resource = load_example("awsintegration.yaml")
     # The example names a real tenant; point it at the sandbox's emulated one.
     resource["spec"]["opsramp"].update(

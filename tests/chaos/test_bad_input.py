@@ -321,6 +321,8 @@ def world(sandbox: Sandbox, kube: Kube) -> Iterator[World]:
             spec = copy.deepcopy(case.spec)
             if "opsramp" in spec:
                 spec["opsramp"]["endpoint"] = endpoint
+            if "externalIdSecretRef" in spec:
+                body["spec"].pop("generateExternalId", None)
             body["spec"].update(spec)
             kube.create(body)
         # A good resource created among the bad ones is served as usual.

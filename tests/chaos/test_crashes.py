@@ -235,7 +235,7 @@ def change_external_id(lane: Lane, name: str) -> Callable[[], bool]:
     SECRETS.add(value)
     secret = f"{name}-own-external-id"
     lane.kube.apply_secret(lane.namespace, secret, {"externalId": value})
-    lane.kube.patch_spec(lane.namespace, name, {"externalIdSecretRef": {"name": secret}})
+    lane.kube.patch_spec(lane.namespace, name, {"externalIdSecretRef": {"name": secret}, "generateExternalId": False})
 
     def done() -> bool:
         obj = lane.kube.get(lane.namespace, name)

@@ -246,15 +246,29 @@ def integration_resource(
             "opsramp": {"endpoint": endpoint, "tenantId": TENANT, "credentialsSecretRef": {"name": secret}},
         },
     }
+    # The sandbox's OpsRamp honours client-chosen External IDs by default, so most tests let the operator generate
+    # one; tests of the console's External ID pass externalIdSecretRef.
+    if "externalIdSecretRef" not in spec:
+        body["spec"]["generateExternalId"] = True
     body["spec"].update(spec)
     return body
 
 
 def example_resource(namespace: str, endpoint: str) -> dict[str, Any]:
+    """examples/awsintegration.yaml pointed at the sandbox (its External ID Secret must exist: console_secret)."""
     doc: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "awsintegration.yaml").read_text())
     doc["metadata"]["namespace"] = namespace
     doc["spec"]["opsramp"].update({"endpoint": endpoint, "tenantId": TENANT, "awsAccountId": OPSRAMP_ACCOUNT})
     return doc
+
+
+def console_secret(kube: Kube, sandbox: Sandbox, namespace: str, tenant: str = TENANT) -> str:
+    """examples/external-id-secret.yaml filled with the External ID the sandbox's OpsRamp console shows."""
+    doc: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "external-id-secret.yaml").read_text())
+    value = sandbox.opsramp.console_external_id(tenant)
+    SECRETS_SEEN.add(value)
+    kube.apply_secret(namespace, doc["metadata"]["name"], {"externalId": value})
+    return str(doc["metadata"]["name"])
 
 
 def roles_named(sandbox: Sandbox, prefix: str) -> list[str]:

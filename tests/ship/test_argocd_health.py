@@ -137,10 +137,29 @@ def test_healthy_on_the_operators_own_ready_status() -> None:
     """The status the operator writes after a clean pass is Healthy."""
     from opsramp_aws_operator.conditions import PassResult, build_status
 
-    result = PassResult(role="done", integration="done", role_arn="arn:aws:iam::1:role/r", integration_id="7")
+    result = PassResult(
+        role="done", integration="done", monitoring="done", role_arn="arn:aws:iam::1:role/r", integration_id="7"
+    )
     status, _ = build_status(result, None, 9, datetime(2026, 11, 20, tzinfo=UTC))
     obj = {"metadata": {"name": "x", "generation": 9}, "spec": {}, "status": status}
     assert run_health(obj)["status"] == "Healthy"
+    # Everything in place but OpsRamp's verdict on the role still awaited: not Healthy yet.
+    waiting = PassResult(role="done", integration="done", role_arn="arn:aws:iam::1:role/r", integration_id="7")
+    status, _ = build_status(waiting, None, 9, datetime(2026, 11, 20, tzinfo=UTC))
+    assert run_health({"metadata": {"generation": 9}, "spec": {}, "status": status})["status"] == "Progressing"
+
+
+def test_monitoring_disabled_by_spec_is_suspended() -> None:
+    """spec.monitoring.enabled false: the integration is deliberately off, which Argo CD shows as Suspended."""
+    from opsramp_aws_operator.conditions import PassResult, build_status
+
+    result = PassResult(role="done", integration="done", monitoring="disabled", monitoring_message="off")
+    status, _ = build_status(result, None, 3, datetime(2026, 11, 20, tzinfo=UTC))
+    obj = {"metadata": {"generation": 3}, "spec": {"monitoring": {"enabled": False}}, "status": status}
+    assert run_health(obj) == {
+        "status": "Suspended",
+        "message": "Monitoring is disabled (spec.monitoring.enabled is false)",
+    }
 
 
 def test_ready_true_without_generation_proof_is_progressing() -> None:

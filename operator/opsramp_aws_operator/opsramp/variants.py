@@ -164,9 +164,18 @@ def profile(name: str) -> Contract:
         raise ValueError(f"unknown contract profile {name!r}; known: {sorted(PROFILES)}") from None
 
 
+def describe(switches: Mapping[str, Any]) -> str:
+    """Switch values as one line, e.g. `echo=credential.Name+credential.Regions,role_check=async`."""
+    parts = []
+    for key, value in sorted(switches.items()):
+        shown = "+".join(sorted(value)) if isinstance(value, list | set | frozenset) else str(value)
+        parts.append(f"{key}={shown}")
+    return ",".join(parts)
+
+
 def name_of(contract: Contract) -> str:
     """The profile a contract equals, else the switches that differ from the defaults."""
     for name, known in PROFILES.items():
         if known == contract:
             return name
-    return ",".join(f"{k}={v}" for k, v in sorted(contract.differences().items()))
+    return describe(contract.differences())

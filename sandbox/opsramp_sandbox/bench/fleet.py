@@ -82,6 +82,8 @@ class Fleet:
             "metadata": {"name": name, "namespace": self.namespace},
             "spec": {
                 "regions": ["us-east-1", "eu-west-1"],
+                # The sandbox's OpsRamp honours client-chosen External IDs (its default contract).
+                "generateExternalId": True,
                 "opsramp": {
                     "endpoint": self.env["OPSRAMP_ENDPOINT"],
                     "tenantId": self.env["OPSRAMP_TENANT_ID"],
