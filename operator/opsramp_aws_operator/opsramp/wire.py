@@ -91,7 +91,8 @@ class WireFormat:
     # [G] How OpsRamp reports that it could not assume the role at install/update (wrong trust policy, wrong
     # External ID, or a role IAM has not propagated yet): a 400 whose message mentions assuming the role. An
     # asynchronous tenant says the same in a FAILED activity record instead (Q8).
-    ASSUME_ROLE_FAILURE_MARKERS: Final = ("assume role", "assumerole", "assume the role")
+    # (Not a bare "assumerole": the AWSType "IAM with AssumeRole" appears in messages about the type.)
+    ASSUME_ROLE_FAILURE_MARKERS: Final = ("assume role", "assume the role", "sts:assumerole on")
     # [C] Rate-limit headers; values may arrive quoted (HPE's Terraform provider strips quotes).
     RATE_LIMIT_RESET_HEADER: Final = "X-RateLimit-Reset"
     RETRY_AFTER_HEADER: Final = "Retry-After"

@@ -36,6 +36,7 @@ def spec_for(role_arn: str, external_id: str, name: str = "team-a-prod", **kw: A
         external_id=external_id,
         regions=kw.pop("regions", ("us-east-1", "eu-west-1")),
         install_all_linked_accounts=kw.pop("install_all_linked_accounts", False),
+        send_linked_accounts=kw.pop("send_linked_accounts", False),
     )
 
 
@@ -92,7 +93,8 @@ def test_install_get_find_update_uninstall_round_trip(
     assert client.find_by_display_name("someone-else") == []
 
     arn2, ext2 = make_role()
-    updated = client.update(installed.id, spec_for(arn2, ext2, regions=("All",)))
+    # Linked accounts were asked for before: switching them off sends the key as "false".
+    updated = client.update(installed.id, spec_for(arn2, ext2, regions=("All",), send_linked_accounts=True))
     assert (updated.role_arn, updated.regions, updated.install_all_linked_accounts) == (arn2, ("All",), False)
     again = client.get(installed.id)
     assert again is not None
@@ -196,15 +198,18 @@ def test_token_for_another_tenant_is_refused(emulator: OpsRampEmulator) -> None:
     assert err.value.reason == "OpsRampAuthFailed"
 
 
-def test_rejected_token_twice_means_bad_credentials(emulator: OpsRampEmulator) -> None:
-    """If even a fresh token is refused, the client stops after one re-auth with OpsRampAuthFailed."""
+def test_rejected_fresh_tokens_mean_bad_credentials(emulator: OpsRampEmulator) -> None:
+    """If every token OpsRamp issues is refused, even ones requested after the refusal, the client stops after
+    MAX_REAUTHS re-auths with OpsRampAuthFailed (a bounded loop, not a hot one)."""
+    from opsramp_aws_operator.opsramp.transport import MAX_REAUTHS
+
     client = get_client(emulator.url, TENANT, CLIENT_ID, CLIENT_SECRET, timeouts=FAST)
     emulator.configure(token_lifetime=0)  # every token is born expired
     with pytest.raises(NeedsAttention) as err:
         client.get("INTG-1")
     assert err.value.reason == "OpsRampAuthFailed"
-    assert emulator.request_count("POST", TOKEN) == 2
-    assert emulator.request_count("GET", INSTALLED) == 2
+    assert emulator.request_count("POST", TOKEN) == 1 + MAX_REAUTHS
+    assert emulator.request_count("GET", INSTALLED) == 1 + MAX_REAUTHS
 
 
 # -- throttling ------------------------------------------------------------------------------------------
