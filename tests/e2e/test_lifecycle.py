@@ -13,6 +13,7 @@ from e2e_harness import (
     Operator,
     Sandbox,
     condition,
+    console_secret,
     example_resource,
     wait_for,
 )
@@ -23,7 +24,9 @@ pytestmark = pytest.mark.e2e
 def test_apply_example_reaches_ready_and_delete_cleans_up(
     sandbox: Sandbox, kube: Kube, operator_process: Operator, namespace: str
 ) -> None:
-    """The README example becomes a trusted role plus one OpsRamp integration; deleting it removes both."""
+    """The README example (with the console's External ID) becomes a trusted role plus one OpsRamp integration that
+    OpsRamp monitors through (enabled, a discovery profile); deleting it removes all of them."""
+    console_secret(kube, sandbox, namespace)
     kube.create(example_resource(namespace, sandbox.opsramp.url))
     obj = wait_for(
         "Ready=True",
@@ -52,6 +55,14 @@ def test_apply_example_reaches_ready_and_delete_cleans_up(
     credential = ours[0]["credential"]
     assert credential["AssumeRoleARN"] == status["roleArn"]
     assert set(credential["Regions"].split(",")) == {"us-east-1", "eu-west-1"}
+    assert external_id == sandbox.opsramp.console_external_id(TENANT)
+    # Monitoring: OpsRamp's own verdict, the integration enabled, and its discovery profile in place.
+    monitoring = condition(obj, "Monitoring")
+    assert (monitoring["status"], monitoring["reason"]) == ("True", "RoleAssumed")
+    assert ours[0]["status"] == "enabled"
+    (profile,) = [p for p in sandbox.opsramp.discovery_profiles(TENANT) if p["id"] == status["discoveryProfileId"]]
+    assert profile["installedIntegrationId"] == status["integrationId"]
+    assert profile["policy"]["actions"] == [{"action": "MANAGE DEVICE", "items": []}]
 
     # The External ID never shows up in status, events or the operator's output.
     assert external_id not in json.dumps(obj)
@@ -61,6 +72,7 @@ def test_apply_example_reaches_ready_and_delete_cleans_up(
     kube.delete(namespace, "production")
     wait_for("object gone", lambda: kube.get(namespace, "production") is None)
     assert not [i for i in sandbox.opsramp.integrations(TENANT) if i["id"] == status["integrationId"]]
+    assert not [p for p in sandbox.opsramp.discovery_profiles(TENANT) if p["id"] == status["discoveryProfileId"]]
     with pytest.raises(sandbox.iam().exceptions.NoSuchEntityException):
         sandbox.iam().get_role(RoleName=role_name)
     assert kube.secret_finalizers(namespace, "opsramp-api-client") == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 from opsramp_aws_operator import redaction
 from opsramp_aws_operator.errors import NeedsAttention, OperatorError, TransientError
 from opsramp_aws_operator.handlers import describe_validation_error, parse_spec, retry_delay
-from opsramp_aws_operator.integrations import differences
+from opsramp_aws_operator.integrations import Applied, differences
 from opsramp_aws_operator.kube import Secrets
 from opsramp_aws_operator.models import EXTERNAL_ID_PATTERN, AWSIntegrationSpec
 from opsramp_aws_operator.opsramp import AwsIntegrationRequest, InstalledIntegration
@@ -182,12 +183,47 @@ DESIRED = AwsIntegrationRequest(
         (_installed(role_arn="arn:aws:iam::123456789012:role/x"), ["role ARN"]),
         (_installed(install_all_linked_accounts=True), ["linked accounts"]),
         (_installed(role_arn=None, install_all_linked_accounts=None, account_number=None), []),
+        (_installed(display_name=None, role_arn=None, regions=None, status=None, account_number=None), []),
+        (_installed(display_name=None, credential_name="other AWS Integration"), ["display name"]),
+        (_installed(display_name=None, credential_name="d AWS Integration"), []),
     ],
-    ids=["same", "regions", "name", "role", "linked", "not-echoed"],
+    ids=["same", "regions", "name", "role", "linked", "not-echoed", "openapi-shape", "name-from-set", "set-same"],
 )
 def test_integration_differences(current: InstalledIntegration, expected: list[str]) -> None:
-    """Only real differences cause an update; fields OpsRamp does not echo are not compared."""
+    """Only real differences cause an update; fields OpsRamp does not show are not compared (the name is read
+    from the credential set "<name> AWS Integration" when displayName is missing)."""
     assert differences(current, DESIRED) == expected
+
+
+APPLIED = Applied.of(DESIRED)
+
+
+@pytest.mark.parametrize(
+    ("current", "desired", "expected"),
+    [
+        (_installed(role_arn=None, regions=None), DESIRED, []),
+        (
+            _installed(role_arn=None, regions=None),
+            replace(DESIRED, role_arn="arn:aws:iam::123456789012:role/new"),
+            ["role ARN"],
+        ),
+        (_installed(regions=None), replace(DESIRED, regions=("eu-west-1",)), ["regions"]),
+        (
+            _installed(install_all_linked_accounts=None),
+            replace(DESIRED, install_all_linked_accounts=True),
+            ["linked accounts"],
+        ),
+        # Shown fields win over what was sent: someone changed the regions in the console.
+        (_installed(regions=("eu-west-1",)), DESIRED, ["regions"]),
+    ],
+    ids=["unchanged", "renamed-role", "regions", "linked", "console-drift"],
+)
+def test_fields_opsramp_leaves_out_are_compared_with_what_was_sent(
+    current: InstalledIntegration, desired: AwsIntegrationRequest, expected: list[str]
+) -> None:
+    """With status.appliedIntegration, a spec change reaches OpsRamp even where OpsRamp shows no such field, and an
+    unchanged spec sends nothing."""
+    assert differences(current, desired, APPLIED) == expected
 
 
 def test_invalid_spec_message_names_fields() -> None:
