@@ -239,11 +239,14 @@ def _name_in_use(display_name: str, others: list[InstalledIntegration]) -> Needs
 def check_display_name_free(
     client: OpsRampClient, display_name: str, account: str, our_role_arns: Collection[str], recorded_id: str | None
 ) -> None:
-    """Before creating anything: refuse a display name another integration already uses."""
-    _, others, _ = identify(client, display_name, account, our_role_arns)
+    """Before creating anything: refuse a display name another integration already uses, and an integration this
+    resource cannot tell from its own (install would risk a duplicate)."""
+    ours, others, unidentified = identify(client, display_name, account, our_role_arns)
     others = [i for i in others if i.id != recorded_id]
     if others:
         raise _name_in_use(display_name, others)
+    if unidentified and not ours:
+        raise _cannot_identify(display_name, unidentified)
 
 
 def converge(

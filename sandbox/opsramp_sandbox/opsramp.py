@@ -30,7 +30,8 @@ Admin API (JSON, under ``/_emulator``, a prefix OpsRamp does not use; no auth, l
   "request_log": [{"at","method","route","path","tenant_id","status","category"}], "throttled": n,
   "role_checks": [{"role_arn","ok","reason"}], "faults": {...}, "rate_limits": {...}, ...}`` (no secrets)
 - ``POST /_emulator/faults`` with any of ``error_rate`` (0..1), ``error_status``, ``error_next`` (count),
-  ``error_method`` (only that method), ``error_after_apply`` (apply, then fail), ``throttle_next`` (count of
+  ``error_method`` (only that method), ``error_route`` (only paths containing it), ``error_tenant`` (only that
+  tenant), ``error_after_apply`` (apply, then fail), ``throttle_next`` (count of
   429s), ``throttle_reset_seconds``, ``throttle_retry_after`` (adds Retry-After), ``latency_seconds``,
   ``drop_rate`` (0..1), ``drop_next`` (count of closed connections), ``seed`` → the fault settings
 - ``DELETE /_emulator/faults`` → all faults off
@@ -248,6 +249,12 @@ class OpsRampEmulator:
     def console_external_id(self, tenant_id: str) -> str:
         """The External ID OpsRamp's console shows for this tenant (the one `external_id: generated` uses)."""
         return self._state.console_external_id(tenant_id)
+
+    def uninstall(self, tenant_id: str, integration_id: str) -> bool:
+        """Uninstall an integration as a person in the console would (its discovery profiles go with it)."""
+        removed = self._state.remove_integration(tenant_id, integration_id)
+        self._state.remove_profiles_of(tenant_id, integration_id)
+        return removed
 
     def set_enabled(self, tenant_id: str, integration_id: str, enabled: bool) -> bool:
         """Enable or disable an integration as a person in the console would."""

@@ -28,6 +28,7 @@ from .variants import ECHO_FIELDS, PROFILES, Contract, describe
 from .wire import Scrubber, WireFormat, error_text, mentions
 
 UNKNOWN_ID = "INTG-00000000-0000-0000-0000-000000000000"
+ECHO_SWITCHES = ("echo", "search_echo")
 # Whether OpsRamp shows this key is the linked-accounts question (Q3), not part of the echo questions.
 LINKED_FIELD = "credential." + WireFormat.LINKED_ACCOUNTS_KEY
 FOREIGN_TENANT = "client_999999999"
@@ -306,15 +307,16 @@ class Probe:
                 "20", "Status values", "status_values", "ENABLED/DISABLED" if status.isupper() else "enabled/disabled"
             )
         path = WireFormat.INSTALLED_PATH.replace("{integration_id}", integration_id)
-        # Q3: the linked-accounts key.
+        # Q3: the linked-accounts key, on an install of its own (an update may not change the credential at all).
         aws_type, empty = str(chosen[0]), bool(chosen[1])
-        body = self._body(name, account, role_arn, external_id, aws_type, empty)
+        body = self._body(name + "-linked", account, role_arn, external_id, aws_type, empty)
         body["credential"][WireFormat.LINKED_ACCOUNTS_KEY] = "false"
-        response = self.call("POST", path, json=body)
+        response = self._install(body)
         if response.status_code == 400 and WireFormat.LINKED_ACCOUNTS_KEY.lower() in response.text.lower():
             linked: str | None = "rejected"
-        elif response.ok:
-            shown = WireFormat.LINKED_ACCOUNTS_KEY in (self._get(integration_id).get("credential") or {})
+        elif response.ok and response.json().get("id"):
+            made.append(str(response.json()["id"]))
+            shown = WireFormat.LINKED_ACCOUNTS_KEY in (self._get(str(response.json()["id"])).get("credential") or {})
             full = {"displayName", "status", "credential.AssumeRoleARN"} <= echo
             linked = "honoured" if shown else ("ignored" if full else None)
         else:
@@ -395,7 +397,7 @@ class Probe:
         out: dict[str, Any] = {}
         for answer in self.answers:
             if answer.switch and answer.value is not None:
-                out[answer.switch] = frozenset(answer.value) if answer.switch.endswith("echo") else answer.value
+                out[answer.switch] = frozenset(answer.value) if answer.switch in ECHO_SWITCHES else answer.value
         return out
 
     def variant(self) -> str:
@@ -406,7 +408,7 @@ class Probe:
             have = getattr(contract, key)
             if key == "search_echo" and have is None:
                 have = contract.echo
-            if key.endswith("echo"):
+            if key in ECHO_SWITCHES:
                 return bool(frozenset(have) - {LINKED_FIELD} == frozenset(value) - {LINKED_FIELD})
             return bool(have == value)
 

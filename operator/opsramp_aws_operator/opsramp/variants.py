@@ -120,9 +120,10 @@ class Contract:
         return out
 
     def differences(self) -> dict[str, Any]:
-        """The switches that differ from the defaults (how a variant is named when it is no profile)."""
+        """The answers that differ from the defaults (how a variant is named when it is no profile); the emulator's
+        timing knob `role_check_delay_seconds` is no answer and not named."""
         default = Contract().as_dict()
-        return {k: v for k, v in self.as_dict().items() if default[k] != v}
+        return {k: v for k, v in self.as_dict().items() if default[k] != v and k != "role_check_delay_seconds"}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -175,7 +176,8 @@ def describe(switches: Mapping[str, Any]) -> str:
 
 def name_of(contract: Contract) -> str:
     """The profile a contract equals, else the switches that differ from the defaults."""
+    timeless = replace(contract, role_check_delay_seconds=Contract().role_check_delay_seconds)
     for name, known in PROFILES.items():
-        if known == contract:
+        if replace(known, role_check_delay_seconds=timeless.role_check_delay_seconds) == timeless:
             return name
     return describe(contract.differences())

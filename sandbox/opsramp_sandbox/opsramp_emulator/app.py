@@ -155,7 +155,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         state.record(request.method, route, request.path, tenant_id, 429, category)
         return _json(429, {"error": "throttled", "error_description": "Too Many Requests"}, headers)
 
-    status, after_apply = state.injected_error(request.method)
+    status, after_apply = state.injected_error(request.method, request.path, tenant_id)
     if status is not None and not after_apply:
         state.record(request.method, route, request.path, tenant_id, status, category)
         return _error(status, "Internal Server Error")

@@ -45,6 +45,9 @@ class Faults:
     # The next N API requests (matching `error_method` when set) get `error_status`.
     error_next: int = 0
     error_method: str | None = None
+    # Only requests whose path contains this (e.g. "/install/AWS"), and only this tenant's (None: any).
+    error_route: str | None = None
+    error_tenant: str | None = None
     # Apply the request first, then answer with the error (a create that "succeeded" behind a 5xx).
     error_after_apply: bool = False
     # The next N API requests get a 429 with rate-limit headers; `throttle_retry_after` adds Retry-After.
@@ -254,10 +257,14 @@ class EmulatorState:
                 return True, f.throttle_reset_seconds, f.throttle_retry_after
             return False, 0.0, None
 
-    def injected_error(self, method: str) -> tuple[int | None, bool]:
+    def injected_error(self, method: str, path: str = "", tenant_id: str | None = None) -> tuple[int | None, bool]:
         """(status to answer or None, whether to apply the request first)."""
         with self.lock:
             f = self.faults
+            if (f.error_route is not None and f.error_route not in path) or (
+                f.error_tenant is not None and f.error_tenant != tenant_id
+            ):
+                return None, False
             if f.error_next > 0 and (f.error_method is None or f.error_method.upper() == method.upper()):
                 f.error_next -= 1
                 return f.error_status, f.error_after_apply
