@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 from opsramp_aws_operator import failpoints
@@ -145,12 +145,13 @@ class OpsRampClient(Transport, DiscoveryProfiles):
             idempotent=True,
             absent_ok=True,
         )
-        if isinstance(body, MaybeAbsent):
-            return None if self._confirmed_absent(integration_id) else self._still_there(integration_id, body)
-        if body is None:
-            return None
-        if not isinstance(body, Mapping) or not body.get("id"):
-            # Some APIs answer 200 with an empty object for an unknown id.
+        if isinstance(body, MaybeAbsent) and not self._confirmed_absent(integration_id):
+            self._still_there(integration_id, body)
+        if body is None or isinstance(body, MaybeAbsent) or not isinstance(body, Mapping) or not body.get("id"):
+            # Gone (some APIs answer 200 with an empty object for an unknown id): gone from the listing too, and
+            # whatever else happened behind our back shows at the next lookup.
+            self._inventory.remove(integration_id)
+            self._inventory.invalidate()
             return None
         found = parse_integration(body)
         self._inventory.put(found)
@@ -161,7 +162,7 @@ class OpsRampClient(Transport, DiscoveryProfiles):
         found, _ = self._list_aws()
         return all(i.id != integration_id for i in found)
 
-    def _still_there(self, integration_id: str, answer: MaybeAbsent) -> InstalledIntegration:
+    def _still_there(self, integration_id: str, answer: MaybeAbsent) -> NoReturn:
         raise TransientError(
             "OpsRampUnavailable",
             f"OpsRamp answered HTTP {answer.status} 'not found' for integration {integration_id}, which its listing "

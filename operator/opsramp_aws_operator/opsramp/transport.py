@@ -24,7 +24,7 @@ from opsramp_aws_operator.errors import NeedsAttention, TransientError
 from opsramp_aws_operator.ratelimit import RateLimiter, shared_limiter
 
 from .auth import Bearer, fetch_token, token_cache_for
-from .wire import Scrubber, WireFormat, error_text, mentions, server_wait_seconds
+from .wire import Scrubber, WireFormat, error_text, says_not_found, server_wait_seconds
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +285,7 @@ class Transport:
                 )
             if status == 404 and absent_ok:
                 return None
-            if absent_ok and (status == 400 or status >= 500) and mentions(text, WireFormat.NOT_FOUND_MARKERS):
+            if absent_ok and (status == 400 or status >= 500) and says_not_found(text):
                 return MaybeAbsent(status)
             if status >= 500:
                 wait = server_wait_seconds(response.headers)

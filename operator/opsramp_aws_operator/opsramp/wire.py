@@ -277,6 +277,14 @@ def mentions(text: str, markers: tuple[str, ...] | frozenset[str]) -> bool:
     return any(m in lowered for m in markers)
 
 
+_NO_SUCH = re.compile(r"\bno\b[\w\s]{0,60}\bfound\b")
+
+
+def says_not_found(text: str) -> bool:
+    """Whether an error message says the thing asked for does not exist ("not found", "No ... found ...")."""
+    return mentions(text, WireFormat.NOT_FOUND_MARKERS) or bool(_NO_SUCH.search(text.lower()))
+
+
 def is_aws_record(body: Mapping[str, Any]) -> bool:
     integration = body.get("integration")
     if isinstance(integration, Mapping) and integration.get("id") is not None:
