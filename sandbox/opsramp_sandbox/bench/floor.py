@@ -4,11 +4,13 @@ No Kubernetes, no kopf, no reconciler: for each integration, straight through wi
 the same emulators and with the same concurrency as the operator,
 
     IAM CreateRole (trust policy with the External ID, tags)  ->  IAM CreatePolicy (OpsRamp's read-only policy)
-    ->  IAM AttachRolePolicy  ->  OpsRamp POST install/AWS
+    ->  IAM AttachRolePolicy  ->  OpsRamp POST install/AWS  ->  OpsRamp POST policies/discovery (the profile
+    without which OpsRamp discovers nothing)
 
 after one STS GetCallerIdentity and one OpsRamp token for the whole run. The verification phase is the least
 a drift check must read per integration: IAM GetRole (trust, tags), ListAttachedRolePolicies, GetPolicy and
-GetPolicyVersion (the document), and one OpsRamp GET of the installed integration. `cleanup` removes it all.
+GetPolicyVersion (the document), and OpsRamp GETs of the installed integration and of its discovery profile.
+`cleanup` removes it all.
 
 Run as `python -m opsramp_sandbox.bench.floor create|verify|cleanup --n N --concurrency C --prefix P`, with
 the sandbox's env (AWS_ENDPOINT_URL, OPSRAMP_*); it prints one JSON line: the phase's seconds and errors.
@@ -35,7 +37,7 @@ import requests
 from botocore.config import Config
 from botocore.parsers import ResponseParserError
 
-from opsramp_aws_operator.opsramp import AwsIntegrationRequest, WireFormat, install_body
+from opsramp_aws_operator.opsramp import AwsIntegrationRequest, DiscoveryRequest, WireFormat, install_body, profile_body
 from opsramp_aws_operator.policies import load_opsramp_policy, trust_policy
 
 PATH = "/opsramp/"
@@ -68,6 +70,8 @@ class Floor:
         self._lock = threading.Lock()
         self.account_id = ""
         self.installed: dict[str, str] = {}  # role name -> integration id
+        self.profiles: dict[str, int] = {}  # role name -> discovery profile id
+        self.discovery = self.endpoint + WireFormat.DISCOVERY_PATH.format(tenant_id=env["OPSRAMP_TENANT_ID"])
 
     def token(self) -> str:
         with self._lock:
@@ -111,8 +115,15 @@ class Floor:
         )
         response = self.http.post(f"{self.base}/install/AWS", json=body, headers=self._headers(), timeout=30)
         response.raise_for_status()
+        integration_id = str(response.json()["id"])
+        profile = profile_body(
+            DiscoveryRequest(f"{name} discovery", integration_id, name + WireFormat.CREDENTIAL_NAME_SUFFIX)
+        )
+        response = self.http.post(self.discovery, json=[profile], headers=self._headers(), timeout=30)
+        response.raise_for_status()
         with self._lock:
-            self.installed[name] = str(response.json()["id"])
+            self.installed[name] = integration_id
+            self.profiles[name] = int(response.json()[0]["id"])
 
     def verify(self, name: str) -> None:
         retried(lambda: self.iam.get_role(RoleName=name))
@@ -123,9 +134,13 @@ class Floor:
             retried(partial(self.iam.get_policy_version, PolicyArn=arn, VersionId=version))
         response = self.http.get(f"{self.base}/installed/{self.installed[name]}", headers=self._headers(), timeout=30)
         response.raise_for_status()
+        response = self.http.get(f"{self.discovery}/{self.profiles[name]}", headers=self._headers(), timeout=30)
+        response.raise_for_status()
 
     def cleanup(self, name: str) -> None:
         integration = self.installed.get(name)
+        if name in self.profiles:
+            self.http.delete(f"{self.discovery}/{self.profiles[name]}", headers=self._headers(), timeout=30)
         if integration:
             self.http.delete(f"{self.base}/installed/{integration}", headers=self._headers(), timeout=30)
         policy_arn = f"arn:aws:iam::{self.account_id}:policy{PATH}{name}-1"

@@ -50,12 +50,13 @@ def test_bench_smoke_run_reports_every_figure(tmp_path: Path) -> None:
         assert key in results, key
     assert results["n"] == 6
     floor = results["floor_calls_per_resource"]
-    assert (floor["iam_writes"], floor["opsramp_writes"], floor["iam_reads"]) == (3, 1, 0)
+    # OpsRamp: the install and the discovery profile; a drift check reads both.
+    assert (floor["iam_writes"], floor["opsramp_writes"], floor["iam_reads"]) == (3, 2, 0)
     verify = results["floor_verification_reads_per_resource"]
-    assert (verify["iam_reads"], verify["opsramp_gets"]) == (4, 1)
+    assert (verify["iam_reads"], verify["opsramp_gets"]) == (4, 2)
 
     ours = results["calls_per_resource"]
-    assert (ours["iam_writes"], ours["opsramp_writes"]) == (3, 1)
+    assert (ours["iam_writes"], ours["opsramp_writes"]) == (3, 2)
     assert results["opsramp_429"] == 0
     assert results["resync_passes"] >= 6
     assert results["resync_writes"] == 0
