@@ -45,7 +45,8 @@ class MonitoringInputs:
     spec: MonitoringSpec
     recorded_profile_id: int | None
     applied_enabled: bool | None  # what the operator last set (None: nothing recorded)
-    credentials_since: float | None  # epoch seconds of the last credential write (None: unknown, older resource)
+    verdict_since: float | None  # OpsRamp's verdict must be newer than this (epoch seconds; None: any)
+    credentials_since: float | None  # when the grace for a verdict started (None: unknown, an older resource)
     settled: tuple[str, str] | None  # (reason, message) of a Monitoring=True that still holds, else None
     now: float  # epoch seconds
     grace_seconds: float
@@ -144,7 +145,7 @@ def judge(
         )
     if inputs.settled is not None:
         return inputs.settled
-    since = (inputs.credentials_since or 0.0) - CLOCK_SKEW_SECONDS
+    since = (inputs.verdict_since or 0.0) - CLOCK_SKEW_SECONDS
     verdict = client.verdict(integration.id, since)
     detail = f"integration {integration.id} is enabled and discovery profile {profile_id} is in place"
     if verdict is not None and verdict.ok:

@@ -440,8 +440,12 @@ class Service:
             applied_status = Applied.of(request).to_status()
             result.applied_integration = applied_status
             credentials_since = _parse_time(status.get("credentialsAppliedTime"))
+            verdict_since = credentials_since
             if integration.credentials_written or recorded_id != integration.integration.id:
+                # A credential write, or an integration found after a lost answer: the grace starts now; for the
+                # adopted one, a verdict OpsRamp gave before (on that very install) counts.
                 credentials_since = time.time()
+                verdict_since = credentials_since if integration.credentials_written else 0.0
                 result.credentials_applied_time = format_time(datetime.fromtimestamp(credentials_since, UTC))
 
         # 4. A renamed role: the integration has moved, so the old one (if ours) can go.
@@ -461,7 +465,15 @@ class Service:
         # 5. OpsRamp's own view: enabled, a discovery profile, and its verdict on the role.
         with step(result, "monitoring"):
             self._ensure_monitoring(
-                spec, ref, status, result, client, integration.integration, outcome, credentials_since, display_name
+                spec,
+                ref,
+                status,
+                result,
+                client,
+                integration.integration,
+                outcome,
+                (verdict_since, credentials_since),
+                display_name,
             )
 
     def _ensure_monitoring(
@@ -473,9 +485,10 @@ class Service:
         client: OpsRampClient,
         integration: InstalledIntegration,
         outcome: RoleOutcome,
-        credentials_since: float | None,
+        since: tuple[float | None, float | None],
         display_name: str,
     ) -> None:
+        """Step 5. `since`: (the time OpsRamp's verdict must be newer than, when the grace for it started)."""
         previous = next((c for c in status.get("conditions") or () if c.get("type") == "Monitoring"), None)
         recorded_profile = status.get("discoveryProfileId")
         applied = status.get("appliedIntegration") or {}
@@ -492,7 +505,8 @@ class Service:
             spec=spec.monitoring,
             recorded_profile_id=int(recorded_profile) if isinstance(recorded_profile, int) else None,
             applied_enabled=applied.get("enabled") if isinstance(applied.get("enabled"), bool) else None,
-            credentials_since=credentials_since,
+            verdict_since=since[0],
+            credentials_since=since[1],
             settled=settled,
             now=time.time(),
             grace_seconds=self.settings.monitoring_grace_seconds,

@@ -302,3 +302,20 @@ def test_cannot_assume_retries_no_later_than_the_grace_end(age: float, retry_aft
     assert isinstance(error, TransientError)
     assert error.exact
     assert error.retry_after == pytest.approx(retry_after)
+
+
+def test_probe_is_a_subcommand_of_the_console_script(capsys: pytest.CaptureFixture[str]) -> None:
+    """`opsramp-aws-operator probe --help` reaches the probe (not the operator), and it refuses to run without
+    credentials in the environment rather than on the command line."""
+    from opsramp_aws_operator import main as main_module
+
+    with pytest.raises(SystemExit) as exited:
+        main_module.main(["probe", "--help"])
+    assert exited.value.code == 0
+    assert "--scratch" in capsys.readouterr().out
+    from opsramp_aws_operator.opsramp import probe
+
+    with pytest.raises(SystemExit) as refused:
+        probe.main(["--endpoint", "https://x.api.opsramp.com", "--tenant-id", "client_1"], env={})
+    assert refused.value.code == 2
+    assert "OPSRAMP_CLIENT_SECRET" in capsys.readouterr().err
