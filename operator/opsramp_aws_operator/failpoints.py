@@ -3,6 +3,7 @@
 Set `OPERATOR_FAILPOINTS` to a comma-separated list of `point` or `point@N` (the N-th time that point is
 reached, default the first), e.g. `iam:CreateRole` or `opsramp:install@2`. Points are reached only after a
 write succeeded: `iam:<Operation>` for every IAM/STS write, `opsramp:install|update|uninstall`,
+`opsramp:create_profile|delete_profile`,
 `kube:create_secret`. Unset (production), `hit` is a dictionary lookup and nothing else.
 
 SIGKILL, not an exception: the point is to prove that a process dying between any two external calls leaves

@@ -338,6 +338,14 @@ def check_world(
             check.expect(role["inline"] == [], f"{name}: inline policies {role['inline']}")
         mine = [i for i in integrations if i["id"] == status.get("integrationId")]
         check.expect(len(mine) == 1, f"{name}: recorded integration {status.get('integrationId')!r} not found")
+        source = emulator or sandbox.opsramp
+        profiles = [
+            p["id"]
+            for p in source.discovery_profiles(TENANT)
+            if p.get("installedIntegrationId") == status.get("integrationId")
+        ]
+        recorded = status.get("discoveryProfileId")
+        check.expect(profiles == [recorded], f"{name}: discovery profiles {profiles}, status says {recorded}")
         if mine:
             check.expect(
                 mine[0]["credential"]["AssumeRoleARN"] == role_arn,

@@ -288,8 +288,16 @@ def run_lanes(sandbox: Sandbox, kube: Kube, path: str, lanes: dict[str, Callable
 
 @pytest.mark.timeout(600)
 def test_crash_at_every_create_write_converges(sandbox: Sandbox, kube: Kube) -> None:
-    """Killed after the Secret, role, policy, attachment or install: restart → one of each, all Ready."""
-    points = ["kube:create_secret", "iam:CreateRole", "iam:CreatePolicy", "iam:AttachRolePolicy", "opsramp:install"]
+    """Killed after the Secret, role, policy, attachment, install or discovery profile: restart → one of each, all
+    Ready."""
+    points = [
+        "kube:create_secret",
+        "iam:CreateRole",
+        "iam:CreatePolicy",
+        "iam:AttachRolePolicy",
+        "opsramp:install",
+        "opsramp:create_profile",
+    ]
     run_lanes(sandbox, kube, "create", dict.fromkeys(points, create_lane))
 
 
@@ -306,6 +314,13 @@ def test_crash_at_every_update_write_converges(sandbox: Sandbox, kube: Kube) -> 
 
 @pytest.mark.timeout(600)
 def test_crash_at_every_delete_write_converges(sandbox: Sandbox, kube: Kube) -> None:
-    """Killed after uninstall, detach, policy or role delete: restart → the resource goes, nothing left behind."""
-    points = ["opsramp:uninstall", "iam:DetachRolePolicy", "iam:DeletePolicy", "iam:DeleteRole"]
+    """Killed after the profile delete, uninstall, detach, policy or role delete: restart → the resource goes,
+    nothing left behind."""
+    points = [
+        "opsramp:delete_profile",
+        "opsramp:uninstall",
+        "iam:DetachRolePolicy",
+        "iam:DeletePolicy",
+        "iam:DeleteRole",
+    ]
     run_lanes(sandbox, kube, "delete", dict.fromkeys(points, delete_lane))

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from opsramp_aws_operator import failpoints
 from opsramp_aws_operator.errors import TransientError
 
 from .transport import GETS, PAGED, WRITES, MaybeAbsent
@@ -168,7 +169,9 @@ class DiscoveryProfiles:
             json_body=[profile_body(request)],
             idempotent=False,
         )
-        return _first(body)
+        created = _first(body)
+        failpoints.hit("opsramp:create_profile")
+        return created
 
     def update_profile(self, profile_id: int, request: DiscoveryRequest) -> dict[str, Any]:
         body = self._call(
@@ -187,6 +190,7 @@ class DiscoveryProfiles:
         )
         if isinstance(body, MaybeAbsent) and not self._profile_gone(profile_id):
             self._profile_unclear(profile_id)
+        failpoints.hit("opsramp:delete_profile")
 
     def rescan(self, profile_id: int) -> None:
         """GET .../action/scan/{id}: asks OpsRamp to discover again (and so to try the role again)."""
