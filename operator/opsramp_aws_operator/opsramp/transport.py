@@ -24,7 +24,7 @@ from opsramp_aws_operator.errors import NeedsAttention, TransientError
 from opsramp_aws_operator.ratelimit import RateLimiter, shared_limiter
 
 from .auth import Bearer, fetch_token, token_cache_for
-from .wire import Scrubber, WireFormat, error_text, says_not_found, server_wait_seconds
+from .wire import Scrubber, WireFormat, error_text, mentions, says_not_found, server_wait_seconds
 
 log = logging.getLogger(__name__)
 
@@ -264,6 +264,17 @@ class Transport:
                     log.debug("OpsRamp refused the access token (HTTP %d); re-authenticating", status)
                     self._access_token(refused_at=refused_at)
                     continue
+                if mentions(text, WireFormat.TOKEN_INVALID_MARKERS):
+                    # The grants succeeded (the credentials are good) and OpsRamp says the tokens themselves are
+                    # invalid or expired: tokens revoked faster than they are used (a rotation, OpsRamp's own
+                    # cleanup). A revoked token is not bad credentials: retried, not left for a person.
+                    raise TransientError(
+                        "OpsRampTokenRejected",
+                        f"OpsRamp issued access tokens to this API client but called each one invalid or expired "
+                        f"for {operation} (HTTP {status}); retrying. If this persists, check that the API client is "
+                        "enabled and may act on this tenant",
+                        retry_after=15.0,
+                    )
                 raise NeedsAttention(
                     "OpsRampAuthFailed",
                     f"OpsRamp issued access tokens to this API client but refused each of them for {operation} "

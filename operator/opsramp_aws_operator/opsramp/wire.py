@@ -88,6 +88,8 @@ class WireFormat:
     # on any of these and retry the call.
     TOKEN_REJECTED_STATUSES: Final = frozenset({401, 407})
     TOKEN_REJECTED_400_MARKERS: Final = ("invalid_token", "unable to authenticate", "token expired")
+    # A refusal that says the token itself is invalid or expired (revoked), rather than that the client may not act.
+    TOKEN_INVALID_MARKERS: Final = ("invalid_token", "invalid access token", "expired", "unable to authenticate")
     # [G] How OpsRamp reports that it could not assume the role at install/update (wrong trust policy, wrong
     # External ID, or a role IAM has not propagated yet): a 400 whose message mentions assuming the role. An
     # asynchronous tenant says the same in a FAILED activity record instead (Q8).

@@ -198,16 +198,17 @@ def test_token_for_another_tenant_is_refused(emulator: OpsRampEmulator) -> None:
     assert err.value.reason == "OpsRampAuthFailed"
 
 
-def test_rejected_fresh_tokens_mean_bad_credentials(emulator: OpsRampEmulator) -> None:
-    """If every token OpsRamp issues is refused, even ones requested after the refusal, the client stops after
-    MAX_REAUTHS re-auths with OpsRampAuthFailed (a bounded loop, not a hot one)."""
+def test_fresh_tokens_refused_as_expired_are_retried_not_bad_credentials(emulator: OpsRampEmulator) -> None:
+    """Every token OpsRamp issues is called expired, even ones requested after the refusal: the client stops after
+    MAX_REAUTHS re-auths (a bounded loop, not a hot one) with a temporary reason, since the grants prove the
+    credentials good and a revoked token must never look like bad credentials."""
     from opsramp_aws_operator.opsramp.transport import MAX_REAUTHS
 
     client = get_client(emulator.url, TENANT, CLIENT_ID, CLIENT_SECRET, timeouts=FAST)
     emulator.configure(token_lifetime=0)  # every token is born expired
-    with pytest.raises(NeedsAttention) as err:
+    with pytest.raises(TransientError) as err:
         client.get("INTG-1")
-    assert err.value.reason == "OpsRampAuthFailed"
+    assert err.value.reason == "OpsRampTokenRejected"
     assert emulator.request_count("POST", TOKEN) == 1 + MAX_REAUTHS
     assert emulator.request_count("GET", INSTALLED) == 1 + MAX_REAUTHS
 
