@@ -15,8 +15,9 @@ import contextlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pytest
@@ -39,7 +40,6 @@ from opsramp_sandbox.opsramp import ApiClient
 
 pytestmark = pytest.mark.e2e
 
-INSTALLED_ROUTE = "/api/v2/tenants/{tenantId}/integrations/installed/{installedIntgId}"
 WRONG_OPSRAMP_ACCOUNT = "111111111111"
 NO_ROLE_ECHO = sorted(FULL_ECHO - {"credential.AssumeRoleARN"})
 NO_NAME_ECHO = sorted(FULL_ECHO - {"displayName", "credential.Name"})
@@ -144,7 +144,7 @@ class Matrix:
 # -- checks --------------------------------------------------------------------------------------------------
 
 
-def wait_all(what: str, checks: dict[str, Callable[[], str]], timeout: float = 150.0) -> None:
+def wait_all(what: str, checks: Mapping[str, Callable[[], str]], timeout: float = 150.0) -> None:
     """Poll every check until each returns "" (done); fail naming each one still not done, with what it saw."""
     pending = dict(checks)
     last: dict[str, str] = {}
@@ -191,13 +191,6 @@ def ready_problem(matrix: Matrix, lane: Lane, name: str, reason: str | None = No
 def writes_of(matrix: Matrix, lane: Lane) -> int:
     log = matrix.sandbox.opsramp.state()["request_log"]
     return sum(1 for r in log if r["tenant_id"] == lane.tenant and r["category"] == "writes")
-
-
-def gets_of(matrix: Matrix, lane: Lane) -> int:
-    log = matrix.sandbox.opsramp.state()["request_log"]
-    return sum(
-        1 for r in log if r["tenant_id"] == lane.tenant and r["route"] == INSTALLED_ROUTE and r["method"] == "GET"
-    )
 
 
 def was_ever_ready(matrix: Matrix, uid: str) -> bool:
@@ -269,12 +262,9 @@ def matrix(sandbox: Sandbox, kube: Kube, operator_process: Operator, recorder: O
 
 
 def _delete_everything(kube: Kube, lanes: list[Lane]) -> None:
-    from e2e_harness import PLURAL, VERSION
-
     names: list[tuple[str, str]] = []
     for lane in lanes:
-        listed = kube.custom.list_namespaced_custom_object(GROUP, VERSION, lane.namespace, PLURAL)["items"]
-        for obj in listed:
+        for obj in kube.objects(lane.namespace):
             names.append((lane.namespace, obj["metadata"]["name"]))
             with contextlib.suppress(ApiException):
                 kube.delete(lane.namespace, obj["metadata"]["name"])
@@ -288,20 +278,44 @@ def _delete_everything(kube: Kube, lanes: list[Lane]) -> None:
 
 # -- the phases, in order ------------------------------------------------------------------------------------
 
+SPECIAL_NAMES = {
+    "linked-unsupported": "linked",
+    "linked-unconfirmed": "linked",
+    "async-fails": "wrongacct",
+    "generated-refused": "generated",
+    "second-unidentifiable": "second",
+}
+
+
+def live(matrix: Matrix, lane: Lane, name: str) -> dict[str, Any]:
+    obj = matrix.kube.get(lane.namespace, name)
+    assert obj is not None, f"{lane.namespace}/{name} is gone"
+    return obj
+
+
+def special_problem(matrix: Matrix, lane: Lane, name: str, ctype: str, reason: str) -> str:
+    obj = matrix.kube.get(lane.namespace, name)
+    got = condition(obj, ctype)
+    stalled = condition(obj, "Stalled").get("status")
+    if (got.get("status"), got.get("reason"), stalled) != ("False", reason, "True"):
+        return f"{ctype}={got.get('status')} {got.get('reason')} Stalled={stalled}: {got.get('message')}"
+    return ""
+
 
 def test_create_reaches_ready_or_the_documented_condition(matrix: Matrix) -> None:
     """Every variant: the main resource becomes Ready with OpsRamp's own verdict (or "no failure reported" where the
     tenant gives none); a resource no correct action exists for ends in its specific condition and is never Ready."""
-    kube, checks = matrix.kube, {}
+    kube = matrix.kube
+    checks: dict[str, Callable[[], str]] = {}
     for lane in matrix.lanes:
         kube.create(resource(matrix, lane, "main", console=lane.variant.console_id))
-        checks[f"{lane.variant.key}/main"] = lambda lane=lane: ready_problem(
-            matrix, lane, "main", lane.variant.monitoring_reason
+        checks[f"{lane.variant.key}/main"] = partial(
+            ready_problem, matrix, lane, "main", lane.variant.monitoring_reason
         )
     for lane in matrix.with_scenario("drift-disable"):
         # A resource of its own: "main" may be uninstalled behind the operator's back in the same phase.
         kube.create(resource(matrix, lane, "drifter"))
-        checks[f"{lane.variant.key}/drifter"] = lambda lane=lane: ready_problem(matrix, lane, "drifter")
+        checks[f"{lane.variant.key}/drifter"] = partial(ready_problem, matrix, lane, "drifter")
     for lane in matrix.with_special("linked-unsupported") + matrix.with_special("linked-unconfirmed"):
         kube.create(resource(matrix, lane, "linked", installAllLinkedAccounts=True))
     for lane in matrix.with_special("async-fails"):
@@ -314,54 +328,75 @@ def test_create_reaches_ready_or_the_documented_condition(matrix: Matrix) -> Non
 
     for lane in matrix.with_special("second-unidentifiable"):
         kube.create(resource(matrix, lane, "second"))
-    special_names = {
-        "linked-unsupported": "linked",
-        "linked-unconfirmed": "linked",
-        "async-fails": "wrongacct",
-        "generated-refused": "generated",
-        "second-unidentifiable": "second",
-    }
     checks = {}
     for special, (ctype, reason) in SPECIALS.items():
         for lane in matrix.with_special(special):
-
-            def check(
-                lane: Lane = lane, name: str = special_names[special], ctype: str = ctype, reason: str = reason
-            ) -> str:
-                obj = kube.get(lane.namespace, name)
-                got = condition(obj, ctype)
-                stalled = condition(obj, "Stalled").get("status")
-                if (got.get("status"), got.get("reason"), stalled) != ("False", reason, "True"):
-                    return f"{ctype}={got.get('status')} {got.get('reason')} Stalled={stalled}: {got.get('message')}"
-                return ""
-
+            check = partial(special_problem, matrix, lane, SPECIAL_NAMES[special], ctype, reason)
             checks[f"{lane.variant.key}/{special}"] = check
     wait_all("resources no correct action exists for", checks)
     for lane in matrix.lanes:
         for special in lane.variant.specials:
-            obj = kube.get(lane.namespace, special_names[special])
-            assert obj is not None
-            assert not was_ever_ready(matrix, obj["metadata"]["uid"]), f"{lane.variant.key}/{special} was Ready"
-    # No External ID OpsRamp ignores, no duplicate: the unidentifiable second resource installed nothing.
+            uid = live(matrix, lane, SPECIAL_NAMES[special])["metadata"]["uid"]
+            assert not was_ever_ready(matrix, uid), f"{lane.variant.key}/{special} was Ready"
+    # No duplicate: the unidentifiable second resource installed nothing.
     for lane in matrix.with_special("second-unidentifiable"):
         assert len(matrix.sandbox.opsramp.integrations(lane.tenant)) == 1
     for lane in matrix.with_special("generated-refused"):
-        message = condition(kube.get(lane.namespace, "generated"), "Ready")["message"]
-        assert "externalIdSecretRef" in message
+        assert "externalIdSecretRef" in condition(live(matrix, lane, "generated"), "Ready")["message"]
+
+
+def gets_of_integration(matrix: Matrix, lane: Lane, integration_id: str) -> int:
+    log = matrix.sandbox.opsramp.state()["request_log"]
+    path = f"/api/v2/tenants/{lane.tenant}/integrations/installed/{integration_id}"
+    return sum(1 for r in log if r["path"] == path and r["method"] == "GET")
+
+
+def resynced(matrix: Matrix, lane: Lane, integration_id: str, before: int) -> str:
+    return "" if gets_of_integration(matrix, lane, integration_id) >= before + 2 else "waiting for two resyncs"
 
 
 def test_unchanged_resources_resync_without_writes(matrix: Matrix) -> None:
     """OpenAPI-examples shape (no displayName, status or role ARN in answers): two resyncs of an unchanged Ready
     resource read OpsRamp and send no write at all."""
     for lane in matrix.with_scenario("zero-writes"):
-        writes, gets = writes_of(matrix, lane), gets_of(matrix, lane)
-        wait_all(
-            f"{lane.variant.key}: two resyncs",
-            {"resyncs": lambda lane=lane, gets=gets: "" if gets_of(matrix, lane) >= gets + 2 else "waiting"},
-            timeout=60,
-        )
+        integration_id = live(matrix, lane, "main")["status"]["integrationId"]
+        writes, gets = writes_of(matrix, lane), gets_of_integration(matrix, lane, integration_id)
+        wait_all(f"{lane.variant.key}: two resyncs", {"main": partial(resynced, matrix, lane, integration_id, gets)})
         assert writes_of(matrix, lane) == writes, f"{lane.variant.key}: a resync wrote to OpsRamp"
         assert ready_problem(matrix, lane, "main") == ""
+
+
+def reinstalled(matrix: Matrix, lane: Lane, old: str) -> str:
+    if live(matrix, lane, "main")["status"]["integrationId"] == old:
+        return "still the uninstalled integration"
+    return ready_problem(matrix, lane, "main")
+
+
+def enabled_again(matrix: Matrix, lane: Lane, integration_id: str) -> str:
+    record = next(i for i in matrix.sandbox.opsramp.integrations(lane.tenant) if i["id"] == integration_id)
+    if record["status"] != "enabled":
+        return "still disabled"
+    events = [e.reason for e in matrix.kube.events(lane.namespace, "drifter") if e.type == "Warning"]
+    if "IntegrationDisabledInOpsRamp" not in events:
+        return f"no IntegrationDisabledInOpsRamp Event (Warnings: {events})"
+    return ready_problem(matrix, lane, "drifter")
+
+
+def renamed(matrix: Matrix, lane: Lane, new: str) -> str:
+    obj = live(matrix, lane, "main")
+    if role_name_of(obj) != new:
+        return f"status.roleArn is {obj['status'].get('roleArn')}"
+    if get_role(matrix.sandbox, lane.before["role"]) is not None:
+        return "old role still there"
+    return ready_problem(matrix, lane, "main")
+
+
+def regions_moved(matrix: Matrix, lane: Lane) -> str:
+    found = ours_in_opsramp(matrix, lane, "main")
+    have = found[0]["credential"].get("Regions", "") if len(found) == 1 else f"{len(found)} integrations"
+    if set(str(have).split(",")) != {"us-east-1", "eu-central-1"}:
+        return f"OpsRamp holds regions {have}"
+    return ready_problem(matrix, lane, "main")
 
 
 def test_drift_rename_and_region_changes(matrix: Matrix) -> None:
@@ -372,70 +407,40 @@ def test_drift_rename_and_region_changes(matrix: Matrix) -> None:
     emulator.expire_tokens()
     checks: dict[str, Callable[[], str]] = {}
     for lane in matrix.with_scenario("drift-uninstall"):
-        old = kube.get(lane.namespace, "main")["status"]["integrationId"]
+        old = live(matrix, lane, "main")["status"]["integrationId"]
         assert emulator.uninstall(lane.tenant, old)
-
-        def back(lane: Lane = lane, old: str = old) -> str:
-            obj = kube.get(lane.namespace, "main")
-            if obj["status"]["integrationId"] == old:
-                return "still the uninstalled integration"
-            return ready_problem(matrix, lane, "main")
-
-        checks[f"{lane.variant.key}/drift-uninstall"] = back
+        checks[f"{lane.variant.key}/drift-uninstall"] = partial(reinstalled, matrix, lane, old)
     for lane in matrix.with_scenario("drift-disable"):
-        integration_id = kube.get(lane.namespace, "drifter")["status"]["integrationId"]
+        integration_id = live(matrix, lane, "drifter")["status"]["integrationId"]
         assert emulator.set_enabled(lane.tenant, integration_id, False)
-
-        def enabled(lane: Lane = lane, integration_id: str = integration_id) -> str:
-            record = next(i for i in emulator.integrations(lane.tenant) if i["id"] == integration_id)
-            if record["status"] != "enabled":
-                return "still disabled"
-            events = [e.reason for e in kube.events(lane.namespace, "drifter") if e.type == "Warning"]
-            if "IntegrationDisabledInOpsRamp" not in events:
-                return f"no IntegrationDisabledInOpsRamp Event (Warnings: {events})"
-            return ready_problem(matrix, lane, "drifter")
-
-        checks[f"{lane.variant.key}/drift-disable"] = enabled
+        checks[f"{lane.variant.key}/drift-disable"] = partial(enabled_again, matrix, lane, integration_id)
     wait_all("drift undone", checks)
 
     checks = {}
     for lane in matrix.with_scenario("rename"):
-        obj = kube.get(lane.namespace, "main")
+        obj = live(matrix, lane, "main")
         lane.before["role"] = role_name_of(obj)
         lane.before["integration"] = obj["status"]["integrationId"]
         new = f"mx-{lane.variant.key}-renamed-{secrets.token_hex(3)}"
         kube.patch_spec(lane.namespace, "main", {"role": {"name": new}})
-
-        def renamed(lane: Lane = lane, new: str = new) -> str:
-            obj = kube.get(lane.namespace, "main")
-            if role_name_of(obj) != new:
-                return f"status.roleArn is {obj['status'].get('roleArn')}"
-            if get_role(matrix.sandbox, lane.before["role"]) is not None:
-                return "old role still there"
-            return ready_problem(matrix, lane, "main")
-
-        checks[f"{lane.variant.key}/rename"] = renamed
+        checks[f"{lane.variant.key}/rename"] = partial(renamed, matrix, lane, new)
     for lane in matrix.with_scenario("regions"):
         kube.patch_spec(lane.namespace, "main", {"regions": ["us-east-1", "eu-central-1"]})
-
-        def regions(lane: Lane = lane) -> str:
-            (found,) = ours_in_opsramp(matrix, lane, "main") or [{}]
-            have = found.get("credential", {}).get("Regions", "")
-            if set(str(have).split(",")) != {"us-east-1", "eu-central-1"}:
-                return f"OpsRamp holds regions {have}"
-            return ready_problem(matrix, lane, "main")
-
-        checks[f"{lane.variant.key}/regions"] = regions
+        checks[f"{lane.variant.key}/regions"] = partial(regions_moved, matrix, lane)
     wait_all("renames and region changes", checks)
     # Where updates cannot change credentials, the rename went by uninstall + install (a new id); else in place.
     for lane in matrix.with_scenario("rename"):
-        moved = kube.get(lane.namespace, "main")["status"]["integrationId"] != lane.before["integration"]
+        moved = live(matrix, lane, "main")["status"]["integrationId"] != lane.before["integration"]
         reinstalls = lane.variant.switches.get("credential_updates") in ("ignored", "rejected") or lane.variant.key in (
             "asyncimm",
             "norole",
             "openapi",
         )
         assert moved == reinstalls, f"{lane.variant.key}: integration id moved={moved}, expected {reinstalls}"
+
+
+def applied_behind_a_502(matrix: Matrix, lane: Lane) -> str:
+    return "" if ours_in_opsramp(matrix, lane, "crash") else "none yet"
 
 
 def test_lost_install_answer_then_crash_leaves_exactly_one(matrix: Matrix) -> None:
@@ -451,10 +456,7 @@ def test_lost_install_answer_then_crash_leaves_exactly_one(matrix: Matrix) -> No
             kube.create(resource(matrix, lane, "crash"))
         wait_all(
             "installs applied behind a 502",
-            {
-                lane.variant.key: (lambda lane=lane: "" if ours_in_opsramp(matrix, lane, "crash") else "none yet")
-                for lane in lanes
-            },
+            {lane.variant.key: partial(applied_behind_a_502, matrix, lane) for lane in lanes},
         )
         matrix.operator.kill()
     finally:
@@ -462,31 +464,30 @@ def test_lost_install_answer_then_crash_leaves_exactly_one(matrix: Matrix) -> No
     matrix.operator.start()
     wait_all(
         "one integration each after the crash",
-        {lane.variant.key: (lambda lane=lane: ready_problem(matrix, lane, "crash")) for lane in lanes},
+        {lane.variant.key: partial(ready_problem, matrix, lane, "crash") for lane in lanes},
     )
+
+
+def gone(matrix: Matrix, lane: Lane, status: dict[str, Any]) -> str:
+    if matrix.kube.get(lane.namespace, "main") is not None:
+        return "resource still there"
+    if ours_in_opsramp(matrix, lane, "main"):
+        return "integration still installed"
+    profiles = matrix.sandbox.opsramp.discovery_profiles(lane.tenant)
+    if any(p["id"] == status.get("discoveryProfileId") for p in profiles):
+        return "discovery profile still there"
+    if get_role(matrix.sandbox, str(status["roleArn"]).rsplit("/", 1)[-1]) is not None:
+        return "role still there"
+    return ""
 
 
 def test_delete_removes_integration_profile_and_role(matrix: Matrix) -> None:
     """Deleting uninstalls the integration, removes its discovery profile and deletes the role, in every variant."""
-    kube, emulator = matrix.kube, matrix.sandbox.opsramp
-    checks = {}
+    checks: dict[str, Callable[[], str]] = {}
     for lane in matrix.with_scenario("delete"):
-        obj = kube.get(lane.namespace, "main")
-        status = obj["status"]
-        kube.delete(lane.namespace, "main")
-
-        def gone(lane: Lane = lane, status: dict[str, Any] = status) -> str:
-            if kube.get(lane.namespace, "main") is not None:
-                return "resource still there"
-            if ours_in_opsramp(matrix, lane, "main"):
-                return "integration still installed"
-            if any(p["id"] == status.get("discoveryProfileId") for p in emulator.discovery_profiles(lane.tenant)):
-                return "discovery profile still there"
-            if get_role(matrix.sandbox, str(status["roleArn"]).rsplit("/", 1)[-1]) is not None:
-                return "role still there"
-            return ""
-
-        checks[lane.variant.key] = gone
+        status = live(matrix, lane, "main")["status"]
+        matrix.kube.delete(lane.namespace, "main")
+        checks[lane.variant.key] = partial(gone, matrix, lane, status)
     wait_all("deleted", checks, timeout=90)
 
 
