@@ -165,8 +165,15 @@ async def resync_awsintegration(
         service.retry_in(uid, error.retry_after)
 
 
-def index_secret_users(*, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], str] | None:
-    """Which resources read which Secrets (credentials and External ID), to re-check them when one changes."""
+async def index_secret_users(*, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], str] | None:
+    """Which resources read which Secrets (credentials and External ID), to re-check them when one changes.
+
+    Async although it does no I/O, like `index_credentials`: kopf runs every indexer on every watch event before
+    it decides what the event means, and a sync one would wait for a thread of the pool the reconcile passes
+    fill during a burst. Seconds of waiting per event let kopf's consistency window (the time it gives the echo
+    of its own patch to arrive) run out while that echo sat queued, so it handled a body older than its own
+    last patch as current and ran the creation handler a second time (issue 18).
+    """
     names = {((spec.get("opsramp") or {}).get("credentialsSecretRef") or {}).get("name")}
     names.add((spec.get("externalIdSecretRef") or {}).get("name"))
     found = {(meta["namespace"], name): meta["uid"] for name in names if isinstance(name, str) and name}
@@ -261,8 +268,11 @@ def delete_awsintegration(
     service.forget(ref.uid)
 
 
-def index_credentials(*, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], str] | None:
-    """Which resources use which credentials Secret (to know when its protection finalizer can go)."""
+async def index_credentials(*, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], str] | None:
+    """Which resources use which credentials Secret (to know when its protection finalizer can go).
+
+    Async on purpose: see `index_secret_users`.
+    """
     ref = (spec.get("opsramp") or {}).get("credentialsSecretRef") or {}
     if not ref.get("name") or meta.get("deletionTimestamp"):
         return None

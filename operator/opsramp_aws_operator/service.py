@@ -152,6 +152,8 @@ class Service:
         # When each resource last read OpsRamp's verdict (monotonic): a settled Monitoring is re-checked after
         # `monitoring_recheck_seconds`, and once per process.
         self._verdict_read: dict[str, float] = {}
+        # The integration id each resource's last pass in this process found or installed (see `recorded_id`).
+        self._integration_ids: dict[str, str] = {}
 
     # --- concurrency: one pass per resource at a time (change handlers and the drift timer) -------------
 
@@ -198,7 +200,25 @@ class Service:
             self._nudged.discard(uid)
             self._ready.pop(uid, None)
             self._verdict_read.pop(uid, None)
+            self._integration_ids.pop(uid, None)
             self._publish_ready()
+
+    def recorded_id(self, uid: str, status: Mapping[str, Any]) -> str | None:
+        """The integration this resource has: status.integrationId, else the id this process last recorded for it.
+
+        The body a handler gets can be older than the status our own last pass wrote (kopf handles a watch event
+        queued before that patch), so its status may lack the id; without the remembered one, such a pass would
+        search OpsRamp by display name (a paged listing of the tenant) for an integration it already knows.
+        """
+        recorded = status.get("integrationId")
+        if recorded:
+            return str(recorded)
+        with self._locks_guard:
+            return self._integration_ids.get(uid)
+
+    def _remember_integration(self, uid: str, integration_id: str) -> None:
+        with self._locks_guard:
+            self._integration_ids[uid] = integration_id
 
     def record_ready(self, uid: str, ready: str) -> None:
         with self._locks_guard:
@@ -354,7 +374,7 @@ class Service:
         if spec.suspend:
             result.suspended = True
             return
-        recorded_id = status.get("integrationId") or None
+        recorded_id = self.recorded_id(ref.uid, status)
         previous_arn = status.get("roleArn") or None
         display_name = spec.effective_display_name(ref.namespace, ref.name)
         protect = spec.deletion_policy == "Delete"
@@ -436,6 +456,7 @@ class Service:
                 raise self._escalate_assume_failure(exc, outcome, spec) from None
             result.integration = "done"
             result.integration_id = integration.integration.id
+            self._remember_integration(ref.uid, integration.integration.id)
             result.changes.extend(integration.changes)
             applied_status = Applied.of(request).to_status()
             result.applied_integration = applied_status
@@ -569,7 +590,7 @@ class Service:
         done: list[str] = []
         if spec.deletion_policy == "Retain":
             return ["deletionPolicy is Retain: the role and the integration are kept"]
-        recorded_id = status.get("integrationId") or None
+        recorded_id = self.recorded_id(ref.uid, status)
         recorded_arn = status.get("roleArn") or None
         display_name = spec.effective_display_name(ref.namespace, ref.name)
         account = self.aws.for_target(spec.aws.assume_role_arn, spec.aws.external_id)

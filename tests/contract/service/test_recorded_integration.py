@@ -1,0 +1,140 @@
+"""The reconcile service against the sandbox over HTTP: a pass uses the integration id it recorded, never a listing.
+
+kopf can hand a handler a body older than the status the previous pass wrote (issue 18: a watch event queued
+before the operator's own patch). Such a pass must still read the recorded integration by id: one GET, not a
+search of the tenant by display name (a paged listing, 50 a minute). A new process knows only the status, so
+there a stale status still costs the lookup by name that crash safety relies on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import pytest
+import requests
+
+from opsramp_aws_operator import kube as kube_mod
+from opsramp_aws_operator import opsramp as opsramp_mod
+from opsramp_aws_operator.conditions import PassResult, build_status
+from opsramp_aws_operator.handlers import parse_spec
+from opsramp_aws_operator.kube import Secrets
+from opsramp_aws_operator.ratelimit import _reset_registry_for_tests
+from opsramp_aws_operator.service import ResourceRef, Service
+from opsramp_aws_operator.settings import Settings
+from opsramp_sandbox.testing import Sandbox, isolate_aws_env, running_sandbox
+
+NS = "default"
+GROUP, VERSION, PLURAL = "integrations.opsramp.com", "v1alpha1", "awsintegrations"
+SEARCH = ("GET", "/api/v2/tenants/{tenantId}/integrations/installed/search")
+GET = ("GET", "/api/v2/tenants/{tenantId}/integrations/installed/{installedIntgId}")
+
+
+@dataclass
+class World:
+    sandbox: Sandbox
+    spec: dict[str, Any]
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    """The sandbox in this process, the operator's clients pointed at it, and the credentials Secret."""
+    with running_sandbox(directory=tmp_path / "sandbox") as sandbox:
+        isolate_aws_env(monkeypatch, tmp_path)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", sandbox.AWS_ENDPOINT_URL)
+        # The client reads KUBECONFIG once, at import: point its default at the emulator's file instead.
+        monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(sandbox.kubeconfig))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        kube_mod.reset_client()
+        opsramp_mod._reset_caches_for_tests()
+        _reset_registry_for_tests()
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "opsramp-api-client"},
+            "stringData": {"clientId": sandbox.OPSRAMP_CLIENT_ID, "clientSecret": sandbox.OPSRAMP_CLIENT_SECRET},
+        }
+        response = requests.post(f"{sandbox.kube.url}/api/v1/namespaces/{NS}/secrets", json=secret, timeout=10)
+        assert response.status_code == 201, response.text
+        spec = {
+            "regions": ["us-east-1"],
+            "opsramp": {
+                "endpoint": sandbox.OPSRAMP_ENDPOINT,
+                "tenantId": sandbox.OPSRAMP_TENANT_ID,
+                "credentialsSecretRef": {"name": "opsramp-api-client"},
+            },
+        }
+        try:
+            yield World(sandbox, spec)
+        finally:
+            kube_mod.reset_client()
+            opsramp_mod._reset_caches_for_tests()
+            _reset_registry_for_tests()
+
+
+def new_resource(world: World, name: str) -> ResourceRef:
+    """The AWSIntegration in the Kubernetes emulator (its uid owns the External ID Secret the pass creates)."""
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "AWSIntegration", "metadata": {"name": name}}
+    body["spec"] = world.spec
+    url = f"{world.sandbox.kube.url}/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}"
+    response = requests.post(url, json=body, timeout=10)
+    assert response.status_code == 201, response.text
+    return ResourceRef(namespace=NS, name=name, uid=response.json()["metadata"]["uid"])
+
+
+def new_service(world: World) -> Service:
+    settings = Settings(default_opsramp_aws_account_id=world.sandbox.OPSRAMP_AWS_ACCOUNT_ID, role_settle_seconds=0)
+    return Service(settings, secrets_api=Secrets(cache_seconds=0))
+
+
+def run(service: Service, world: World, ref: ResourceRef, status: dict[str, Any]) -> tuple[PassResult, list[Any]]:
+    """One pass with `status` as kopf handed it over: what it achieved and the OpsRamp requests it sent."""
+    # The tenant listing this process shares between lookups would hide a lookup from the request log.
+    opsramp_mod._reset_caches_for_tests()
+    before = len(world.sandbox.opsramp.state()["request_log"])
+    result = PassResult()
+    service.reconcile(parse_spec(world.spec), ref, status, result)
+    sent = [(r["method"], r["route"]) for r in world.sandbox.opsramp.state()["request_log"][before:]]
+    return result, sent
+
+
+def written_status(result: PassResult) -> dict[str, Any]:
+    """The status the pass's handler would have written."""
+    status, _ = build_status(result, {}, 1, datetime.now(UTC))
+    return dict(status)
+
+
+@pytest.mark.parametrize("handed_over", ["stale", "current"])
+def test_a_repeated_pass_reads_the_recorded_integration_by_id(world: World, handed_over: str) -> None:
+    """A second pass in the same process, its status stale (no id) or current: one GET by id, no listing."""
+    service = new_service(world)
+    ref = new_resource(world, f"repeat-{handed_over}")
+    first, _ = run(service, world, ref, {})
+    assert first.integration_id and first.changes
+    status = {} if handed_over == "stale" else written_status(first)
+
+    second, sent = run(service, world, ref, status)
+
+    assert second.error is None
+    assert second.integration_id == first.integration_id
+    assert second.changes == []
+    assert sent.count(GET) == 1, sent
+    assert SEARCH not in sent, sent
+    assert len(world.sandbox.opsramp.integrations(world.sandbox.OPSRAMP_TENANT_ID)) == 1
+
+
+def test_a_new_process_with_a_stale_status_finds_the_integration_by_name(world: World) -> None:
+    """Another process (after a crash) has only the status: without an id it looks up by name and adopts."""
+    ref = new_resource(world, "restarted")
+    first, _ = run(new_service(world), world, ref, {})
+
+    second, sent = run(new_service(world), world, ref, {})
+
+    assert second.integration_id == first.integration_id
+    assert "adopted existing integration" in second.changes
+    assert SEARCH in sent
+    assert len(world.sandbox.opsramp.integrations(world.sandbox.OPSRAMP_TENANT_ID)) == 1
