@@ -9,6 +9,10 @@ RECONCILES = Counter(
     "Reconcile passes by result (ok, transient, needs_attention, error).",
     ["result"],
 )
+RECONCILES_IN_PROGRESS = Gauge(
+    "opsramp_operator_reconciles_in_progress",
+    "Reconcile passes running now (each is counted in reconciles_total when it ends).",
+)
 RECONCILE_SECONDS = Histogram(
     "opsramp_operator_reconcile_duration_seconds",
     "Duration of reconcile passes by result.",
