@@ -317,6 +317,9 @@ def configure(ours: Settings) -> Any:
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix=GROUP, key="last-handled-configuration"
         )
+        # persistence.consistency_timeout stays at kopf's 5 s: it bounds how long kopf waits for the echo of its
+        # own patch before it trusts an older body. Our indexers are async so that an event is processed in
+        # milliseconds, well inside it, even while every worker thread is busy (issue 18).
         # Events only where we post them ourselves (transitions), never kopf's per-retry chatter.
         settings.posting.loggers = False
         # Sync handlers (boto3, requests) run in this pool; bounded so thousands of resources do not mean

@@ -1,6 +1,6 @@
 """`make bench`: the operator against the sandbox, next to the floor, in figures.
 
-    python -m opsramp_sandbox.bench [--n 200] [--phases floor,latency,fleet,resync,delete,ratelimited]
+    python -m opsramp_sandbox.bench [--n 200] [--phases floor,latency,fleet,resync,delete,ratelimited,burst]
 
 Brings the sandbox up (the same launcher as `opsramp-sandbox up`, every emulator in its own process), puts a
 counting proxy in front of moto, and measures:
@@ -9,10 +9,14 @@ counting proxy in front of moto, and measures:
   no framework), then runs the minimal verification reads, then cleans up;
 - latency: one AWSIntegration at a time on the idle sandbox, apply -> Ready (p50, p95);
 - fleet: N AWSIntegrations applied at once -> all Ready; calls per resource by API; operator CPU and peak RSS;
+  then one more resource right after the burst, apply -> Ready; then kopf's reconcile-handler runs and completed
+  creations per resource of the burst (from the operator's log, once it is quiet);
 - resync: the unchanged fleet over several drift cycles -> writes (should be 0) and reads per pass;
 - delete: the fleet deleted -> all gone, nothing left in IAM or OpsRamp;
 - ratelimited: the OpsRamp emulator at the documented 50 writes (and 50 paged GETs) per window, with the window
-  scaled down; 429s seen and writes achieved per window against the limit.
+  scaled down; 429s seen and writes achieved per window against the limit;
+- burst: the operator with the sandbox's settings and OpsRamp's documented limits: the idle latency, a burst of
+  --burst-n, one more resource right after it, and the creation passes per resource of the burst.
 
 Writes bench/results/latest.json and bench/results/latest.md. Figures are printed, never asserted.
 """
@@ -46,7 +50,7 @@ from .meter import Calls, Meter
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
-PHASES = ("floor", "latency", "fleet", "resync", "delete", "ratelimited")
+PHASES = ("floor", "latency", "fleet", "resync", "delete", "ratelimited", "burst")
 # The operator's worker pool (handlers.py: settings.execution.max_workers); the floor uses as many threads.
 CONCURRENCY = 16
 UNLIMITED = 1_000_000
@@ -148,6 +152,27 @@ class OperatorProcess:
             if marker in line:
                 reasons[line.split(marker, 1)[1].split(":", 1)[0].strip()] += 1
         return dict(reasons)
+
+    def creation_runs(self, namespace: str, prefix: str) -> dict[str, Any]:
+        """kopf's runs of the reconcile handler and its completed creations, per object of `namespace` named
+        `prefix`* (from the JSON log: one "Handler 'reconcile' ..." line per run, whatever its outcome, and one
+        "Creation is processed" line each time kopf finished handling a creation)."""
+        runs: Counter[str] = Counter()
+        creations: Counter[str] = Counter()
+        for line in self.log.read_text(errors="replace").splitlines() if self.log.exists() else []:
+            if not line.startswith("{"):
+                continue
+            entry = json.loads(line)
+            obj = entry.get("object") or {}
+            name = str(obj.get("name", ""))
+            if obj.get("namespace") != namespace or not name.startswith(prefix):
+                continue
+            message = str(entry.get("message", ""))
+            if message.startswith("Handler 'reconcile' "):
+                runs[name] += 1
+            elif message.startswith("Creation is processed"):
+                creations[name] += 1
+        return {"runs": runs, "creations": creations}
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -341,6 +366,18 @@ class Bench:
             say(f"   per resource {calls.per(n)}; OpsRamp 429s {calls.opsramp_429}")
             say(f"   passes retried, by reason: {op.retry_reasons() or 'none'}")
             say(f"   CPU seconds by process: {by_process}")
+            after = self.after_burst(op, fleet)
+            self.results["after_burst_apply_to_ready_s"] = after
+            say(f"   one more resource right after the burst: Ready in {after:.3f}s")
+            fleet.delete("after-burst")
+            if fleet.wait(["after-burst"], gone=True, timeout=300) is None:
+                raise RuntimeError(f"after-burst not deleted in 300s\n{op.tail()}")
+            figures = self.creation_figures(op, fleet.namespace, names)
+            self.results.update(figures)
+            say(
+                f"   creation: {figures['handler_runs_per_resource']} handler runs per resource, "
+                f"{figures['resources_created_more_than_once']} resources created more than once"
+            )
             if resync:
                 self.resync(op, n)
             if delete:
@@ -361,6 +398,32 @@ class Bench:
         finally:
             fleet.stop_watch()
         self.results["operator_rss_mb_peak"] = round(op.rss_peak_mb(), 1)
+
+    def after_burst(self, op: OperatorProcess, fleet: Fleet) -> float:
+        """One more resource applied the moment the burst is Ready: its apply -> Ready (s), to set beside the idle
+        latency. It is named `after-burst` and left in place."""
+        started = fleet.create("after-burst")
+        ready = fleet.wait(["after-burst"], timeout=600)
+        if ready is None:
+            raise RuntimeError(f"after-burst not Ready in 600s: {fleet.not_ready(['after-burst'])}\n{op.tail()}")
+        return round(ready - started, 3)
+
+    def creation_figures(self, op: OperatorProcess, namespace: str, names: list[str]) -> dict[str, Any]:
+        """kopf's reconcile-handler runs, and completed creations, per resource of a burst.
+
+        Events still queued behind a burst are handled once the workers are free, and a second creation pass
+        (issue 18) would come with them, writing status: so this counts once the operator has gone quiet.
+        """
+        self.wait_quiet()
+        prefix = names[0].rsplit("-", 1)[0] + "-"
+        counted = op.creation_runs(namespace, prefix)
+        runs, creations = counted["runs"], counted["creations"]
+        n = len(names)
+        return {
+            "handler_runs_per_resource": round(sum(runs[x] for x in names) / n, 3),
+            "creations_per_resource": round(sum(creations[x] for x in names) / n, 3),
+            "resources_created_more_than_once": sum(1 for x in names if creations[x] > 1),
+        }
 
     def resync(self, op: OperatorProcess, n: int) -> None:
         cycles = self.args.resync_cycles
@@ -471,6 +534,66 @@ class Bench:
             op.stop()
             self.configure_opsramp(rate_window_seconds=60, rate_limits={k: UNLIMITED for k in limits})
 
+    def burst(self, n: int, idle_samples: int) -> None:
+        """The operator as `opsramp-sandbox up` runs it, with the OpsRamp limits as documented: the idle latency,
+        then a burst of n and one more resource right after it, and the creation passes per resource (issue 18).
+
+        Last of all phases: its resources are left for the sandbox's teardown (deleting them would take minutes
+        at 50 OpsRamp writes a minute).
+        """
+        limits = DOCUMENTED_LIMITS
+        say(f"\n== burst: {n} AWSIntegrations at once, the sandbox's operator settings, OpsRamp at {limits} a minute")
+        self.configure_opsramp(rate_window_seconds=60, rate_limits=limits)
+        fleet = Fleet(self.kube, "bench-burst", self.client_env)
+        op = self.start_operator(
+            "burst",
+            OPERATOR_NAMESPACES=fleet.namespace,
+            OPERATOR_ROLE_SETTLE_SECONDS="2",
+            OPERATOR_RESYNC_INTERVAL_SECONDS="60",
+        )
+        fleet.prepare()
+        fleet.start_watch()
+        names = [f"burst-{i:05d}" for i in range(n)]
+        try:
+            idle: list[float] = []
+            for name in (f"idle-{i:03d}" for i in range(idle_samples)):
+                started = fleet.create(name)
+                ready = fleet.wait([name], timeout=120)
+                if ready is None:
+                    raise RuntimeError(f"{name} not Ready in 120s: {fleet.not_ready([name])}\n{op.tail()}")
+                idle.append(ready - started)
+            mark = self.meter.mark()
+            started = fleet.create_all(names)
+            last = fleet.wait(names, timeout=max(600.0, n * 6.0))
+            if last is None:
+                stuck = fleet.not_ready(names)
+                raise RuntimeError(f"{len(stuck)} not Ready: {dict(Counter(stuck.values()))}\n{op.tail()}")
+            after = self.after_burst(op, fleet)
+            figures = self.creation_figures(op, fleet.namespace, names)
+            calls = self.meter.since(mark)
+            self.results["burst"] = {
+                "n": n,
+                "settings": "OPERATOR_ROLE_SETTLE_SECONDS=2, default IAM and OpsRamp budgets, OpsRamp limits per 60 s",
+                "idle_apply_to_ready_p50_s": round(statistics.median(idle), 3),
+                "after_burst_apply_to_ready_s": after,
+                "seconds_to_all_ready": round(last - started, 2),
+                **figures,
+                "opsramp_429": calls.opsramp_429,
+                "calls": calls.as_dict(),
+                "retries_by_reason": op.retry_reasons(),
+            }
+            say(f"   idle: apply -> Ready p50 {statistics.median(idle):.3f}s over {len(idle)}")
+            say(f"   all {n} Ready in {last - started:.1f}s; one more right after: Ready in {after:.3f}s")
+            say(
+                f"   creation: {figures['handler_runs_per_resource']} handler runs per resource, "
+                f"{figures['resources_created_more_than_once']} resources created more than once; "
+                f"passes retried, by reason: {op.retry_reasons() or 'none'}"
+            )
+        finally:
+            fleet.stop_watch()
+            op.stop()
+            self.configure_opsramp(rate_window_seconds=60, rate_limits={k: UNLIMITED for k in limits})
+
 
 def write_results(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
@@ -512,6 +635,10 @@ def markdown(r: dict[str, Any]) -> str:
         "operator_cpu_seconds",
         "apply_to_ready_p50_s",
         "apply_to_ready_p95_s",
+        "after_burst_apply_to_ready_s",
+        "handler_runs_per_resource",
+        "creations_per_resource",
+        "resources_created_more_than_once",
         "seconds_to_all_deleted",
     ):
         if key in r:
@@ -543,6 +670,25 @@ def markdown(r: dict[str, Any]) -> str:
             f"| seconds to all Ready (floor at the limit) | {limited['seconds_to_all_ready']} "
             f"({limited['floor_seconds']}) |",
         ]
+    burst = r.get("burst")
+    if burst:
+        lines += [
+            "",
+            f"Burst: {burst['n']} resources at once with the sandbox's operator settings ({burst['settings']}).",
+            "",
+            "| figure | value |",
+            "|---|---|",
+        ]
+        for key in (
+            "idle_apply_to_ready_p50_s",
+            "after_burst_apply_to_ready_s",
+            "seconds_to_all_ready",
+            "handler_runs_per_resource",
+            "creations_per_resource",
+            "resources_created_more_than_once",
+            "opsramp_429",
+        ):
+            lines.append(f"| `{key}` | {_cell(burst.get(key))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -555,6 +701,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resync-cycles", type=int, default=2)
     parser.add_argument("--ratelimited-n", type=int, default=400)
     parser.add_argument("--rate-window", type=float, default=6.0, help="the scaled-down OpsRamp rate window (s)")
+    parser.add_argument("--burst-n", type=int, default=100, help="size of the burst phase's burst")
+    parser.add_argument("--burst-idle-samples", type=int, default=5)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
         "--operator-env", action="append", default=[], metavar="NAME=VALUE", help="extra environment of the operator"
@@ -605,6 +753,8 @@ def main(argv: list[str] | None = None) -> int:
                     op.stop()
             if "ratelimited" in phases:
                 bench.ratelimited(args.ratelimited_n, args.rate_window)
+            if "burst" in phases:
+                bench.burst(args.burst_n, args.burst_idle_samples)
         finally:
             bench.close()
         if "floor_seconds" in results and "seconds_to_all_ready" in results:

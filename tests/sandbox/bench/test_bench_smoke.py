@@ -2,8 +2,8 @@
 
 No timing is asserted (figures are the benchmark's output, not a test's). What is asserted is what the counts
 must be whatever the machine: the floor sends exactly its minimal sequence, a resync of an unchanged fleet
-writes nothing and reads what the floor's verification reads, the rate-limited run never meets a 429, and
-deleting the fleet leaves nothing behind.
+writes nothing and reads what the floor's verification reads, the rate-limited run never meets a 429, kopf
+finishes each resource's creation once, and deleting the fleet leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ def test_bench_smoke_run_reports_every_figure(tmp_path: Path) -> None:
             "--resync-cycles", "1",
             "--ratelimited-n", "12",
             "--rate-window", "2",
+            "--burst-n", "3",
+            "--burst-idle-samples", "1",
             "--out", str(tmp_path),
         ]
     )  # fmt: skip
@@ -46,6 +48,8 @@ def test_bench_smoke_run_reports_every_figure(tmp_path: Path) -> None:
         "operator_cpu_seconds",
         "apply_to_ready_p50_s",
         "apply_to_ready_p95_s",
+        "after_burst_apply_to_ready_s",
+        "handler_runs_per_resource",
     ):
         assert key in results, key
     assert results["n"] == 6
@@ -64,4 +68,10 @@ def test_bench_smoke_run_reports_every_figure(tmp_path: Path) -> None:
     assert (resync["iam_reads"], resync["opsramp_gets"]) == (verify["iam_reads"], verify["opsramp_gets"])
     assert results["left_behind"] == {"roles": 0, "integrations": 0}
     assert results["ratelimited"]["opsramp_429"] == 0
+    # kopf finished each resource's creation once, in the main run and with the sandbox's settings alike.
+    assert (results["creations_per_resource"], results["resources_created_more_than_once"]) == (1, 0)
+    burst = results["burst"]
+    assert (burst["n"], burst["creations_per_resource"], burst["resources_created_more_than_once"]) == (3, 1, 0)
+    assert burst["handler_runs_per_resource"] >= 1
+    assert {"idle_apply_to_ready_p50_s", "after_burst_apply_to_ready_s"} <= burst.keys()
     assert "| `overhead_ratio` |" in (tmp_path / "latest.md").read_text()
