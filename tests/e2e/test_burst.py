@@ -18,10 +18,8 @@ from e2e_harness import (
     ALL_OPERATORS,
     CLIENT_ID,
     GROUP,
-    PLURAL,
     SECRETS_SEEN,
     TENANT,
-    VERSION,
     Kube,
     Operator,
     Sandbox,
@@ -77,13 +75,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BurstWorld]:
     try:
         yield BurstWorld(sandbox, operator, kube, namespace)
         # Leave a real cluster clean (AWS and OpsRamp are emulated and go with the sandbox).
-        for obj in kube.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]:
+        for obj in kube.objects(namespace):
             name = obj["metadata"]["name"]
             kube.patch_meta(namespace, name, {"annotations": {f"{GROUP}/skip-cleanup": "true"}})
             kube.delete(namespace, name)
         wait_for(
             "the burst deleted",
-            lambda: not kube.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"],
+            lambda: not kube.objects(namespace),
             timeout=120,
         )
         kube.core.delete_namespace(namespace)
@@ -108,9 +106,8 @@ def processed(operator: Operator, namespace: str, what: str, since_line: int = 0
 
 def not_ready(kube: Kube, namespace: str, names: list[str]) -> list[str]:
     """The names not Ready=True at their current generation yet (empty when all are)."""
-    listed = kube.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)
     ready = set()
-    for obj in listed["items"]:
+    for obj in kube.objects(namespace):
         cond = condition(obj, "Ready")
         if cond.get("status") == "True" and cond.get("observedGeneration") == obj["metadata"].get("generation"):
             ready.add(obj["metadata"]["name"])
