@@ -152,8 +152,8 @@ class Service:
         # When each resource last read OpsRamp's verdict (monotonic): a settled Monitoring is re-checked after
         # `monitoring_recheck_seconds`, and once per process.
         self._verdict_read: dict[str, float] = {}
-        # The integration id each resource's last pass in this process found or installed (see `recorded_id`).
-        self._integration_ids: dict[str, str] = {}
+        # The ids of what each resource's last pass in this process found or made (see `with_recorded_ids`).
+        self._recorded: dict[str, dict[str, Any]] = {}
 
     # --- concurrency: one pass per resource at a time (change handlers and the drift timer) -------------
 
@@ -200,25 +200,25 @@ class Service:
             self._nudged.discard(uid)
             self._ready.pop(uid, None)
             self._verdict_read.pop(uid, None)
-            self._integration_ids.pop(uid, None)
+            self._recorded.pop(uid, None)
             self._publish_ready()
 
-    def recorded_id(self, uid: str, status: Mapping[str, Any]) -> str | None:
-        """The integration this resource has: status.integrationId, else the id this process last recorded for it.
+    def with_recorded_ids(self, uid: str, status: Mapping[str, Any]) -> Mapping[str, Any]:
+        """`status`, with the ids this process's last pass recorded for `uid` where it has none.
 
         The body a handler gets can be older than the status our own last pass wrote (kopf handles a watch event
-        queued before that patch), so its status may lack the id; without the remembered one, such a pass would
-        search OpsRamp by display name (a paged listing of the tenant) for an integration it already knows.
+        queued before that patch), so its status may lack status.integrationId or status.discoveryProfileId;
+        without the remembered ones, such a pass would search OpsRamp by name (a paged listing of the tenant)
+        for what it already knows. A new process has only the status: after a crash, the search finds it.
         """
-        recorded = status.get("integrationId")
-        if recorded:
-            return str(recorded)
         with self._locks_guard:
-            return self._integration_ids.get(uid)
+            remembered = self._recorded.get(uid) or {}
+        missing = {key: value for key, value in remembered.items() if not status.get(key)}
+        return {**status, **missing} if missing else status
 
-    def _remember_integration(self, uid: str, integration_id: str) -> None:
+    def _remember(self, uid: str, key: str, value: Any) -> None:
         with self._locks_guard:
-            self._integration_ids[uid] = integration_id
+            self._recorded.setdefault(uid, {})[key] = value
 
     def record_ready(self, uid: str, ready: str) -> None:
         with self._locks_guard:
@@ -374,7 +374,8 @@ class Service:
         if spec.suspend:
             result.suspended = True
             return
-        recorded_id = self.recorded_id(ref.uid, status)
+        status = self.with_recorded_ids(ref.uid, status)
+        recorded_id = status.get("integrationId") or None
         previous_arn = status.get("roleArn") or None
         display_name = spec.effective_display_name(ref.namespace, ref.name)
         protect = spec.deletion_policy == "Delete"
@@ -456,7 +457,7 @@ class Service:
                 raise self._escalate_assume_failure(exc, outcome, spec) from None
             result.integration = "done"
             result.integration_id = integration.integration.id
-            self._remember_integration(ref.uid, integration.integration.id)
+            self._remember(ref.uid, "integrationId", integration.integration.id)
             result.changes.extend(integration.changes)
             applied_status = Applied.of(request).to_status()
             result.applied_integration = applied_status
@@ -550,6 +551,7 @@ class Service:
             return
         profile_id, changes = ensure_discovery(client, integration, inputs)
         result.discovery_profile_id = profile_id
+        self._remember(ref.uid, "discoveryProfileId", profile_id)
         result.changes.extend(changes)
         reason, message = judge(client, integration, inputs, profile_id)
         if settled is None:
@@ -590,7 +592,8 @@ class Service:
         done: list[str] = []
         if spec.deletion_policy == "Retain":
             return ["deletionPolicy is Retain: the role and the integration are kept"]
-        recorded_id = self.recorded_id(ref.uid, status)
+        status = self.with_recorded_ids(ref.uid, status)
+        recorded_id = status.get("integrationId") or None
         recorded_arn = status.get("roleArn") or None
         display_name = spec.effective_display_name(ref.namespace, ref.name)
         account = self.aws.for_target(spec.aws.assume_role_arn, spec.aws.external_id)

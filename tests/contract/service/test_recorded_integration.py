@@ -32,6 +32,7 @@ NS = "default"
 GROUP, VERSION, PLURAL = "integrations.opsramp.com", "v1alpha1", "awsintegrations"
 SEARCH = ("GET", "/api/v2/tenants/{tenantId}/integrations/installed/search")
 GET = ("GET", "/api/v2/tenants/{tenantId}/integrations/installed/{installedIntgId}")
+ACTIVITY = ("GET", "/api/v2/tenants/{tenantId}/integrations/activity")
 
 
 @dataclass
@@ -62,6 +63,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         assert response.status_code == 201, response.text
         spec = {
             "regions": ["us-east-1"],
+            "generateExternalId": True,
             "opsramp": {
                 "endpoint": sandbox.OPSRAMP_ENDPOINT,
                 "tenantId": sandbox.OPSRAMP_TENANT_ID,
@@ -108,22 +110,30 @@ def written_status(result: PassResult) -> dict[str, Any]:
     return dict(status)
 
 
-@pytest.mark.parametrize("handed_over", ["stale", "current"])
-def test_a_repeated_pass_reads_the_recorded_integration_by_id(world: World, handed_over: str) -> None:
-    """A second pass in the same process, its status stale (no id) or current: one GET by id, no listing."""
+def test_a_repeated_pass_on_a_stale_status_costs_what_one_on_the_current_status_does(world: World) -> None:
+    """In the same process, a pass handed its current status and one handed a stale one (no ids) read the recorded
+    integration and discovery profile by id: one GET each, no search."""
     service = new_service(world)
-    ref = new_resource(world, f"repeat-{handed_over}")
+    ref = new_resource(world, "repeat")
     first, _ = run(service, world, ref, {})
     assert first.integration_id and first.changes
-    status = {} if handed_over == "stale" else written_status(first)
+    current = written_status(first)
 
-    second, sent = run(service, world, ref, status)
+    on_current, sent_current = run(service, world, ref, current)
+    on_stale, sent_stale = run(service, world, ref, {})
 
-    assert second.error is None
-    assert second.integration_id == first.integration_id
-    assert second.changes == []
-    assert sent.count(GET) == 1, sent
-    assert SEARCH not in sent, sent
+    for result in (on_current, on_stale):
+        assert result.error is None
+        assert result.integration_id == first.integration_id
+        assert result.discovery_profile_id == first.discovery_profile_id
+        assert result.changes == []
+    assert sent_current.count(GET) == 1, sent_current
+    assert SEARCH not in sent_current, sent_current
+    # Nothing is looked up by name: neither the integration nor its discovery profile. Without the Monitoring
+    # condition in the status handed over, the stale pass reads OpsRamp's verdict again (one more GET).
+    assert not [route for _, route in sent_stale if route.endswith("/search")], sent_stale
+    assert set(sent_stale) - set(sent_current) <= {ACTIVITY}, sent_stale
+    assert sent_stale.count(GET) == 1, sent_stale
     assert len(world.sandbox.opsramp.integrations(world.sandbox.OPSRAMP_TENANT_ID)) == 1
 
 
