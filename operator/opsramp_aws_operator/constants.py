@@ -27,3 +27,8 @@ TAG_MANAGED_BY: Final = f"{TAG_PREFIX}managed-by"
 MANAGED_BY_VALUE: Final = "opsramp-aws-operator"
 
 DEFAULT_ROLE_PATH: Final = "/opsramp/"
+
+# The operator watches only the Secrets carrying this label: the External ID Secrets it generates, and the Secrets
+# resources reference (it adds the label when it first reads one; add it yourself to a Secret you create after the
+# resource that uses it, for the operator to see it at once instead of at the resource's next retry).
+SECRET_WATCH_LABEL: Final = f"{GROUP}/watch"

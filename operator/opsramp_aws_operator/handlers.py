@@ -20,10 +20,11 @@ from pydantic import ValidationError
 
 from . import metrics, redaction
 from .conditions import PassResult, build_status, changed_only
-from .constants import GROUP, PLURAL, SKIP_CLEANUP_ANNOTATION, VERSION
+from .constants import GROUP, PLURAL, SECRET_WATCH_LABEL, SKIP_CLEANUP_ANNOTATION, VERSION
 from .errors import NeedsAttention, OperatorError, TransientError
+from .kube import SecretWatch
 from .models import AWSIntegrationSpec
-from .service import ResourceRef, Service
+from .service import ResourceRef, Service, salvage_spec
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -179,44 +180,6 @@ async def resync_awsintegration(
         service.retry_in(uid, error.retry_after)
 
 
-async def index_secret_users(*, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], str] | None:
-    """Which resources read which Secrets (credentials and External ID), to re-check them when one changes.
-
-    Async although it does no I/O, like `index_credentials`: kopf runs every indexer on every watch event before
-    it decides what the event means, and a sync one would wait for a thread of the pool the reconcile passes
-    fill during a burst. Seconds of waiting per event let kopf's consistency window (the time it gives the echo
-    of its own patch to arrive) run out while that echo sat queued, so it handled a body older than its own
-    last patch as current and ran the creation handler a second time (issue 18).
-    """
-    names = {((spec.get("opsramp") or {}).get("credentialsSecretRef") or {}).get("name")}
-    names.add((spec.get("externalIdSecretRef") or {}).get("name"))
-    found = {(meta["namespace"], name): meta["uid"] for name in names if isinstance(name, str) and name}
-    return found or None
-
-
-async def secret_changed(
-    *,
-    type: str,
-    meta: kopf.Meta,
-    memo: kopf.Memo,
-    **kwargs: Any,
-) -> None:
-    """A referenced Secret was created or changed: have the resources that read it re-checked at the next tick."""
-    service: Service = memo.service
-    namespace, name = meta.get("namespace", ""), meta.get("name", "")
-    # The echo of our own write (the External ID Secret a pass just created, the protection finalizer it just
-    # added) is not news: re-checking every user of it would double each resource's first pass.
-    if type in ("ADDED", "MODIFIED") and service.secrets.is_own_write(namespace, name, meta.get("resourceVersion")):
-        return
-    # Whatever happened to it, the next read of it goes to the API server (the Secrets cache follows this watch).
-    service.secrets.changed(namespace, name, deleted=type == "DELETED")
-    if type not in ("ADDED", "MODIFIED"):
-        return
-    secret_users: kopf.Index[tuple[str, str], str] = kwargs["secret_users"]
-    for uid in secret_users.get((meta.get("namespace", ""), meta.get("name", "")), ()):
-        service.nudge(uid)
-
-
 def delete_awsintegration(
     *,
     body: kopf.Body,
@@ -232,10 +195,13 @@ def delete_awsintegration(
     service: Service = memo.service
     ref = ResourceRef(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
     annotations = meta.get("annotations") or {}
+    unparsed: NeedsAttention | None = None
     try:
-        desired = parse_spec(spec)
-    except NeedsAttention:
-        desired = None
+        desired: AWSIntegrationSpec | None = parse_spec(spec)
+    except NeedsAttention as exc:
+        # Clean up from what status recorded (and the parts of the spec that still parse), never silently skip.
+        unparsed = exc
+        desired = salvage_spec(spec, status)
     if str(annotations.get(SKIP_CLEANUP_ANNOTATION, "")).lower() in TRUE_VALUES:
         kopf.event(
             body,
@@ -243,8 +209,15 @@ def delete_awsintegration(
             reason="CleanupSkipped",
             message=f"{SKIP_CLEANUP_ANNOTATION} is set: the IAM role and the OpsRamp integration were left in place.",
         )
-    elif desired is not None:
+    elif desired is not None or status.get("roleArn") or status.get("integrationId"):
         try:
+            if desired is None:
+                assert unparsed is not None
+                raise NeedsAttention(
+                    "InvalidSpec",
+                    f"the stored spec no longer parses and cleanup cannot tell where the role or the integration "
+                    f"is ({unparsed.message}).",
+                )
             with service.lock_for(ref.uid):
                 done = service.cleanup(desired, ref, status)
         except OperatorError as exc:
@@ -285,12 +258,26 @@ def delete_awsintegration(
 async def index_credentials(*, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], str] | None:
     """Which resources use which credentials Secret (to know when its protection finalizer can go).
 
-    Async on purpose: see `index_secret_users`.
+    Async on purpose: kopf runs every indexer on every watch event, and a sync one would wait for a thread of the
+    pool the reconcile passes fill during a burst (issue 18).
     """
     ref = (spec.get("opsramp") or {}).get("credentialsSecretRef") or {}
     if not ref.get("name") or meta.get("deletionTimestamp"):
         return None
     return {(meta["namespace"], ref["name"]): meta["uid"]}
+
+
+def start_secret_watch(memo: kopf.Memo, **_: Any) -> None:
+    """Watch the labelled Secrets (credentials, External IDs) so a changed one takes effect within a tick."""
+    service: Service = memo.service
+    memo.secret_watch = SecretWatch(service.settings.namespaces, f"{SECRET_WATCH_LABEL}=true", service.secret_event)
+    memo.secret_watch.start()
+
+
+def stop_secret_watch(memo: kopf.Memo, **_: Any) -> None:
+    watch = getattr(memo, "secret_watch", None)
+    if watch is not None:
+        watch.stop()
 
 
 def jitter_for(settings: Settings) -> Any:
@@ -352,8 +339,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     kopf.on.update(*res, registry=registry, id="reconcile", field="spec")(reconcile_awsintegration)
     kopf.on.resume(*res, registry=registry, id="reconcile")(reconcile_awsintegration)
     kopf.on.delete(*res, registry=registry, id="cleanup")(delete_awsintegration)
-    kopf.index(*res, registry=registry, id="secret_users")(index_secret_users)
-    kopf.on.event("", "v1", "secrets", registry=registry, id="secret_changed")(secret_changed)
+    kopf.on.startup(registry=registry)(start_secret_watch)
+    kopf.on.cleanup(registry=registry)(stop_secret_watch)
     kopf.timer(
         *res,
         registry=registry,

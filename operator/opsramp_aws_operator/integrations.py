@@ -191,9 +191,9 @@ def ensure_integration(
         if current is not None:
             if current.role_arn is not None and current.role_arn not in our_role_arns:
                 raise NotOwned(
-                    f"OpsRamp integration {current.id} (recorded in status) now uses role {current.role_arn}, "
-                    "which this resource does not manage; the operator will not change it. Point it back at "
-                    "status.roleArn or remove status.integrationId's integration by hand."
+                    f"OpsRamp integration {current.id} (recorded in status) now uses a role this resource does not "
+                    "manage; the operator will not change it. Point it back at status.roleArn or remove "
+                    "status.integrationId's integration by hand."
                 )
             return converge(client, current, desired, applied, force_credentials)
     ours, others, unidentified = identify(client, desired.display_name, desired.account_number, our_role_arns)
@@ -228,10 +228,10 @@ def ensure_integration(
 
 
 def _name_in_use(display_name: str, others: list[InstalledIntegration]) -> NeedsAttention:
-    ids = ", ".join(i.id for i in others[:5])
+    # Which integration it is (its id) may be another tenant's: the message names only the display name.
     return NeedsAttention(
         "DisplayNameInUse",
-        f"OpsRamp already has an AWS integration named {display_name!r} ({ids}) that uses another role or AWS "
+        f"OpsRamp already has an AWS integration named {display_name!r} that uses another role or AWS "
         "account. Set spec.displayName to a unique name, or uninstall that integration in OpsRamp.",
     )
 

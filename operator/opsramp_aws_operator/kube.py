@@ -10,11 +10,12 @@ import base64
 import logging
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import kubernetes
+import kubernetes.watch
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
@@ -68,11 +69,13 @@ class OwnerReference:
 @dataclass(frozen=True)
 class SecretData:
     name: str
-    data: Mapping[str, str]
+    # Secret values: never in a repr (a log line or a traceback's locals would carry them).
+    data: Mapping[str, str] = field(repr=False)
     owner_uids: tuple[str, ...]
     finalizers: tuple[str, ...]
     deleting: bool
     resource_version: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
 
 
 def _classify(exc: Exception, what: str) -> Exception:
@@ -106,6 +109,7 @@ def _decode(secret: Any) -> SecretData:
         finalizers=tuple(meta.finalizers or ()),
         deleting=meta.deletion_timestamp is not None,
         resource_version=meta.resource_version or "",
+        labels=dict(meta.labels or {}),
     )
 
 
@@ -246,6 +250,24 @@ class Secrets:
             self.changed(namespace, secret.name)
         self._wrote(namespace, secret.name, patched)
 
+    def add_label(self, namespace: str, secret: SecretData, key: str, value: str) -> None:
+        """Put a label on the Secret (a merge of metadata.labels; nothing else of it changes)."""
+        if secret.labels.get(key) == value or secret.deleting:
+            return
+        what = f"Secret {namespace}/{secret.name}"
+        metrics.API_CALLS.labels("kubernetes", "patch_secret").inc()
+        try:
+            patched = core_api().patch_namespaced_secret(secret.name, namespace, {"metadata": {"labels": {key: value}}})
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise _classify(exc, what) from None
+        except (Urllib3Error, OSError) as exc:
+            raise _classify(exc, what) from None
+        finally:
+            self.changed(namespace, secret.name)
+        self._wrote(namespace, secret.name, patched)
+
     # Concurrent writers (other resources sharing the Secret, namespace deletion) make the guarded patch fail
     # with a conflict now and then: read again and retry a few times before calling it a temporary error.
     _FINALIZER_ATTEMPTS = 5
@@ -274,3 +296,82 @@ class Secrets:
             except TransientError as exc:
                 if exc.reason != "KubernetesConflict" or attempt == self._FINALIZER_ATTEMPTS - 1:
                     raise
+
+
+SecretEvent = Callable[[str, str, str, str], None]
+
+
+class SecretWatch:
+    """Lists and watches only the Secrets carrying a label, in the watched namespaces (all when none are named).
+
+    kopf watches a resource whole (it has no server-side selectors), which for Secrets means every Secret of the
+    cluster streaming through the operator. This asks the API server for the labelled ones only. Each event goes to
+    `on_event(type, namespace, name, resourceVersion)`; type is ADDED, MODIFIED, DELETED, or LISTED for what a
+    (re)list finds. A dropped or expired watch lists again.
+    """
+
+    def __init__(self, namespaces: tuple[str, ...], label_selector: str, on_event: SecretEvent) -> None:
+        self.namespaces = namespaces
+        self.label_selector = label_selector
+        self.on_event = on_event
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.lists = 0
+
+    def start(self) -> None:
+        for namespace in self.namespaces or (None,):
+            thread = threading.Thread(
+                target=self._run, args=(namespace,), name=f"secret-watch-{namespace or 'all'}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(5)
+
+    def _list_fn(self, namespace: str | None) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+        api = core_api()
+        if namespace is None:
+            return api.list_secret_for_all_namespaces, ()
+        return api.list_namespaced_secret, (namespace,)
+
+    def _run(self, namespace: str | None) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                self._list_and_watch(namespace)
+                backoff = 1.0
+            except Exception as exc:
+                metrics.API_ERRORS.labels("kubernetes", "watch_secrets", type(exc).__name__).inc()
+                log.debug("Secret watch (%s) failed: %s; listing again in %.0fs", namespace or "all", exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    def _list_and_watch(self, namespace: str | None) -> None:
+        list_fn, args = self._list_fn(namespace)
+        listed = list_fn(*args, label_selector=self.label_selector)
+        self.lists += 1
+        for item in listed.items or ():
+            meta = item.metadata
+            self.on_event("LISTED", meta.namespace, meta.name, meta.resource_version or "")
+        version = listed.metadata.resource_version
+        watcher = kubernetes.watch.Watch()  # type: ignore[no-untyped-call]
+        try:
+            for event in watcher.stream(  # type: ignore[no-untyped-call]
+                list_fn, *args, label_selector=self.label_selector, resource_version=version, timeout_seconds=300
+            ):
+                if self._stop.is_set():
+                    return
+                kind, obj = event["type"], event["object"]
+                if kind == "ERROR" or not hasattr(obj, "metadata"):
+                    return  # 410 Gone and friends: list again
+                meta = obj.metadata
+                self.on_event(kind, meta.namespace, meta.name, meta.resource_version or "")
+        except ApiException as exc:
+            if exc.status == 410:
+                return
+            raise
+        finally:
+            watcher.stop()  # type: ignore[no-untyped-call]

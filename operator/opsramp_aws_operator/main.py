@@ -44,7 +44,7 @@ class JsonFormatter(logging.Formatter):
 
 # kopf's per-invocation success lines of the resync timer (it ticks every few seconds per resource) and of the
 # Secret watch (every Secret event in the watched namespaces): noise at any fleet size.
-_QUIET = ("Timer 'resync' succeeded", "Handler 'secret_changed' succeeded")
+_QUIET = ("Timer 'resync' succeeded",)
 
 
 class QuietTicks(logging.Filter):

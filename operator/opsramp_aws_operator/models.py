@@ -200,18 +200,28 @@ class AwsSpec(_Model):
             "the operator's own credentials (IRSA, EKS Pod Identity or environment)."
         ),
     )
+    external_id_secret_ref: SecretRef | None = Field(
+        default=None,
+        description=(
+            "Secret (same namespace, key externalId) holding the External ID that assumeRoleArn's trust policy "
+            "requires, if any (at least 16 characters)."
+        ),
+    )
     external_id: str | None = Field(
         default=None,
         pattern=EXTERNAL_ID_PATTERN,
         min_length=2,
         max_length=1224,
-        description="External ID required by assumeRoleArn's trust policy, if any (2-1224 of [\\w+=,.@:/-]).",
+        description=(
+            "Deprecated and refused: an External ID is a secret and does not belong in a spec anyone who may read "
+            "the resource can see. Put it in a Secret and set externalIdSecretRef."
+        ),
     )
 
     @model_validator(mode="after")
     def _external_id_needs_role(self) -> AwsSpec:
-        if self.external_id is not None and self.assume_role_arn is None:
-            raise ValueError("aws.externalId is only used together with aws.assumeRoleArn")
+        if (self.external_id is not None or self.external_id_secret_ref is not None) and self.assume_role_arn is None:
+            raise ValueError("aws.externalIdSecretRef is only used together with aws.assumeRoleArn")
         return self
 
 
@@ -305,7 +315,7 @@ class AWSIntegrationSpec(_Model):
         default=None,
         pattern=DISPLAY_NAME_PATTERN,
         max_length=128,
-        description="Name of the integration in OpsRamp. Defaults to <namespace>-<name>.",
+        description="Name of the integration in OpsRamp. Defaults to <namespace>/<name>.",
     )
     regions: list[Region] = Field(
         min_length=1,
@@ -376,19 +386,46 @@ class AWSIntegrationSpec(_Model):
         return regions
 
     def effective_display_name(self, namespace: str, name: str) -> str:
-        return self.display_name or f"{namespace}-{name}"[:128]
+        return self.display_name or default_display_name(namespace, name)
 
     def effective_role_name(self, namespace: str, name: str) -> str:
         return self.role.name or default_role_name(namespace, name)
 
 
+_LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+def label_value(name: str) -> str:
+    """`name` as a valid label value (≤ 63, alphanumeric at both ends): shortened with a hash when it is not one."""
+    if len(name) <= 63 and _LABEL_VALUE_RE.match(name):
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    head = re.sub(r"[^A-Za-z0-9]+$", "", name[:52])
+    return f"{head}-{digest}" if head else digest
+
+
+def _digest(namespace: str, name: str) -> str:
+    return hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:12]
+
+
 def default_role_name(namespace: str, name: str) -> str:
-    """`opsramp-<namespace>-<name>`, shortened with a stable hash suffix when it would exceed 64 characters."""
-    base = re.sub(r"[^A-Za-z0-9_+=,.@-]", "-", f"opsramp-{namespace}-{name}")
+    """`opsramp-<namespace>_<name>`, or a prefix of it plus `+<hash>` when that would exceed 64 characters.
+
+    `_` and `+` never occur in Kubernetes names, so two resources never share a default (team-a/prod is
+    `opsramp-team-a_prod`, team/a-prod is `opsramp-team_a-prod`), and a shortened name never equals a whole one.
+    """
+    base = f"opsramp-{namespace}_{name}"
     if len(base) <= 64:
         return base
-    digest = hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:8]
-    return f"{base[:55]}-{digest}"
+    return f"{base[:51]}+{_digest(namespace, name)}"
+
+
+def default_display_name(namespace: str, name: str) -> str:
+    """`<namespace>/<name>`, or a prefix of it plus `:<hash>` when that would exceed 128 characters (injective)."""
+    base = f"{namespace}/{name}"
+    if len(base) <= 128:
+        return base
+    return f"{base[:115]}:{_digest(namespace, name)}"
 
 
 # --- status -------------------------------------------------------------------------------------------------

@@ -34,8 +34,16 @@ _PRINCIPAL_FIELDS: Final = ("Principal", "NotPrincipal")
 _LABEL_FIELDS: Final = ("Sid",)
 
 
-def trust_policy(opsramp_account_id: str, external_id: str) -> PolicyDocument:
-    """Return the trust policy that lets OpsRamp's account assume the role only with our External ID."""
+_PARTITION_RE: Final = re.compile(r"^aws(-[a-z]+)*$")
+
+
+def trust_policy(opsramp_account_id: str, external_id: str, partition: str = "aws") -> PolicyDocument:
+    """Return the trust policy that lets OpsRamp's account assume the role only with our External ID.
+
+    The principal is in the role's own partition (an aws-cn role can only trust an aws-cn account).
+    """
+    if not _PARTITION_RE.match(partition):
+        raise ValueError(f"{partition!r} is not an AWS partition")
     if not isinstance(opsramp_account_id, str) or not _ACCOUNT_ID_RE.match(opsramp_account_id):
         raise ValueError("OpsRamp account id must be 12 digits")
     # The value itself never goes into the message: it is a secret.
@@ -46,7 +54,7 @@ def trust_policy(opsramp_account_id: str, external_id: str) -> PolicyDocument:
         "Statement": [
             {
                 "Effect": "Allow",
-                "Principal": {"AWS": f"arn:aws:iam::{opsramp_account_id}:root"},
+                "Principal": {"AWS": f"arn:{partition}:iam::{opsramp_account_id}:root"},
                 "Action": "sts:AssumeRole",
                 "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
             }

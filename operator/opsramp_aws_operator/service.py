@@ -22,14 +22,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from . import metrics, redaction
-from .aws import AwsSessions, known_regions
+from .aws import AwsAccount, AwsSessions, known_regions
 from .conditions import PassResult, Step, format_time
-from .constants import API_VERSION, GROUP, KIND, MANAGED_BY_VALUE, TAG_OWNER_UID
+from .constants import API_VERSION, GROUP, KIND, MANAGED_BY_VALUE, SECRET_WATCH_LABEL, TAG_OWNER_UID
 from .errors import NeedsAttention, NotOwned, OperatorError, TransientError
 from .integrations import Applied, check_display_name_free, ensure_integration, remove_integration
-from .kube import OwnerReference, Secrets
-from .models import EXTERNAL_ID_PATTERN, AWSIntegrationSpec
+from .kube import OwnerReference, SecretData, Secrets
+from .models import EXTERNAL_ID_PATTERN, AWSIntegrationSpec, AwsSpec, OpsRampSpec, label_value
 from .monitoring import MonitoringInputs, ensure_discovery, ensure_enabled, judge
 from .opsramp import AwsIntegrationRequest, InstalledIntegration, OpsRampClient, OpsRampLimits, get_client
 from .policies import load_opsramp_policy, trust_policy
@@ -50,6 +52,9 @@ log = logging.getLogger(__name__)
 CREDENTIALS_FINALIZER = f"{GROUP}/credentials-in-use"
 EXTERNAL_ID_KEY = "externalId"
 GENERATED_EXTERNAL_ID_LENGTH = 48
+# An External ID is what keeps another OpsRamp customer from having OpsRamp assume your role: a guessable one is no
+# protection. 16 characters admit a UUID, 32 hex digits and any console-generated value we know of.
+MIN_EXTERNAL_ID_LENGTH = 16
 # Letters and digits: inside IAM's External ID set and safe to paste anywhere.
 _EXTERNAL_ID_ALPHABET = string.ascii_letters + string.digits
 _ROLE_ARN = re.compile(r"^arn:[^:]+:iam::(?P<account>[0-9]{12}):role(?P<path>/(?:.*/)?)(?P<name>[^/]+)$")
@@ -100,6 +105,61 @@ def parse_role_arn(arn: str) -> tuple[str, str, str] | None:
     """(account, path, name) of a role ARN, or None."""
     match = _ROLE_ARN.match(arn)
     return (match["account"], match["path"], match["name"]) if match else None
+
+
+def check_external_id(value: str, where: str) -> None:
+    """Refuse an External ID IAM would refuse or anyone could guess; a good one is masked from then on."""
+    if len(value) < MIN_EXTERNAL_ID_LENGTH:
+        raise NeedsAttention(
+            "ExternalIdTooShort",
+            f"The External ID in {where} has {len(value)} characters; at least {MIN_EXTERNAL_ID_LENGTH} are needed "
+            "for it to be a secret (OpsRamp's console shows a longer one; or remove the reference to have the "
+            "operator generate one).",
+        )
+    if len(value) > 1224 or not re.match(EXTERNAL_ID_PATTERN, value):
+        raise NeedsAttention(
+            "ExternalIdInvalid",
+            f"The External ID in {where} is not valid for IAM: it must be {MIN_EXTERNAL_ID_LENGTH} to 1224 "
+            "characters of letters, digits and _+=,.@:/-.",
+        )
+    redaction.register(value)
+
+
+def referenced_secrets(spec: AWSIntegrationSpec, ref: ResourceRef) -> set[tuple[str, str]]:
+    """(namespace, name) of every Secret the resource reads."""
+    names = {spec.opsramp.credentials_secret_ref.name, generated_secret_name(ref.name)}
+    for secret_ref in (spec.external_id_secret_ref, spec.aws.external_id_secret_ref):
+        if secret_ref is not None:
+            names.add(secret_ref.name)
+    return {(ref.namespace, name) for name in names}
+
+
+def salvage_spec(raw: Mapping[str, Any], status: Mapping[str, Any]) -> AWSIntegrationSpec | None:
+    """A spec to clean up with when the stored one no longer parses (an older CRD, a bad hand edit).
+
+    Cleanup needs only where OpsRamp is (spec.opsramp), where the role lives (spec.aws) and which role (what
+    status.roleArn recorded): those parts are taken when each still parses on its own. None when they do not.
+    """
+    data: dict[str, Any] = {"regions": ["All"]}
+    try:
+        data["opsramp"] = OpsRampSpec.model_validate(raw.get("opsramp")).model_dump(by_alias=True)
+        data["aws"] = AwsSpec.model_validate(raw.get("aws") or {}).model_dump(by_alias=True, exclude_none=True)
+    except ValidationError:
+        return None
+    parsed = parse_role_arn(str(status.get("roleArn") or ""))
+    if parsed is not None:
+        data["role"] = {"name": parsed[2], "path": parsed[1]}
+    for key in ("deletionPolicy", "displayName"):
+        if key in raw:
+            try:
+                AWSIntegrationSpec.model_validate({**data, key: raw[key]})
+            except ValidationError:
+                continue
+            data[key] = raw[key]
+    try:
+        return AWSIntegrationSpec.model_validate(data)
+    except ValidationError:
+        return None
 
 
 @contextmanager
@@ -154,6 +214,9 @@ class Service:
         self._verdict_read: dict[str, float] = {}
         # The ids of what each resource's last pass in this process found or made (see `with_recorded_ids`).
         self._recorded: dict[str, dict[str, Any]] = {}
+        # Which resources read which Secrets: a change to one re-checks them within a tick.
+        self._secret_users: dict[tuple[str, str], set[str]] = {}
+        self._secrets_of: dict[str, set[tuple[str, str]]] = {}
 
     # --- concurrency: one pass per resource at a time (change handlers and the drift timer) -------------
 
@@ -193,8 +256,38 @@ class Service:
                 return False
             return time.monotonic() >= due
 
-    def forget(self, uid: str) -> None:
+    def use_secrets(self, uid: str, keys: set[tuple[str, str]]) -> None:
+        """Record the Secrets resource `uid` reads now (credentials, External IDs)."""
         with self._locks_guard:
+            for key in self._secrets_of.get(uid, set()) - keys:
+                users = self._secret_users.get(key)
+                if users is not None:
+                    users.discard(uid)
+                    if not users:
+                        del self._secret_users[key]
+            for key in keys:
+                self._secret_users.setdefault(key, set()).add(uid)
+            self._secrets_of[uid] = set(keys)
+
+    def secret_event(self, kind: str, namespace: str, name: str, resource_version: str) -> None:
+        """The Secret watch saw a labelled Secret listed, created, changed or deleted."""
+        # The echo of our own write (the External ID Secret a pass just created, the finalizer or label it added)
+        # is not news: re-checking every user of it would double each resource's first pass.
+        if kind in ("ADDED", "MODIFIED") and self.secrets.is_own_write(namespace, name, resource_version):
+            return
+        # Whatever happened to it, the next read of it goes to the API server (the Secrets cache follows the watch).
+        self.secrets.changed(namespace, name, deleted=kind == "DELETED")
+        if kind not in ("ADDED", "MODIFIED"):
+            return
+        with self._locks_guard:
+            users = set(self._secret_users.get((namespace, name), ()))
+        for uid in users:
+            self.nudge(uid)
+
+    def forget(self, uid: str) -> None:
+        self.use_secrets(uid, set())
+        with self._locks_guard:
+            self._secrets_of.pop(uid, None)
             self._locks.pop(uid, None)
             self._next_pass.pop(uid, None)
             self._nudged.discard(uid)
@@ -235,14 +328,22 @@ class Service:
     # --- inputs -----------------------------------------------------------------------------------------
 
     def opsramp_account_id(self, spec: AWSIntegrationSpec) -> str:
-        account = spec.opsramp.aws_account_id or self.settings.default_opsramp_aws_account_id
-        if not account:
+        return self.settings.guardrails.opsramp_account(spec.opsramp.aws_account_id)
+
+    def check_guardrails(self, spec: AWSIntegrationSpec, ref: ResourceRef) -> None:
+        """The cluster admin's rules (guardrails.py), before any Secret is read or anything is sent anywhere."""
+        rules = self.settings.guardrails
+        rules.check_endpoint(spec.opsramp.endpoint)
+        rules.opsramp_account(spec.opsramp.aws_account_id)
+        rules.check_managed_policies(spec.role.managed_policy_arns)
+        rules.permissions_boundary(spec.role.permissions_boundary_arn)
+        rules.check_target(ref.namespace, spec.aws.assume_role_arn)
+        if spec.aws.external_id is not None:
             raise NeedsAttention(
-                "InvalidSpec",
-                "OpsRamp's AWS account id is unknown: set spec.opsramp.awsAccountId (shown on OpsRamp's 'Install "
-                "AWS Integration' page) or the operator's OPERATOR_OPSRAMP_AWS_ACCOUNT_ID.",
+                "ExternalIdInSpec",
+                "spec.aws.externalId holds a secret in plain sight of everyone who may read this resource: put it in "
+                "a Secret (key externalId), set spec.aws.externalIdSecretRef to it and remove spec.aws.externalId.",
             )
-        return account
 
     def check_regions(self, spec: AWSIntegrationSpec) -> None:
         unknown = [r for r in spec.regions if r != "All" and r not in known_regions()]
@@ -253,9 +354,16 @@ class Service:
                 'spelling (e.g. us-east-1), or use ["All"].',
             )
 
+    def watched_secret(self, namespace: str, name: str) -> SecretData | None:
+        """A Secret the resource reads, labelled (once) so that the operator's Secret watch sees its changes."""
+        secret = self.secrets.get(namespace, name)
+        if secret is not None and secret.labels.get(SECRET_WATCH_LABEL) != "true":
+            self.secrets.add_label(namespace, secret, SECRET_WATCH_LABEL, "true")
+        return secret
+
     def credentials(self, spec: AWSIntegrationSpec, ref: ResourceRef, *, protect: bool) -> OpsRampCredentials:
         name = spec.opsramp.credentials_secret_ref.name
-        secret = self.secrets.get(ref.namespace, name)
+        secret = self.watched_secret(ref.namespace, name)
         if secret is None:
             raise NeedsAttention(
                 "CredentialsSecretNotFound",
@@ -292,7 +400,7 @@ class Service:
         """(External ID, name of the Secret holding it): the referenced Secret, or one we generate and own."""
         if spec.external_id_secret_ref is not None:
             name = spec.external_id_secret_ref.name
-            secret = self.secrets.get(ref.namespace, name)
+            secret = self.watched_secret(ref.namespace, name)
             if secret is None:
                 raise NeedsAttention(
                     "ExternalIdSecretNotFound",
@@ -300,30 +408,25 @@ class Service:
                     "externalId holding the External ID from OpsRamp's 'Install AWS Integration' page.",
                 )
             value = secret.data.get(EXTERNAL_ID_KEY, "")
-            redaction.register(value)
             if not value:
                 raise NeedsAttention(
                     "ExternalIdSecretInvalid", f"Secret {ref.namespace}/{name} has no key externalId (or it is empty)."
                 )
-            if not (2 <= len(value) <= 1224) or not re.match(EXTERNAL_ID_PATTERN, value):
-                raise NeedsAttention(
-                    "ExternalIdInvalid",
-                    f"The External ID in Secret {ref.namespace}/{name} is not valid for IAM: it must be 2 to 1224 "
-                    "characters of letters, digits and _+=,.@:/-.",
-                )
+            check_external_id(value, f"Secret {ref.namespace}/{name} (spec.externalIdSecretRef)")
             return value, name
         name = generated_secret_name(ref.name)
-        secret = self.secrets.get(ref.namespace, name)
+        secret = self.watched_secret(ref.namespace, name)
         if secret is None:
             value = generate_external_id()
             redaction.register(value)
             labels = {
                 "app.kubernetes.io/managed-by": MANAGED_BY_VALUE,
-                f"{GROUP}/awsintegration": ref.name[:63],
+                f"{GROUP}/awsintegration": label_value(ref.name),
+                SECRET_WATCH_LABEL: "true",
             }
             self.secrets.create(ref.namespace, name, {EXTERNAL_ID_KEY: value}, ref.owner_reference(), labels)
             # Read back: after a crash or a race, the Secret that exists is the one that counts.
-            secret = self.secrets.get(ref.namespace, name)
+            secret = self.watched_secret(ref.namespace, name)
             if secret is None:
                 raise NeedsAttention("ExternalIdSecretInvalid", f"Secret {ref.namespace}/{name} vanished after create.")
         if ref.uid not in secret.owner_uids:
@@ -341,6 +444,26 @@ class Service:
             )
         return value, name
 
+    def account(self, spec: AWSIntegrationSpec, ref: ResourceRef) -> AwsAccount:
+        """Where the role lives: the operator's own credentials, or spec.aws.assumeRoleArn (already allowed)."""
+        external_id = None
+        if spec.aws.assume_role_arn and spec.aws.external_id_secret_ref is not None:
+            name = spec.aws.external_id_secret_ref.name
+            secret = self.watched_secret(ref.namespace, name)
+            if secret is None:
+                raise NeedsAttention(
+                    "ExternalIdSecretNotFound",
+                    f"Secret {ref.namespace}/{name} (spec.aws.externalIdSecretRef) does not exist: create it with key "
+                    "externalId holding the External ID the trust policy of spec.aws.assumeRoleArn requires.",
+                )
+            external_id = secret.data.get(EXTERNAL_ID_KEY, "")
+            check_external_id(external_id, f"Secret {ref.namespace}/{name} (spec.aws.externalIdSecretRef)")
+        elif spec.aws.assume_role_arn and spec.aws.external_id:
+            # Only cleanup gets here (a pass refuses the field): a resource made before it moved must still go.
+            external_id = spec.aws.external_id
+            redaction.register(external_id)
+        return self.aws.for_target(spec.aws.assume_role_arn, external_id)
+
     def client(self, spec: AWSIntegrationSpec, creds: OpsRampCredentials) -> OpsRampClient:
         return self.opsramp_factory(
             spec.opsramp.endpoint.rstrip("/"),
@@ -351,14 +474,19 @@ class Service:
         )
 
     def desired_role(
-        self, spec: AWSIntegrationSpec, ref: ResourceRef, opsramp_account: str, external_id: str
+        self,
+        spec: AWSIntegrationSpec,
+        ref: ResourceRef,
+        opsramp_account: str,
+        external_id: str,
+        partition: str = "aws",
     ) -> DesiredRole:
         return DesiredRole(
             name=spec.effective_role_name(ref.namespace, ref.name),
             path=spec.role.path,
-            trust_policy=trust_policy(opsramp_account, external_id),
+            trust_policy=trust_policy(opsramp_account, external_id, partition),
             max_session_duration=spec.role.max_session_duration,
-            permissions_boundary_arn=spec.role.permissions_boundary_arn,
+            permissions_boundary_arn=self.settings.guardrails.permissions_boundary(spec.role.permissions_boundary_arn),
             tags=dict(spec.role.tags),
             permission_policy=load_opsramp_policy() if spec.role.attach_opsramp_policy else None,
             extra_managed_policy_arns=tuple(spec.role.managed_policy_arns),
@@ -371,6 +499,7 @@ class Service:
     def reconcile(
         self, spec: AWSIntegrationSpec, ref: ResourceRef, status: Mapping[str, Any], result: PassResult
     ) -> None:
+        self.use_secrets(ref.uid, referenced_secrets(spec, ref))
         if spec.suspend:
             result.suspended = True
             return
@@ -380,8 +509,9 @@ class Service:
         display_name = spec.effective_display_name(ref.namespace, ref.name)
         protect = spec.deletion_policy == "Delete"
 
-        # 1. Everything that can be checked before a write.
+        # 1. Everything that can be checked before a write: first the admin's rules, before any Secret is read.
         with step(result, "role"):
+            self.check_guardrails(spec, ref)
             self.check_external_id_source(spec, ref)
             opsramp_account = self.opsramp_account_id(spec)
             self.check_regions(spec)
@@ -389,8 +519,7 @@ class Service:
             creds = self.credentials(spec, ref, protect=protect)
             client = self.client(spec, creds)
         with step(result, "role"):
-            account = self.aws.for_target(spec.aws.assume_role_arn, spec.aws.external_id)
-            redaction.register(spec.aws.external_id)
+            account = self.account(spec, ref)
             result.account_id = check_account(account, spec.aws.account_id)
             role_name = spec.effective_role_name(ref.namespace, ref.name)
             role_arn = f"arn:{account.partition()}:iam::{result.account_id}:role{spec.role.path}{role_name}"
@@ -407,7 +536,7 @@ class Service:
         with step(result, "role"):
             external_id, secret_name = self.external_id(spec, ref)
             result.external_id_secret_name = secret_name
-            desired = self.desired_role(spec, ref, opsramp_account, external_id)
+            desired = self.desired_role(spec, ref, opsramp_account, external_id, account.partition())
             validate_desired(desired)
             outcome = ensure_role(account, desired, previously_attached=tuple(status.get("attachedPolicyArns") or ()))
             result.attached_policy_arns = list(outcome.policy_arns)
@@ -596,7 +725,16 @@ class Service:
         recorded_id = status.get("integrationId") or None
         recorded_arn = status.get("roleArn") or None
         display_name = spec.effective_display_name(ref.namespace, ref.name)
-        account = self.aws.for_target(spec.aws.assume_role_arn, spec.aws.external_id)
+        try:
+            # Cleanup sends credentials and assumes roles too: only where the admin's rules allow.
+            self.settings.guardrails.check_endpoint(spec.opsramp.endpoint)
+            self.settings.guardrails.check_target(ref.namespace, spec.aws.assume_role_arn)
+        except NeedsAttention:
+            if recorded_id or recorded_arn:
+                raise
+            # No pass got past these rules, so nothing was made: waiting for them to change would wedge deletion.
+            return ["the guardrails refuse its endpoint or target and nothing was recorded: nothing to clean up"]
+        account = self.account(spec, ref)
         try:
             account_id = check_account(account, spec.aws.account_id)
         except NeedsAttention as exc:

@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .guardrails import Guardrails, GuardrailsError
 from .models import ACCOUNT_ID_PATTERN
 
 
@@ -79,6 +80,17 @@ class Settings:
     iam_calls_per_second: int = 10
     # Secrets every pass reads are kept from the operator's Secret watch; this bounds how long an entry is trusted.
     secret_cache_seconds: float = 300.0
+    # What a tenant may ask for (trusted OpsRamp accounts, extra policies, boundary, targets, OpsRamp hosts).
+    guardrails: Guardrails = field(default_factory=Guardrails)
+    # A server's Retry-After / X-RateLimit-Reset is honoured up to this many seconds: a longer one is a lie or an
+    # attack, and would park the tenant's client (not the others') for that long.
+    max_server_wait_seconds: float = 300.0
+    # The longest a pass sleeps in a shared worker thread (rate-limit budget, a server's wait, a retry backoff);
+    # a longer wait ends the pass with a temporary error and the resource is retried when the wait is over.
+    max_wait_in_pass_seconds: float = 10.0
+    # Assumed-role sessions (one per spec.aws.assumeRoleArn): at most this many, each for at most this long.
+    aws_session_cache_size: int = 64
+    aws_session_cache_seconds: float = 3600.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -94,6 +106,10 @@ class Settings:
         log_level = env.get("OPERATOR_LOG_LEVEL", "INFO").strip().upper() or "INFO"
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"OPERATOR_LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+        try:
+            guardrails = Guardrails.from_env(env)
+        except GuardrailsError as exc:
+            raise SettingsError(str(exc)) from None
         return cls(
             namespaces=namespaces,
             default_opsramp_aws_account_id=account,
@@ -121,4 +137,9 @@ class Settings:
             opsramp_writes_per_window=_int(env, "OPERATOR_OPSRAMP_WRITES_PER_WINDOW", 50, minimum=1),
             iam_calls_per_second=_int(env, "OPERATOR_IAM_CALLS_PER_SECOND", 10, minimum=1),
             secret_cache_seconds=_float(env, "OPERATOR_SECRET_CACHE_SECONDS", 300.0),
+            guardrails=guardrails,
+            max_server_wait_seconds=_float(env, "OPERATOR_MAX_SERVER_WAIT_SECONDS", 300.0, minimum=1.0),
+            max_wait_in_pass_seconds=_float(env, "OPERATOR_MAX_WAIT_IN_PASS_SECONDS", 10.0, minimum=0.0),
+            aws_session_cache_size=_int(env, "OPERATOR_AWS_SESSION_CACHE_SIZE", 64, minimum=1),
+            aws_session_cache_seconds=_float(env, "OPERATOR_AWS_SESSION_CACHE_SECONDS", 3600.0, minimum=60.0),
         )
