@@ -11,12 +11,14 @@ never a key, token or External ID.
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -104,6 +106,10 @@ class AwsSettings:
     read_timeout: float = 20.0
     role_session_name: str = "opsramp-aws-operator"
     assume_role_duration_seconds: int = 3600
+    # Each assumed-role target costs two botocore clients (~650 KiB): keep at most this many, each at most this
+    # long, the least recently used going first, so that any number of distinct targets costs bounded memory.
+    session_cache_size: int = 64
+    session_cache_seconds: float = 3600.0
 
 
 def sanitize(text: str, secrets: Iterable[str] = ()) -> str:
@@ -649,7 +655,8 @@ class AwsSessions:
         self._hooks = _Hooks(self.limiter)
         self._lock = threading.Lock()
         self._default: AwsAccount | None = None
-        self._targets: dict[tuple[str, str], AwsAccount] = {}
+        # key -> (created at, account), least recently used first.
+        self._targets: collections.OrderedDict[tuple[str, str], tuple[float, AwsAccount]] = collections.OrderedDict()
 
     def _client(self, session: botocore.session.Session, service: str) -> Any:
         client = session.create_client(
@@ -678,13 +685,28 @@ class AwsSessions:
         # The cache key holds a digest of the External ID, never the value itself.
         key = (assume_role_arn, hashlib.sha256((external_id or "").encode()).hexdigest())
         with self._lock:
-            account = self._targets.get(key)
-            if account is not None:
-                return account
+            hit = self._targets.get(key)
+            if hit is not None and time.monotonic() - hit[0] < self.settings.session_cache_seconds:
+                self._targets.move_to_end(key)
+                return hit[1]
         # Build outside the lock (sessions are not free); keep the first one if two threads race.
         account = self._assumed_account(assume_role_arn, external_id)
         with self._lock:
-            return self._targets.setdefault(key, account)
+            hit = self._targets.get(key)
+            if hit is not None and time.monotonic() - hit[0] < self.settings.session_cache_seconds:
+                self._targets.move_to_end(key)
+                return hit[1]
+            self._targets[key] = (time.monotonic(), account)
+            self._targets.move_to_end(key)
+            while len(self._targets) > self.settings.session_cache_size:
+                self._targets.popitem(last=False)
+            metrics.AWS_SESSIONS.set(len(self._targets))
+            return account
+
+    def cached_targets(self) -> int:
+        """How many assumed-role sessions are held now."""
+        with self._lock:
+            return len(self._targets)
 
     def _assumed_account(self, role_arn: str, external_id: str | None) -> AwsAccount:
         base_sts = self.default().sts_client

@@ -79,7 +79,14 @@ def configure_logging(settings: Settings) -> None:
 
 
 def build_service(settings: Settings) -> Service:
-    aws = AwsSessions(AwsSettings(rate_limit=settings.iam_calls_per_second, rate_window_seconds=1.0))
+    aws = AwsSessions(
+        AwsSettings(
+            rate_limit=settings.iam_calls_per_second,
+            rate_window_seconds=1.0,
+            session_cache_size=settings.aws_session_cache_size,
+            session_cache_seconds=settings.aws_session_cache_seconds,
+        )
+    )
     # The Secrets cache is safe here: the operator watches Secrets and secret_changed keeps it current.
     return Service(settings, aws=aws, secrets_api=Secrets(cache_seconds=settings.secret_cache_seconds))
 

@@ -38,3 +38,7 @@ RESOURCES = Gauge(
     "AWSIntegration resources by Ready condition status (True, False, Unknown).",
     ["ready"],
 )
+AWS_SESSIONS = Gauge(
+    "opsramp_operator_aws_sessions",
+    "Assumed-role sessions (one per spec.aws.assumeRoleArn) held; bounded by OPERATOR_AWS_SESSION_CACHE_SIZE.",
+)

@@ -23,6 +23,14 @@ Clock = Callable[[], float]
 Sleeper = Callable[[float], None]
 
 
+class WaitTooLong(Exception):
+    """`acquire(max_wait=...)` would have to wait longer than allowed; `delay` says how long a slot is away."""
+
+    def __init__(self, name: str, delay: float) -> None:
+        super().__init__(f"rate limiter {name}: next slot in {delay:.1f}s")
+        self.delay = delay
+
+
 class RateLimiter:
     """At most `limit` grants in any `window_seconds`-long window; `acquire` blocks until one is free."""
 
@@ -69,8 +77,12 @@ class RateLimiter:
             self._grants.append(now)
             return True
 
-    def acquire(self) -> float:
-        """Block until a slot is free, take it, and return the seconds spent waiting."""
+    def acquire(self, max_wait: float | None = None) -> float:
+        """Block until a slot is free, take it, and return the seconds spent waiting.
+
+        With `max_wait`, never wait longer in all than that: when the next slot is further away, raise
+        `WaitTooLong` at once instead (a shared worker thread must not sit out one tenant's budget or pause).
+        """
         start = self._clock()
         while True:
             with self._lock:
@@ -82,6 +94,8 @@ class RateLimiter:
                     if waited > 0:
                         log.debug("rate limiter %s: waited %.3fs for a slot", self.name, waited)
                     return waited
+                if max_wait is not None and now - start + delay > max_wait:
+                    raise WaitTooLong(self.name, delay)
             # Sleep outside the lock so other threads can still see the state; re-check on wake because
             # another thread may have taken the slot that freed up.
             self._sleep(delay)

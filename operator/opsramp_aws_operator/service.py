@@ -33,7 +33,14 @@ from .integrations import Applied, check_display_name_free, ensure_integration, 
 from .kube import OwnerReference, SecretData, Secrets
 from .models import EXTERNAL_ID_PATTERN, AWSIntegrationSpec, AwsSpec, OpsRampSpec, label_value
 from .monitoring import MonitoringInputs, ensure_discovery, ensure_enabled, judge
-from .opsramp import AwsIntegrationRequest, InstalledIntegration, OpsRampClient, OpsRampLimits, get_client
+from .opsramp import (
+    AwsIntegrationRequest,
+    InstalledIntegration,
+    OpsRampClient,
+    OpsRampLimits,
+    OpsRampTimeouts,
+    get_client,
+)
 from .policies import load_opsramp_policy, trust_policy
 from .roles import (
     DesiredRole,
@@ -203,6 +210,10 @@ class Service:
             paged_gets_per_window=settings.opsramp_paged_gets_per_window,
             writes_per_window=settings.opsramp_writes_per_window,
             window_seconds=settings.opsramp_window_seconds,
+        )
+        self.timeouts = OpsRampTimeouts(
+            max_server_wait_seconds=settings.max_wait_in_pass_seconds,
+            server_wait_cap_seconds=settings.max_server_wait_seconds,
         )
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -471,6 +482,7 @@ class Service:
             creds.client_id,
             creds.client_secret,
             limits=self.limits,
+            timeouts=self.timeouts,
         )
 
     def desired_role(

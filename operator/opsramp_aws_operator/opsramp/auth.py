@@ -145,7 +145,8 @@ def fetch_token(
                 "in the credentials Secret and that the API client is enabled",
             )
         if status == 429 or status >= 500:
-            wait = server_wait_seconds(response.headers)
+            given = server_wait_seconds(response.headers)
+            wait = timeouts.capped(given) if given is not None else None
             if attempt < timeouts.max_attempts and (wait or 0) <= timeouts.max_server_wait_seconds:
                 time.sleep(wait if wait is not None else backoff(attempt))
                 continue

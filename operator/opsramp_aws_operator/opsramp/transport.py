@@ -21,7 +21,7 @@ from requests.adapters import HTTPAdapter
 
 from opsramp_aws_operator import metrics
 from opsramp_aws_operator.errors import NeedsAttention, TransientError
-from opsramp_aws_operator.ratelimit import RateLimiter, shared_limiter
+from opsramp_aws_operator.ratelimit import RateLimiter, WaitTooLong, shared_limiter
 
 from .auth import Bearer, fetch_token, token_cache_for
 from .wire import Scrubber, WireFormat, error_text, mentions, says_not_found, server_wait_seconds
@@ -72,9 +72,16 @@ class OpsRampTimeouts:
     max_attempts: int = 4
     backoff_base_seconds: float = 0.5
     backoff_max_seconds: float = 20.0
-    # A server asking us to wait longer than this gets a TransientError with that delay instead of a sleep
-    # in the worker thread.
-    max_server_wait_seconds: float = 65.0
+    # The longest one sleep in a (shared) worker thread may last: the tenant's own budget, a server's wait, a
+    # backoff. A longer wait ends the call with a TransientError carrying the delay, and the resource is retried
+    # then, so one tenant's throttling never holds the workers every other tenant needs.
+    max_server_wait_seconds: float = 10.0
+    # A server's Retry-After / X-RateLimit-Reset counts up to this: a day-long one would park this tenant's client
+    # for a day (a broken or hostile server); beyond the cap we try again anyway.
+    server_wait_cap_seconds: float = 300.0
+
+    def capped(self, wait: float) -> float:
+        return min(max(0.0, wait), self.server_wait_cap_seconds)
 
 
 _sessions: dict[str, requests.Session] = {}
@@ -143,14 +150,25 @@ class Transport:
 
     def _backoff(self, attempt: int) -> float:
         base = self.timeouts.backoff_base_seconds * 2.0 ** (attempt - 1)
+        cap = min(self.timeouts.backoff_max_seconds, self.timeouts.max_server_wait_seconds)
         # Full jitter keeps a fleet of workers from retrying in lockstep.
-        return min(self.timeouts.backoff_max_seconds, base) * (0.5 + random.random() / 2)
+        return min(cap, base) * (0.5 + random.random() / 2)
 
     def _scrubber(self, extra: list[str] | None = None) -> Scrubber:
         return Scrubber([self._client_secret, self._tokens.token.value, *(extra or [])])
 
     def _acquire(self, category: str) -> None:
-        waited = self._limiters[category].acquire()
+        try:
+            waited = self._limiters[category].acquire(max_wait=self.timeouts.max_server_wait_seconds)
+        except WaitTooLong as exc:
+            # This tenant's budget (or a pause OpsRamp asked for) is further away than a worker may sleep.
+            raise TransientError(
+                "OpsRampRateLimited",
+                f"OpsRamp budget for {category.replace('_', ' ')} of tenant {self.tenant_id} is used up; next slot in "
+                f"{exc.delay:.0f}s",
+                retry_after=max(exc.delay, 1.0),
+                exact=True,
+            ) from None
         if waited > 0:
             metrics.RATE_LIMIT_WAIT_SECONDS.labels(service=SERVICE, category=category).inc(waited)
 
@@ -282,7 +300,7 @@ class Transport:
                 )
             if status == 429:
                 wait = server_wait_seconds(response.headers)
-                wait = self.timeouts.backoff_base_seconds * attempt if wait is None else wait
+                wait = self.timeouts.backoff_base_seconds * attempt if wait is None else self.timeouts.capped(wait)
                 # Everyone sharing this tenant's budget backs off, not only this thread.
                 self._limiters[category].pause(wait)
                 # A 429 is refused before any work, so a create may be re-sent too.
@@ -299,9 +317,11 @@ class Transport:
             if absent_ok and (status == 400 or status >= 500) and says_not_found(text):
                 return MaybeAbsent(status)
             if status >= 500:
-                wait = server_wait_seconds(response.headers)
-                if idempotent and attempt < self.timeouts.max_attempts:
-                    time.sleep(min(wait, self.timeouts.max_server_wait_seconds) if wait else self._backoff(attempt))
+                given = server_wait_seconds(response.headers)
+                wait = self.timeouts.capped(given) if given is not None else None
+                may_sleep = wait is None or wait <= self.timeouts.max_server_wait_seconds
+                if idempotent and attempt < self.timeouts.max_attempts and may_sleep:
+                    time.sleep(wait if wait else self._backoff(attempt))
                     continue
                 hint = (
                     ""
