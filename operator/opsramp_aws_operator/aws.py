@@ -186,7 +186,8 @@ class ObservedRole:
     path: str
     arn: str
     role_id: str
-    trust_policy: PolicyDocument
+    # Carries the External ID (sts:ExternalId): never in a repr.
+    trust_policy: PolicyDocument = field(repr=False)
     max_session_duration: int
     description: str
     permissions_boundary_arn: str | None

@@ -7,26 +7,61 @@ value in a text. A logging filter applies it to every record.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import threading
+import urllib.parse
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
 MASK = "***"
-# Shorter values would mask ordinary words; every real secret here is far longer.
-MIN_SECRET_LENGTH = 6
-# Secrets by their first MIN_SECRET_LENGTH characters (longest first), rebuilt when one is added. A fleet
-# registers an External ID per resource: looking every position of a text up here costs the same for ten
-# secrets or ten thousand, where trying each secret in turn made every log line O(fleet).
+# What the registry accepts as a secret. Shorter or plainer values would let a tenant who chooses one (a client
+# secret, an External ID in its own Secret) mask ordinary words in everyone's log lines and Events; every real
+# secret here is longer and mixes cases or letters and digits (generated External IDs, OpsRamp API secrets, tokens).
+MIN_SECRET_LENGTH = 16
+MIN_DISTINCT_CHARACTERS = 8
+# The index below keys secrets (and their encoded forms) by their first few characters.
+_PREFIX = 6
+# Secrets by their first _PREFIX characters (longest first), rebuilt when one is added. A fleet registers an
+# External ID per resource: looking every position of a text up here costs the same for ten secrets or ten
+# thousand, where trying each secret in turn made every log line O(fleet).
 _by_prefix: dict[str, list[str]] | None = None
 
 
+def looks_secret(value: str) -> bool:
+    """Whether a value may be registered: long, varied, no spaces, at least two of lower, upper and digits."""
+    classes = (str.islower, str.isupper, str.isdigit)
+    return (
+        len(value) >= MIN_SECRET_LENGTH
+        and len(set(value)) >= MIN_DISTINCT_CHARACTERS
+        and sum(any(test(c) for c in value) for test in classes) >= 2
+        and not any(c.isspace() for c in value)
+    )
+
+
+def encoded_forms(value: str) -> set[str]:
+    """The value as it may appear in text: itself, URL-encoded, JSON-escaped and base64 (at any alignment)."""
+    forms = {value, urllib.parse.quote(value, safe=""), urllib.parse.quote_plus(value), json.dumps(value)[1:-1]}
+    raw = value.encode()
+    for pad in range(3):
+        # The secret inside a longer base64 text starts at any byte offset mod 3: the characters that depend on
+        # its bytes alone are the same whatever surrounds it.
+        encoded = base64.b64encode(b"\0" * pad + raw + b"\0\0").decode()
+        start = -(-8 * pad // 6)
+        end = 8 * (pad + len(raw)) // 6
+        core = encoded[start:end]
+        forms.update({core, core.replace("+", "-").replace("/", "_")})
+    return {f for f in forms if len(f) >= _PREFIX}
+
+
 def register(*values: str | None) -> None:
+    """Mask these values (and their encoded forms) from now on; values that do not look secret are ignored."""
     global _by_prefix  # noqa: PLW0603 - the module is the registry
     with _lock:
         for value in values:
-            if value and len(value) >= MIN_SECRET_LENGTH and value not in _secrets:
-                _secrets.add(value)
+            if value and value not in _secrets and looks_secret(value):
+                _secrets.update(encoded_forms(value))
                 _by_prefix = None
 
 
@@ -36,7 +71,7 @@ def _index() -> dict[str, list[str]]:
         if _by_prefix is None:
             index: dict[str, list[str]] = {}
             for secret in sorted(_secrets, key=len, reverse=True):
-                index.setdefault(secret[:MIN_SECRET_LENGTH], []).append(secret)
+                index.setdefault(secret[:_PREFIX], []).append(secret)
             _by_prefix = index
         return _by_prefix
 
@@ -44,13 +79,13 @@ def _index() -> dict[str, list[str]]:
 def redact(text: str) -> str:
     """`text` with every registered secret replaced by MASK (leftmost first, the longest at each position)."""
     index = _index()
-    if not index or len(text) < MIN_SECRET_LENGTH:
+    if not index or len(text) < _PREFIX:
         return text
     parts: list[str] = []
     start = position = 0
-    end = len(text) - MIN_SECRET_LENGTH
+    end = len(text) - _PREFIX
     while position <= end:
-        candidates = index.get(text[position : position + MIN_SECRET_LENGTH])
+        candidates = index.get(text[position : position + _PREFIX])
         found = next((s for s in candidates if text.startswith(s, position)), None) if candidates else None
         if found is None:
             position += 1

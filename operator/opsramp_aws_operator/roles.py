@@ -99,7 +99,8 @@ class DesiredRole:
 
     name: str
     path: str
-    trust_policy: dict[str, Any]
+    # Carries the External ID (sts:ExternalId): never in a repr.
+    trust_policy: dict[str, Any] = field(repr=False)
     max_session_duration: int
     permissions_boundary_arn: str | None
     tags: Mapping[str, str]

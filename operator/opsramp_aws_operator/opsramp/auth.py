@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 import requests
@@ -35,9 +35,9 @@ def _error(code: str) -> None:
 
 @dataclass
 class Token:
-    value: str = ""
+    value: str = field(default="", repr=False)  # a bearer token: never in a repr
     expires_at: float = 0.0
-    secret_digest: str = ""
+    secret_digest: str = field(default="", repr=False)
     # When the grant that issued it was sent (monotonic): a token requested after a refusal arrived was issued
     # after whatever revoked the refused one.
     requested_at: float = 0.0
