@@ -59,3 +59,19 @@ app.kubernetes.io/part-of: opsramp
 {{- fail "rbac.namespaced=true needs the namespaces to grant access in: set watchNamespaces" }}
 {{- end }}
 {{- end }}
+
+{{/* An IAM ArnLike-style pattern (`*`, `?`) as an anchored RE2 regex; guardrails.glob_regex does the same in Python. */}}
+{{- define "opsramp-aws-operator.globRegex" -}}
+{{- printf "^%s$" (regexQuoteMeta .) | replace "\\*" ".*" | replace "\\?" "." -}}
+{{- end }}
+
+{{/* A namespace target entry as a regex: `default`, an account id (any role in it) or an ARN pattern. */}}
+{{- define "opsramp-aws-operator.targetRegex" -}}
+{{- if eq . "default" -}}
+^default$
+{{- else if regexMatch "^[0-9]{12}$" . -}}
+{{- printf "^arn:aws(-[a-z]+)*:iam::%s:role/.*$" . -}}
+{{- else -}}
+{{- include "opsramp-aws-operator.globRegex" . -}}
+{{- end -}}
+{{- end }}

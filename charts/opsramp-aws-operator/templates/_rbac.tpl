@@ -14,9 +14,10 @@ that namespaced mode can grant the namespaced part per namespace and only the cl
   verbs: ["get", "patch"]
 - apiGroups: [""]
   resources: ["secrets"]
-  # Reads the OpsRamp credentials and External ID Secrets; creates, updates and deletes the generated
-  # External ID Secret it owns.
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  # Reads the OpsRamp credentials and External ID Secrets and watches only those labelled
+  # integrations.opsramp.com/watch=true; creates the generated External ID Secret (garbage-collected with its
+  # AWSIntegration, never deleted by the operator); patches a finalizer and that label onto referenced Secrets.
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
