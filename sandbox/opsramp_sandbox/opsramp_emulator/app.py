@@ -134,7 +134,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         return _oauth_error(403, "access_denied", "Access is denied")
 
     category = _category(request)
-    throttle, reset_in, retry_after = state.should_throttle()
+    throttle, reset_in, retry_after = state.should_throttle(tenant_id)
     if throttle:
         reset = math.ceil(time.time() + reset_in)
         headers = {"X-RateLimit-Limit": str(state.rate_limits[category]), "X-RateLimit-Remaining": "0"}

@@ -54,6 +54,8 @@ class Faults:
     throttle_next: int = 0
     throttle_reset_seconds: float = 1.0
     throttle_retry_after: float | None = None
+    # Only this tenant's API requests are throttled (None: every tenant's): one tenant's 429s beside others.
+    throttle_tenant: str | None = None
     # Seconds added before answering any API or token request.
     latency_seconds: float = 0.0
     # Share of requests, or the next N, whose connection is closed without an answer.
@@ -248,9 +250,11 @@ class EmulatorState:
                 return True
             return f.drop_rate > 0 and self._rng.random() < f.drop_rate
 
-    def should_throttle(self) -> tuple[bool, float, float | None]:
+    def should_throttle(self, tenant_id: str | None = None) -> tuple[bool, float, float | None]:
         with self.lock:
             f = self.faults
+            if f.throttle_tenant is not None and tenant_id != f.throttle_tenant:
+                return False, 0.0, None
             if f.throttle_next > 0:
                 f.throttle_next -= 1
                 self.throttled += 1

@@ -215,12 +215,16 @@ def test_preexisting_role_without_our_tag_is_untouched(account: AwsAccount, call
 
 
 def test_role_of_another_resource_is_not_owned(account: AwsAccount, calls: CallLog, raw_iam: Any) -> None:
-    """Two resources claiming one role name: the second gets NotOwned naming the first, and writes nothing."""
+    """Two resources claiming one role name: the second gets NotOwned (which tells it nothing of the first: its
+    namespace, name and UID are another tenant's business) and writes nothing."""
     ensure_role(account, desired())
     calls.clear()
     with pytest.raises(NotOwned) as caught:
         ensure_role(account, desired(owner=OTHER_OWNER, tags={"team": "b"}))
-    assert "team-a/prod" in caught.value.message
+    first = desired().owner
+    assert "belongs to another AWSIntegration" in caught.value.message
+    for secret in (first.uid, f"{first.namespace}/{first.name}"):
+        assert secret not in caught.value.message
     assert calls.writes() == []
     assert tags_of(raw_iam.get_role(RoleName=desired().name)["Role"]["Tags"])["team"] == "a"
 
