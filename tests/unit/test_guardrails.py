@@ -18,7 +18,7 @@ from opsramp_aws_operator.settings import Settings, SettingsError
 
 OPSRAMP = "999988887777"
 ATTACKER = "444455556666"
-REF = ResourceRef(namespace="team-a", name="prod", uid="uid-1")
+ROLES = "arn:aws:iam::111122223333:role/"
 
 
 def spec(**changes: Any) -> AWSIntegrationSpec:
