@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE_FILE = "sandbox.json"
@@ -217,6 +218,8 @@ def _start_operator(directory: Path, env: dict[str, str], values: dict[str, str]
         **env,
         **values,
         "OPERATOR_OPSRAMP_AWS_ACCOUNT_ID": values["OPSRAMP_AWS_ACCOUNT_ID"],
+        # The guardrails send credentials only to OpsRamp's own domains: the sandbox adds its emulator by name.
+        "OPERATOR_ALLOWED_OPSRAMP_HOSTS": f"*.opsramp.com,{urlsplit(values['OPSRAMP_ENDPOINT']).netloc}",
         # Free ports, so two sandboxes (and a real operator) can run side by side.
         "OPERATOR_HEALTH_PORT": str(_free_port()),
         "OPERATOR_METRICS_PORT": str(_free_port()),

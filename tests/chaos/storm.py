@@ -163,7 +163,7 @@ class FaultStorm:
             res.settled = time.monotonic() - stopped
             remember_external_ids(kube, ns)
             res.world_problems = check_world(
-                sandbox, kube, ns, role_prefix=f"opsramp-{ns}-", display_prefix=f"{ns}-", emulator=emulator
+                sandbox, kube, ns, role_prefix=f"opsramp-{ns}_", display_prefix=f"{ns}/", emulator=emulator
             )
             counters = proxy.counters
             res.proxy = {
@@ -196,7 +196,7 @@ class FaultStorm:
 
             res.deleted_seconds = delete_all(kube, ns, timeout=60 + 3 * self.size)
             res.left_after_delete = nothing_left(
-                sandbox, role_prefix=f"opsramp-{ns}-", display_prefix=f"{ns}-", emulator=emulator
+                sandbox, role_prefix=f"opsramp-{ns}_", display_prefix=f"{ns}/", emulator=emulator
             )
         finally:
             op.stop()

@@ -196,7 +196,7 @@ class World:
     foreign_role: str
 
     def role_prefix(self) -> str:
-        return f"opsramp-{self.namespace}-"
+        return f"opsramp-{self.namespace}_"
 
 
 SHARED_DISPLAY_NAME = "chaos shared display name"
@@ -212,7 +212,7 @@ def ext_ref(name: str) -> dict[str, Any]:
 
 
 def semantic_cases(namespace: str, foreign_role: str) -> list[Case]:
-    good_role = f"opsramp-{namespace}-good-a"
+    good_role = f"opsramp-{namespace}_good-a"
     opsramp = {"tenantId": TENANT, "credentialsSecretRef": {"name": "opsramp-api-client"}}
     return [
         Case("no-secret", "CredentialsSecretNotFound", ("missing-creds", "credentialsSecretRef"), {}, "missing-creds"),

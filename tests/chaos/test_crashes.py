@@ -77,11 +77,11 @@ class Lane:
 
     @property
     def role_prefix(self) -> str:
-        return f"opsramp-{self.namespace}-"
+        return f"opsramp-{self.namespace}_"
 
     @property
     def display_prefix(self) -> str:
-        return f"{self.namespace}-"
+        return f"{self.namespace}/"
 
     def operator(self, label: str, failpoint: str | None = None) -> ChaosOperator:
         env = {"OPERATOR_NAMESPACES": self.namespace}

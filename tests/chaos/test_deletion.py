@@ -87,7 +87,7 @@ def _ready_one(setup: Setup, case: str, name: str) -> dict[str, object]:
 
 def _left(sandbox: Sandbox, namespace: str) -> list[str]:
     """What IAM and OpsRamp still hold of the namespace's resources."""
-    return nothing_left(sandbox, role_prefix=f"opsramp-{namespace}-", display_prefix=f"{namespace}-")
+    return nothing_left(sandbox, role_prefix=f"opsramp-{namespace}_", display_prefix=f"{namespace}/")
 
 
 def _finalizers(kube: Kube, namespace: str, name: str) -> list[str]:

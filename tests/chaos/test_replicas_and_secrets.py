@@ -141,12 +141,12 @@ def test_two_replicas_one_acts_the_other_takes_over(sandbox: Sandbox, kube: Kube
         # Nothing the standby handled was handled before the active replica died (never both at once).
         assert all(at >= killed_at for at in taken.values()), taken
         problems = check_world(
-            sandbox, kube, namespace, role_prefix=f"opsramp-{namespace}-", display_prefix=f"{namespace}-"
+            sandbox, kube, namespace, role_prefix=f"opsramp-{namespace}_", display_prefix=f"{namespace}/"
         )
         assert not problems, problems
         remember_external_ids(kube, namespace)
         deleted = delete_all(kube, namespace, timeout=60)
-        left = nothing_left(sandbox, role_prefix=f"opsramp-{namespace}-", display_prefix=f"{namespace}-")
+        left = nothing_left(sandbox, role_prefix=f"opsramp-{namespace}_", display_prefix=f"{namespace}/")
         assert not left, left
     finally:
         active.kill()
@@ -199,7 +199,7 @@ def test_credentials_change_re_reconciles_within_seconds(sandbox: Sandbox, kube:
         wait_all_ready(kube, namespace, names, timeout=30)
         remember_external_ids(kube, namespace)
         delete_all(kube, namespace, timeout=60)
-        left = nothing_left(sandbox, role_prefix=f"opsramp-{namespace}-", display_prefix=f"{namespace}-")
+        left = nothing_left(sandbox, role_prefix=f"opsramp-{namespace}_", display_prefix=f"{namespace}/")
         assert not left, left
     finally:
         op.stop()

@@ -29,6 +29,7 @@ import requests
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from opsramp_aws_operator.guardrails import endpoint_hostport
 from opsramp_sandbox.aws import MotoHandle, start_moto
 from opsramp_sandbox.kube import KubeEmulator, load_crds
 from opsramp_sandbox.opsramp import ApiClient, OpsRampEmulator
@@ -58,6 +59,11 @@ def fast_settings() -> dict[str, str]:
         # OpsRamp's verdict on the role: the sandbox's asynchronous variant answers within a second or two.
         "OPERATOR_MONITORING_GRACE_SECONDS": "6",
     }
+
+
+def sandbox_guardrails(sandbox: Sandbox) -> dict[str, str]:
+    """What the sandbox's operator must be allowed explicitly: its OpsRamp emulator's loopback host and port."""
+    return {"OPERATOR_ALLOWED_OPSRAMP_HOSTS": f"*.opsramp.com,{endpoint_hostport(sandbox.opsramp.url)}"}
 
 
 @dataclass
@@ -102,7 +108,13 @@ class Operator:
         # Unique per Operator object: two replicas in one sandbox must not share (and overwrite) a log.
         log_path = self.sandbox.workdir / f"operator-{id(self):x}-{len(self.logs)}.log"
         self.logs.append(log_path)
-        env = {**os.environ, **self.sandbox.env, **fast_settings(), **self.extra_env}
+        env = {
+            **os.environ,
+            **self.sandbox.env,
+            **fast_settings(),
+            **sandbox_guardrails(self.sandbox),
+            **self.extra_env,
+        }
         exe = Path(sys.executable).parent / "opsramp-aws-operator"
         with log_path.open("wb") as out:
             self.process = subprocess.Popen([str(exe)], env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -38,7 +38,7 @@ def _assert_exactly_one_of_everything(
     owned = policies_owned_by(sandbox, uid)
     assert sorted(owned) == sorted(p["Arn"] for p in our_policies(sandbox, role_name))
     assert set(owned) == attached
-    (integration,) = integrations_named(sandbox, f"{namespace}-{name}")
+    (integration,) = integrations_named(sandbox, f"{namespace}/{name}")
     assert integration["id"] == obj["status"]["integrationId"]
     assert integration["credential"]["AssumeRoleARN"] == obj["status"]["roleArn"]
     return obj
@@ -60,7 +60,7 @@ def test_killed_after_role_created_before_integration_converges(
         exclusive_operator.kill()
     finally:
         sandbox.opsramp.clear_faults()
-    assert integrations_named(sandbox, f"{namespace}-crash-role") == []
+    assert integrations_named(sandbox, f"{namespace}/crash-role") == []
 
     exclusive_operator.start()
     _assert_exactly_one_of_everything(sandbox, kube, namespace, "crash-role", role_name)
@@ -75,7 +75,7 @@ def test_killed_after_install_applied_before_id_recorded_adopts_it(
     try:
         kube.create(integration_resource(namespace, "crash-intg", sandbox.opsramp.url, role={"name": role_name}))
         applied: list[dict[str, Any]] = wait_for(
-            "install applied behind a 502", lambda: integrations_named(sandbox, f"{namespace}-crash-intg"), timeout=30
+            "install applied behind a 502", lambda: integrations_named(sandbox, f"{namespace}/crash-intg"), timeout=30
         )
         (orphan,) = applied
         exclusive_operator.kill()

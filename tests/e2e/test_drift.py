@@ -61,7 +61,7 @@ def test_trust_policy_edit_and_uninstalled_integration_are_restored_by_resync(
     assert integration_by_id(sandbox, old_integration) is None
 
     wait_for("trust policy restored", lambda: _trusts_only_opsramp(sandbox, role_name, external_id), timeout=30)
-    wait_for("integration reinstalled", lambda: integrations_named(sandbox, f"{namespace}-drift"), timeout=30)
+    wait_for("integration reinstalled", lambda: integrations_named(sandbox, f"{namespace}/drift"), timeout=30)
     wait_for(
         "status records the new integration",
         lambda: (o := kube.get(namespace, "drift")) and o["status"]["integrationId"] != old_integration,
@@ -69,7 +69,7 @@ def test_trust_policy_edit_and_uninstalled_integration_are_restored_by_resync(
     )
     obj = wait_ready(kube, namespace, "drift")
 
-    (integration,) = integrations_named(sandbox, f"{namespace}-drift")
+    (integration,) = integrations_named(sandbox, f"{namespace}/drift")
     assert obj["status"]["integrationId"] == integration["id"]
     assert integration["credential"]["AssumeRoleARN"] == obj["status"]["roleArn"]
     assert integration["credential"]["Regions"] == "us-west-2"

@@ -77,7 +77,7 @@ def test_bad_credentials_stall_with_slowing_retries_and_recover_when_fixed(
 
     # Nothing was created: no role, no External ID Secret, no integration, and one Warning for the one transition.
     assert get_role(sandbox, role_name) is None
-    assert integrations_named(sandbox, f"{namespace}-badcreds") == []
+    assert integrations_named(sandbox, f"{namespace}/badcreds") == []
     stalled = kube.get(namespace, "badcreds")
     assert stalled is not None and not (stalled.get("status") or {}).get("externalIdSecretName")
     warnings = warning_events(kube, namespace, "badcreds")
@@ -106,7 +106,7 @@ def test_account_mismatch_stalls_and_creates_no_role(
     assert condition(obj, "RoleReady")["reason"] == "AccountMismatch"
     assert "123456789012" in condition(obj, "Stalled")["message"]
     assert get_role(sandbox, role_name) is None
-    assert integrations_named(sandbox, f"{namespace}-mismatch") == []
+    assert integrations_named(sandbox, f"{namespace}/mismatch") == []
     assert [e.reason for e in warning_events(kube, namespace, "mismatch")] == ["AccountMismatch"]
 
     # Deleting it must not wedge: nothing was ever written, so there is nothing to wait for.
@@ -133,7 +133,7 @@ def test_second_resource_claiming_a_role_name_is_refused_and_the_first_untouched
 
     assert role_state(sandbox, role_name) == before_role
     assert integration_by_id(sandbox, first["status"]["integrationId"]) == before_integration
-    assert integrations_named(sandbox, f"{namespace}-second") == []
+    assert integrations_named(sandbox, f"{namespace}/second") == []
     assert opsramp_writes(sandbox) == before_writes
     assert condition(kube.get(namespace, "first"), "Ready")["status"] == "True"
 

@@ -53,7 +53,7 @@ def test_region_change_updates_only_the_integration(
     assert after_writes["install"] == before_writes["install"]
     assert after_writes["uninstall"] == before_writes["uninstall"]
     assert obj["status"]["integrationId"] == integration_id
-    assert len(integrations_named(sandbox, f"{namespace}-regions")) == 1
+    assert len(integrations_named(sandbox, f"{namespace}/regions")) == 1
     assert role_state(sandbox, role_name) == before_role
 
 
@@ -80,6 +80,6 @@ def test_role_rename_moves_the_integration_and_deletes_the_old_role(
     integration = integration_by_id(sandbox, integration_id)
     assert integration is not None
     assert integration["credential"]["AssumeRoleARN"] == new_role["Arn"]
-    assert len(integrations_named(sandbox, f"{namespace}-rename")) == 1
+    assert len(integrations_named(sandbox, f"{namespace}/rename")) == 1
     assert our_policies(sandbox, old_name) == []
     assert our_policies(sandbox, new_name)

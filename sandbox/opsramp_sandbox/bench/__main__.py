@@ -38,6 +38,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -91,6 +92,8 @@ class OperatorProcess:
             **launcher._python_env(),
             **env,
             "OPERATOR_OPSRAMP_AWS_ACCOUNT_ID": env["OPSRAMP_AWS_ACCOUNT_ID"],
+            # The guardrails send credentials only where allowed: the sandbox's emulator by its loopback address.
+            "OPERATOR_ALLOWED_OPSRAMP_HOSTS": f"*.opsramp.com,{urlsplit(env['OPSRAMP_ENDPOINT']).netloc}",
             "OPERATOR_HEALTH_PORT": str(launcher._free_port()),
             "OPERATOR_METRICS_PORT": str(self.metrics_port),
             "OPERATOR_METRICS_ADDRESS": "127.0.0.1",
