@@ -39,6 +39,7 @@ from e2e_harness import (
     wait_for,
 )
 
+from opsramp_aws_operator.guardrails import endpoint_hostport
 from opsramp_sandbox.faultproxy import FaultProxy
 from opsramp_sandbox.opsramp import ApiClient, OpsRampEmulator
 
@@ -121,6 +122,8 @@ class FaultStorm:
             AWS_ENDPOINT_URL=proxy.url,
             OPERATOR_NAMESPACES=ns,
             OPERATOR_RESYNC_INTERVAL_SECONDS="15",
+            # This scenario's own emulator, allowed by its loopback address as the sandbox's is.
+            OPERATOR_ALLOWED_OPSRAMP_HOSTS=endpoint_hostport(emulator.url),
         )
         statuses = itertools.cycle([500, 502, 503, 504])
         tickers: list[Ticker] = []

@@ -48,6 +48,7 @@ from e2e_harness import (
 )
 from kubernetes.client.exceptions import ApiException
 
+from opsramp_aws_operator.guardrails import endpoint_hostport
 from opsramp_sandbox.opsramp import ApiClient, OpsRampEmulator
 
 pytestmark = pytest.mark.chaos
@@ -231,7 +232,8 @@ def semantic_cases(namespace: str, foreign_role: str) -> list[Case]:
             ("ext-no-key", "externalId"),
             ext_ref("ext-no-key"),
         ),
-        Case("ext-short", "ExternalIdInvalid", ("ext-short", "2 to 1224"), ext_ref("ext-short")),
+        Case("ext-short", "ExternalIdTooShort", ("ext-short", "at least 16"), ext_ref("ext-short")),
+        Case("ext-guessable", "ExternalIdTooShort", ("ext-guessable", "at least 16"), ext_ref("ext-guessable")),
         Case(
             "ext-illegal",
             "ExternalIdInvalid",
@@ -287,7 +289,8 @@ def world(sandbox: Sandbox, kube: Kube) -> Iterator[World]:
     kube.apply_secret(namespace, "creds-wrong", {"clientId": CLIENT_ID, "clientSecret": wrong})
     kube.apply_secret(namespace, "ext-no-key", {"somethingElse": "value"})
     kube.apply_secret(namespace, "ext-short", {"externalId": "a"})
-    kube.apply_secret(namespace, "ext-illegal", {"externalId": "not allowed!*#"})
+    kube.apply_secret(namespace, "ext-guessable", {"externalId": "opsramp"})
+    kube.apply_secret(namespace, "ext-illegal", {"externalId": "not allowed!*# in IAM at all"})
     foreign_role = f"chaos-foreign-{namespace}"[:64]
     sandbox.iam().create_role(
         RoleName=foreign_role,
@@ -308,6 +311,10 @@ def world(sandbox: Sandbox, kube: Kube) -> Iterator[World]:
         OPERATOR_ATTENTION_BACKOFF_SECONDS=str(BACKOFF),
         OPERATOR_ATTENTION_BACKOFF_MAX_SECONDS=str(BACKOFF_MAX),
         OPERATOR_ASSUME_GRACE_SECONDS="3",
+        # The admin allows what the cases below need past the guardrails (e2e's test_guardrails covers refusals).
+        OPERATOR_ALLOWED_MANAGED_POLICY_ARNS=MISSING_POLICY,
+        OPERATOR_ALLOWED_OPSRAMP_AWS_ACCOUNT_IDS="111111111111",
+        OPERATOR_ALLOWED_OPSRAMP_HOSTS=",".join(endpoint_hostport(e.url) for e in (sandbox.opsramp, rejecting)),
     )
     op.start()
     try:
@@ -416,7 +423,7 @@ def test_deleting_the_bad_ones_leaves_nothing_behind(world: World) -> None:
     assert iam_policies(world.sandbox, prefix) == {}
     roles = [r["RoleName"] for r in world.sandbox.iam().list_roles()["Roles"] if str(r["RoleName"]).startswith(prefix)]
     assert roles == []
-    assert integrations_with_prefix(world.sandbox, f"{world.namespace}-") == []
+    assert integrations_with_prefix(world.sandbox, f"{world.namespace}/") == []
     assert [i for i in world.sandbox.opsramp.integrations(TENANT) if i.get("displayName") == SHARED_DISPLAY_NAME] == []
     assert world.rejecting.integrations(TENANT) == []
     # The foreign role was never the operator's: it is still there, untouched.
