@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import opsramp_aws_operator
-from opsramp_aws_operator.constants import DEFAULT_ROLE_PATH
+from opsramp_aws_operator.constants import DEFAULT_ROLE_PATH, MANAGED_BY_VALUE, TAG_MANAGED_BY
 
 AWS_MODULE: Final = Path(opsramp_aws_operator.__file__).with_name("aws.py")
 # The repository this module sits in (operator/opsramp_aws_operator/ -> the root); the CLI takes --root too.
@@ -78,12 +78,23 @@ RESOURCE_KIND: Final[Mapping[str, str]] = {
 _SIDS: Final = {
     "any": "ReadCallerIdentity",
     "any-role": "LookUpRolesByName",
+    "create-role": "CreateRolesOnPathWithOurTags",
     "role": "ManageRolesOnPath",
-    "attach": "AttachPoliciesToRolesOnPath",
+    "boundary": "SetPermissionsBoundaries",
+    "attach": "AttachAllowedPoliciesToRolesOnPath",
+    "create-policy": "CreatePoliciesOnPathWithOurTags",
     "policy": "ManagePoliciesOnPath",
     "instance-profile": "RemoveManagedRolesFromInstanceProfiles",
 }
 ASSUME_ROLE_SID: Final = "AssumeTargetAccountRoles"
+# Operations with a statement of their own, so that a condition can narrow them to what the operator does.
+_OWN_STATEMENT: Final = {
+    "iam:AttachRolePolicy": "attach",  # only our policies plus the allowed ones (iam:PolicyARN)
+    "iam:CreateRole": "create-role",  # only with our managed-by tag (aws:RequestTag) and the required boundary
+    "iam:CreatePolicy": "create-policy",  # only with our managed-by tag
+    "iam:PutRolePermissionsBoundary": "boundary",  # only the required boundary (iam:PermissionsBoundary)
+}
+_OUR_TAG: Final = {"StringEquals": {f"aws:RequestTag/{TAG_MANAGED_BY}": MANAGED_BY_VALUE}}
 # The role name the cross-account docs suggest creating in every target account (replace it with yours).
 DEFAULT_TARGET_ROLE: Final = "opsramp-aws-operator"
 
@@ -162,17 +173,22 @@ def operator_policy(
     *,
     account_id: str = "*",
     extra_policy_arns: Sequence[str] | None = None,
+    permissions_boundary_arn: str | None = None,
     assume_role_arns: Sequence[str] | None = None,
     operations: Iterable[Operation] | None = None,
 ) -> dict[str, Any]:
     """The identity policy the operator's AWS identity needs to manage roles and policies under `path`.
 
     - `account_id`: "*" (any account the credentials act in) or one 12-digit account.
-    - `extra_policy_arns`: when given, `iam:AttachRolePolicy` is allowed only for our own policies on `path`
-      plus these ARNs (the union of every `spec.role.managedPolicyArns` you allow); None leaves it open,
-      since the spec may name any policy.
+    - `extra_policy_arns`: the managed policies (ArnLike patterns) a spec may attach besides ours: the operator's
+      OPERATOR_ALLOWED_MANAGED_POLICY_ARNS. `iam:AttachRolePolicy` is conditioned on `iam:PolicyARN` being one of
+      our policies on `path` or one of these (none by default).
+    - `permissions_boundary_arn`: the operator's OPERATOR_PERMISSIONS_BOUNDARY_ARN; when given, roles can only be
+      created with it and it is the only boundary that can be put (and none can be removed).
     - `assume_role_arns`: when given, adds the optional statement allowing `sts:AssumeRole` on them (for
       `spec.aws.assumeRoleArn`); the operations list decides whether AssumeRole is needed at all.
+
+    Roles and policies can only be created carrying our `managed-by` tag (`aws:RequestTag`).
     """
     _check_path(path)
     ops = tuple(operations) if operations is not None else aws_operations()
@@ -184,27 +200,37 @@ def operator_policy(
     policy_arn = f"{iam_arn}:policy{path}*"
     by_scope: dict[str, list[str]] = {}
     for op in ops:
-        kind = RESOURCE_KIND[op.action]
-        if op.action == "iam:AttachRolePolicy":
-            kind = "attach"  # its own statement, so its policy ARN can be conditioned
+        if permissions_boundary_arn and op.action == "iam:DeleteRolePermissionsBoundary":
+            continue  # a required boundary is never removed
+        kind = _OWN_STATEMENT.get(op.action, RESOURCE_KIND[op.action])
         by_scope.setdefault(kind, []).append(op.action)
     resources = {
         "any": "*",
         "any-role": f"{iam_arn}:role/*",
+        "create-role": role_arn,
         "role": role_arn,
+        "boundary": role_arn,
         "attach": role_arn,
+        "create-policy": policy_arn,
         "policy": policy_arn,
         "instance-profile": f"{iam_arn}:instance-profile/*",
     }
+    boundary = {"StringEquals": {"iam:PermissionsBoundary": permissions_boundary_arn}}
+    conditions: dict[str, dict[str, Any]] = {
+        "attach": {"ArnLike": {"iam:PolicyARN": [policy_arn, *sorted(set(extra_policy_arns or ()))]}},
+        "create-role": _merge(_OUR_TAG, boundary) if permissions_boundary_arn else _OUR_TAG,
+        "create-policy": _OUR_TAG,
+    }
+    if permissions_boundary_arn:
+        conditions["boundary"] = boundary
     statements: list[dict[str, Any]] = []
     for kind, sid in _SIDS.items():
         actions = sorted(by_scope.get(kind, ()))
         if not actions:
             continue
         statement: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resources[kind]}
-        if kind == "attach" and extra_policy_arns is not None:
-            allowed = [policy_arn, *sorted(set(extra_policy_arns))]
-            statement["Condition"] = {"ArnLike": {"iam:PolicyARN": allowed}}
+        if kind in conditions:
+            statement["Condition"] = conditions[kind]
         statements.append(statement)
     if assume_role_arns is not None and by_scope.get("target-role"):
         if not assume_role_arns:
@@ -218,6 +244,14 @@ def operator_policy(
             }
         )
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _merge(*conditions: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    merged: dict[str, dict[str, Any]] = {}
+    for condition in conditions:
+        for operator, keys in condition.items():
+            merged.setdefault(operator, {}).update(keys)
+    return merged
 
 
 def assume_role_statement_policy(
@@ -243,8 +277,8 @@ def security_section(operations: Sequence[Operation] | None = None) -> str:
         f"Generated from `operator/opsramp_aws_operator/aws.py` ({len(ops)} operations). Resource scopes are for",
         f"the default path `{DEFAULT_ROLE_PATH}`; regenerate with `operator_policy(path=...)` for another path.",
         "",
-        "| action | resource | named in (`aws.py`) |",
-        "|---|---|---|",
+        "| action | resource | condition | named in (`aws.py`) |",
+        "|---|---|---|---|",
     ]
     scopes = {
         "role": f"`arn:aws:iam::*:role{DEFAULT_ROLE_PATH}*`",
@@ -254,9 +288,17 @@ def security_section(operations: Sequence[Operation] | None = None) -> str:
         "any-role": "`arn:aws:iam::*:role/*` (read-only; the name alone does not tell IAM the path)",
         "target-role": "the `spec.aws.assumeRoleArn` roles (optional statement)",
     }
+    conditions = {
+        "iam:AttachRolePolicy": "`iam:PolicyARN`: our policies on the path, or `--extra-policy-arn`",
+        "iam:CreateRole": f"`aws:RequestTag/{TAG_MANAGED_BY}`; `iam:PermissionsBoundary` when one is required",
+        "iam:CreatePolicy": f"`aws:RequestTag/{TAG_MANAGED_BY}`",
+        "iam:PutRolePermissionsBoundary": "`iam:PermissionsBoundary` when one is required",
+        "iam:DeleteRolePermissionsBoundary": "left out when a boundary is required",
+    }
     for op in ops:
         callers = ", ".join(f"`{c}`" for c in op.callers)
-        lines.append(f"| `{op.action}` | {scopes[RESOURCE_KIND[op.action]]} | {callers} |")
+        condition = conditions.get(op.action, "-")
+        lines.append(f"| `{op.action}` | {scopes[RESOURCE_KIND[op.action]]} | {condition} | {callers} |")
     lines += [
         "",
         f"The policy for the identity that manages the roles ([`{POLICY_FILE.name}`]({POLICY_FILE.name})):",
@@ -306,7 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--partition", default="aws", help="ARN partition: aws, aws-cn, aws-us-gov")
     parser.add_argument("--account-id", default="*", help="12-digit account the identity acts in (default: any)")
     parser.add_argument("--assume-role-arn", action="append", help="add the sts:AssumeRole statement for this ARN")
-    parser.add_argument("--extra-policy-arn", action="append", help="restrict AttachRolePolicy to ours plus this ARN")
+    parser.add_argument("--extra-policy-arn", action="append", help="allow attaching this policy ARN (pattern) too")
+    parser.add_argument("--permissions-boundary-arn", help="the boundary every role must carry")
     args = parser.parse_args(argv)
     if args.write or args.check:
         stale = []
@@ -330,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.partition,
         account_id=args.account_id,
         extra_policy_arns=args.extra_policy_arn,
+        permissions_boundary_arn=args.permissions_boundary_arn,
         assume_role_arns=args.assume_role_arn,
     )
     sys.stdout.write(_dump(policy))

@@ -125,6 +125,9 @@ class Call:
     action: str
     resource: str
     policy_arn: str | None
+    # What IAM sees in the request for condition keys: aws:RequestTag/<key> and iam:PermissionsBoundary.
+    request_tags: tuple[tuple[str, str], ...] = ()
+    boundary: str | None = None
 
 
 class Recorder:
@@ -142,8 +145,16 @@ class Recorder:
     def _hook(self, prefix: str) -> Any:
         def record(model: Any, params: dict[str, Any], **_: Any) -> None:
             self.calls.append(Call(f"{prefix}:{model.name}", self._resource(model.name, params["body"]), None))
-            if "PolicyArn" in params["body"] and model.name in {"AttachRolePolicy", "DetachRolePolicy"}:
-                self.calls[-1] = dataclasses.replace(self.calls[-1], policy_arn=params["body"]["PolicyArn"])
+            body = params["body"]
+            if "PolicyArn" in body and model.name in {"AttachRolePolicy", "DetachRolePolicy"}:
+                self.calls[-1] = dataclasses.replace(self.calls[-1], policy_arn=body["PolicyArn"])
+            tags = tuple(
+                (body[key], body[key.replace(".Key", ".Value")]) for key in sorted(body) if key.endswith(".Key")
+            )
+            if model.name in {"CreateRole", "CreatePolicy"}:
+                self.calls[-1] = dataclasses.replace(self.calls[-1], request_tags=tags)
+            if model.name in {"CreateRole", "PutRolePermissionsBoundary"}:
+                self.calls[-1] = dataclasses.replace(self.calls[-1], boundary=body.get("PermissionsBoundary"))
 
         return record
 
@@ -164,17 +175,28 @@ class Recorder:
 
 
 def allowed(policy: dict[str, Any], call: Call) -> bool:
-    """Whether an Allow statement of `policy` grants the call (IAM wildcards; ArnLike on iam:PolicyARN)."""
+    """Whether an Allow statement of `policy` grants the call (IAM wildcards; ArnLike on iam:PolicyARN,
+    StringEquals on aws:RequestTag/<key> and iam:PermissionsBoundary; any other condition key fails the test)."""
     for statement in policy["Statement"]:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         if call.action not in actions or not any(fnmatch.fnmatchcase(call.resource, r) for r in resources):
             continue
-        condition = statement.get("Condition", {}).get("ArnLike", {}).get("iam:PolicyARN")
-        if condition is not None and not any(fnmatch.fnmatchcase(call.policy_arn or "", p) for p in condition):
-            continue
-        return True
+        if all(_holds(operator, key, value, call) for operator, keys in statement.get("Condition", {}).items()
+               for key, value in keys.items()):  # fmt: skip
+            return True
     return False
+
+
+def _holds(operator: str, key: str, value: Any, call: Call) -> bool:
+    wanted = value if isinstance(value, list) else [value]
+    if operator == "ArnLike" and key == "iam:PolicyARN":
+        return any(fnmatch.fnmatchcase(call.policy_arn or "", p) for p in wanted)
+    assert operator == "StringEquals", (operator, key)
+    if key.startswith("aws:RequestTag/"):
+        return dict(call.request_tags).get(key.split("/", 1)[1]) in wanted
+    assert key == "iam:PermissionsBoundary", key
+    return call.boundary in wanted
 
 
 def test_allowed_refuses_what_the_policy_does_not_grant() -> None:
@@ -275,7 +297,7 @@ def test_lifecycle_needs_exactly_the_generated_policy(aws_env: None, moto: MotoH
     assert delete_role(target, name, PATH, OWNER)
     assert customer.list_roles(PathPrefix=PATH)["Roles"] == []
 
-    policy = operator_policy(assume_role_arns=[access_role])
+    policy = operator_policy(extra_policy_arns=[extra_arn], assume_role_arns=[access_role])
     denied = sorted({f"{c.action} on {c.resource}" for c in recorder.calls if not allowed(policy, c)})
     assert denied == [], "the generated policy misses these calls"
     granted = {a for s in policy["Statement"] for a in s["Action"]}
@@ -283,7 +305,28 @@ def test_lifecycle_needs_exactly_the_generated_policy(aws_env: None, moto: MotoH
     print(f"{len(recorder.calls)} calls, {len(used)} distinct actions, {len(granted)} granted")
     assert granted - used == set(), "granted but never needed by the lifecycle (least privilege)"
 
-    # The narrower variant (AttachRolePolicy only for ours plus the spec's extras) still grants every call.
-    narrow = operator_policy(extra_policy_arns=[extra_arn], assume_role_arns=[access_role])
-    assert [c for c in recorder.calls if not allowed(narrow, c)] == []
-    assert not allowed(narrow, Call("iam:AttachRolePolicy", first.arn, "arn:aws:iam::aws:policy/AdministratorAccess"))
+    # Only the allowed policies attach: the default policy (no extras allowed) refuses the tenant's extra, and
+    # nothing but ours and the allowed ones ever attaches.
+    default = operator_policy(assume_role_arns=[access_role])
+    refused = [c for c in recorder.calls if not allowed(default, c)]
+    assert {(c.action, c.policy_arn) for c in refused} == {("iam:AttachRolePolicy", extra_arn)}
+    assert not allowed(policy, Call("iam:AttachRolePolicy", first.arn, "arn:aws:iam::aws:policy/AdministratorAccess"))
+    # Creates carry our tag, and only with it are they allowed.
+    creates = [c for c in recorder.calls if c.action in ("iam:CreateRole", "iam:CreatePolicy")]
+    assert creates and all(allowed(policy, c) for c in creates)
+    assert not any(allowed(policy, dataclasses.replace(c, request_tags=())) for c in creates)
+
+
+def test_a_required_boundary_is_the_only_one_roles_get() -> None:
+    """With OPERATOR_PERMISSIONS_BOUNDARY_ARN, roles are created and re-bounded only with it, never unbounded."""
+    boundary = "arn:aws:iam::1:policy/opsramp-boundary"
+    policy = operator_policy(permissions_boundary_arn=boundary)
+    role = "arn:aws:iam::1:role/opsramp/r"
+    tags = (("opsramp.com/managed-by", "opsramp-aws-operator"),)
+    assert allowed(policy, Call("iam:CreateRole", role, None, tags, boundary))
+    assert not allowed(policy, Call("iam:CreateRole", role, None, tags, None))
+    assert not allowed(policy, Call("iam:CreateRole", role, None, tags, "arn:aws:iam::1:policy/wide-open"))
+    assert not allowed(policy, Call("iam:CreateRole", role, None, (), boundary))
+    assert allowed(policy, Call("iam:PutRolePermissionsBoundary", role, None, (), boundary))
+    assert not allowed(policy, Call("iam:PutRolePermissionsBoundary", role, None, (), "arn:aws:iam::1:policy/x"))
+    assert not allowed(policy, Call("iam:DeleteRolePermissionsBoundary", role, None))
