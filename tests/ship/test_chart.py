@@ -25,6 +25,9 @@ from ship_support import (
     one,
 )
 
+from opsramp_aws_operator.guardrails import Guardrails
+from opsramp_aws_operator.settings import Settings
+
 # jsonschema ships no type stubs and is not in mypy's ignore list; a typed handle keeps mypy strict here.
 jsonschema: Any = importlib.import_module("jsonschema")
 
@@ -37,7 +40,8 @@ Rule = tuple[str, str, str]  # (apiGroup, resource, verb)
 OPERATOR_RULES: set[Rule] = {
     *{("integrations.opsramp.com", "awsintegrations", v) for v in ("get", "list", "watch", "patch")},
     *{("integrations.opsramp.com", "awsintegrations/status", v) for v in ("get", "patch")},
-    *{("", "secrets", v) for v in ("get", "list", "watch", "create", "patch", "delete")},
+    # No delete: the generated External ID Secret goes with its AWSIntegration (garbage collection).
+    *{("", "secrets", v) for v in ("get", "list", "watch", "create", "patch")},
     ("", "events", "create"),
     ("events.k8s.io", "events", "create"),
 }
@@ -60,12 +64,18 @@ def rule_set(role: Manifest) -> set[Rule]:
     return triples
 
 
+# GA in Kubernetes 1.30: the chart renders them only there (semverCompare on the cluster's version).
+ADMISSION_KINDS = {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+
+
 def validate_builtin(docs: list[Manifest], version: str) -> list[str]:
     """Validate every built-in kind strictly; return the kinds skipped as custom resources."""
     skipped = []
     for doc in docs:
         if doc["kind"] in CUSTOM_KINDS:
             skipped.append(doc["kind"])
+            continue
+        if doc["kind"] in ADMISSION_KINDS and version < "1.30":
             continue
         kubernetes_validate.validate(doc, version, strict=True)
     return skipped
@@ -99,8 +109,22 @@ def test_default_render_validates(default_docs: list[Manifest], version: str) ->
             "Deployment",
             "Service",
             "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding",
         ]
     )
+
+
+def test_no_admission_policy_before_kubernetes_1_30(helm: Path) -> None:
+    """On a 1.29 cluster (no admissionregistration.k8s.io/v1 policies) the chart renders none; the operator's own
+    checks hold alone there."""
+    out = subprocess.run(
+        [str(helm), "template", RELEASE, str(CHART), "--kube-version", "1.29.0"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert not ADMISSION_KINDS & {doc["kind"] for doc in load_docs(out)}
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
@@ -265,8 +289,41 @@ def test_default_env_reaches_the_operator(default_docs: list[Manifest]) -> None:
         "OPERATOR_HEALTH_PORT": "8080",
         "OPERATOR_METRICS_PORT": "9090",
         "OPERATOR_PEERING_NAME": "",
+        "OPERATOR_MAX_SERVER_WAIT_SECONDS": "300",
+        "OPERATOR_MAX_WAIT_IN_PASS_SECONDS": "10",
+        "OPERATOR_AWS_SESSION_CACHE_SIZE": "64",
+        "OPERATOR_ALLOWED_OPSRAMP_AWS_ACCOUNT_IDS": "",
+        "OPERATOR_ALLOWED_MANAGED_POLICY_ARNS": "",
+        "OPERATOR_PERMISSIONS_BOUNDARY_ARN": "",
+        "OPERATOR_NAMESPACE_TARGETS": '{"*":["default"]}',
+        "OPERATOR_ALLOWED_OPSRAMP_HOSTS": "*.opsramp.com",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
+    # The chart's defaults are the operator's own safe defaults, read the way the operator reads them.
+    assert Settings.from_env(env).guardrails == Guardrails()
+
+
+def test_guardrail_values_reach_the_operator(render: Renderer, tmp_path: Path) -> None:
+    """Every guardrails value arrives in the environment the operator reads, as the rules the admin wrote."""
+    values = {
+        "operator": {"opsrampAwsAccountId": "999988887777"},
+        "guardrails": {
+            "allowedOpsRampAwsAccountIds": ["111122223333"],
+            "allowedManagedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"],
+            "permissionsBoundaryArn": "arn:aws:iam::123456789012:policy/b",
+            "namespaceTargets": {"team-a": ["default", "222233334444"]},
+            "allowedOpsRampHosts": ["acme.api.opsramp.com"],
+        },
+    }
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
+    docs = render(tmp_path / "values.yaml")
+    rules = Settings.from_env(env_of(one(docs, "Deployment"))).guardrails
+    assert rules.allowed_accounts == ("999988887777", "111122223333")
+    assert rules.managed_policy_patterns == ("arn:aws:iam::aws:policy/ReadOnlyAccess",)
+    assert rules.permissions_boundary_arn == "arn:aws:iam::123456789012:policy/b"
+    assert rules.targets_for("team-a") == ("default", "222233334444")
+    assert rules.targets_for("team-b") == ("default",)
+    assert rules.opsramp_hosts == ("acme.api.opsramp.com",)
 
 
 def test_values_reach_the_pod(namespaced_docs: list[Manifest]) -> None:

@@ -124,6 +124,28 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
         "rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", "clusterrolebinding", False
     ),
     ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", "networkpolicy", True, ("netpol",)),
+    # Stored only: the emulator evaluates no CEL (tests/ship/test_admission_policy.py uses a real API server).
+    ResourceType(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicies",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicy",
+        False,
+        (),
+        ("api-extensions",),
+        frozenset({"status"}),
+    ),
+    ResourceType(
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingadmissionpolicybindings",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybinding",
+        False,
+        (),
+        ("api-extensions",),
+    ),
     ResourceType(
         "apiextensions.k8s.io",
         "v1",
