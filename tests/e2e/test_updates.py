@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 from e2e_harness import (
+    GROUP,
+    PLURAL,
+    VERSION,
     Kube,
     Operator,
     Sandbox,
@@ -83,3 +86,31 @@ def test_role_rename_moves_the_integration_and_deletes_the_old_role(
     assert len(integrations_named(sandbox, f"{namespace}/rename")) == 1
     assert our_policies(sandbox, old_name) == []
     assert our_policies(sandbox, new_name)
+
+
+def test_resources_named_by_the_old_defaults_migrate_to_collision_free_names(
+    sandbox: Sandbox, kube: Kube, operator_process: Operator, namespace: str
+) -> None:
+    """A resource made before the upgrade (role `opsramp-<ns>-<name>`, integration `<ns>-<name>`, both recorded in
+    status) moves by the rename path: new role, integration moved and renamed, old role deleted, nothing lost."""
+    old_role, old_display = f"opsramp-{namespace}-legacy", f"{namespace}-legacy"
+    kube.create(
+        integration_resource(namespace, "legacy", sandbox.opsramp.url, role={"name": old_role}, displayName=old_display)
+    )
+    obj = wait_ready(kube, namespace, "legacy")
+    integration_id = obj["status"]["integrationId"]
+    # The upgrade: the same resource, now under the new defaults (what an unset name means after it).
+    kube.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "legacy", {"spec": {"role": {"name": None}, "displayName": None}}
+    )
+    new_role = f"opsramp-{namespace}_legacy"
+    wait_for("the new role in status", lambda: (o := kube.get(namespace, "legacy")) and role_name_of(o) == new_role)
+    obj = wait_ready(kube, namespace, "legacy")
+    wait_for("old role deleted", lambda: get_role(sandbox, old_role) is None)
+    assert obj["status"]["integrationId"] == integration_id
+    integration = integration_by_id(sandbox, integration_id)
+    assert integration is not None
+    assert integration["displayName"] == f"{namespace}/legacy"
+    assert integration["credential"]["AssumeRoleARN"] == obj["status"]["roleArn"]
+    assert integrations_named(sandbox, old_display) == []
+    assert our_policies(sandbox, old_role) == []
