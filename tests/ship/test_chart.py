@@ -18,6 +18,7 @@ from ship_support import (
     NAMESPACE,
     NAMESPACED_VALUES,
     RELEASE,
+    ROOT,
     Manifest,
     Renderer,
     by_kind,
@@ -441,3 +442,18 @@ def test_release_name_and_namespace_flow_through(render: Renderer) -> None:
             assert doc["metadata"]["namespace"] == "ops"
     assert one(docs, "ClusterRoleBinding")["subjects"][0]["namespace"] == "ops"
     assert one(docs, "Deployment")["metadata"]["name"] == RELEASE
+
+
+def test_shared_cluster_example_values_render_the_rules_they_describe(render: Renderer) -> None:
+    """examples/guardrails-values.yaml: no namespace keeps the default target, each team its own account."""
+    docs = render(ROOT / "examples" / "guardrails-values.yaml")
+    rules = Settings.from_env(env_of(one(docs, "Deployment"))).guardrails
+    assert rules.targets_for("payments") == ("arn:aws:iam::210987654321:role/opsramp-operator",)
+    assert rules.targets_for("data-lake") == ("333344445555",)
+    assert rules.targets_for("other") == ()
+    assert rules.permissions_boundary_arn is not None
+    assert sorted(r["metadata"]["namespace"] for r in by_kind(docs, "Role")) == [
+        "data-lake",
+        "data-warehouse",
+        "payments",
+    ]

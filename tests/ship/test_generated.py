@@ -57,7 +57,8 @@ def test_check_notices_drift(tmp_path: Path, mutate: str, old: str, new: str, re
 
 
 def test_deploy_is_the_default_render() -> None:
-    """deploy/opsramp-aws-operator.yaml is the chart with default values: the operator's objects plus the CRD."""
+    """deploy/opsramp-aws-operator.yaml is the chart with default values: the operator's objects, the CRD and the
+    guardrails' admission policy with its binding."""
     docs = load_docs((DEPLOY / "opsramp-aws-operator.yaml").read_text())
     kinds = sorted(doc["kind"] for doc in docs)
     assert kinds == [
@@ -67,4 +68,6 @@ def test_deploy_is_the_default_render() -> None:
         "Deployment",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ]
