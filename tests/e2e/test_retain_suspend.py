@@ -26,6 +26,24 @@ from e2e_harness import (
 pytestmark = pytest.mark.e2e
 
 
+def test_delete_of_a_spec_that_no_longer_parses_cleans_up_from_status(
+    sandbox: Sandbox, kube: Kube, operator_process: Operator, namespace: str
+) -> None:
+    """A Ready resource whose spec stops parsing (here: regions the CRD's CEL would refuse, which this API server
+    does not run) still cleans up on delete, from what status recorded, instead of dropping the finalizer."""
+    kube.create(integration_resource(namespace, "unparsable", sandbox.opsramp.url))
+    obj = wait_ready(kube, namespace, "unparsable")
+    role_name, integration_id = role_name_of(obj), obj["status"]["integrationId"]
+    kube.patch_spec(namespace, "unparsable", {"regions": ["All", "us-east-1"]})
+    wait_condition(kube, namespace, "unparsable", "Stalled", "True", "InvalidSpec")
+
+    kube.delete(namespace, "unparsable")
+    wait_for("object gone", lambda: kube.get(namespace, "unparsable") is None, timeout=45)
+    assert integration_by_id(sandbox, integration_id) is None
+    assert get_role(sandbox, role_name) is None
+    assert our_policies(sandbox, role_name) == []
+
+
 def test_delete_removes_integration_role_policies_and_finalizer(
     sandbox: Sandbox, kube: Kube, operator_process: Operator, namespace: str
 ) -> None:
