@@ -311,7 +311,7 @@ def world(sandbox: Sandbox, kube: Kube) -> Iterator[World]:
         OPERATOR_ATTENTION_BACKOFF_SECONDS=str(BACKOFF),
         OPERATOR_ATTENTION_BACKOFF_MAX_SECONDS=str(BACKOFF_MAX),
         OPERATOR_ASSUME_GRACE_SECONDS="3",
-        # The admin allows what the cases below need past the guardrails (e2e's test_guardrails covers refusals).
+        # The admin allows what the cases below need past the guardrails (e2e's test_guardrail_attacks covers refusals).
         OPERATOR_ALLOWED_MANAGED_POLICY_ARNS=MISSING_POLICY,
         OPERATOR_ALLOWED_OPSRAMP_AWS_ACCOUNT_IDS="111111111111",
         OPERATOR_ALLOWED_OPSRAMP_HOSTS=",".join(endpoint_hostport(e.url) for e in (sandbox.opsramp, rejecting)),
