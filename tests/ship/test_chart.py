@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from ship_support import (
     one,
 )
 
-from opsramp_aws_operator.guardrails import Guardrails
+from opsramp_aws_operator.errors import NeedsAttention
+from opsramp_aws_operator.guardrails import Guardrails, endpoint_hostport
 from opsramp_aws_operator.settings import Settings
 
 # jsonschema ships no type stubs and is not in mypy's ignore list; a typed handle keeps mypy strict here.
@@ -457,3 +459,67 @@ def test_shared_cluster_example_values_render_the_rules_they_describe(render: Re
         "data-warehouse",
         "payments",
     ]
+
+
+def test_admission_policy_literals_agree_with_the_operators_rules(render: Renderer, tmp_path: Path) -> None:
+    """Offline render check: the patterns Helm turns into the policy's CEL literals allow exactly what the operator
+    allows, for tricky inputs (dots, `?`, ports, account ids, partitions, namespace patterns)."""
+    values = {
+        "operator": {"opsrampAwsAccountId": "999988887777"},
+        "guardrails": {
+            "allowedOpsRampAwsAccountIds": ["111122223333"],
+            "allowedManagedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnly*", "arn:aws:iam::1234567890?2:policy/a.b"],
+            "namespaceTargets": {"*": ["default"], "team-?": ["222233334444"], "ops": ["arn:aws:iam::*:role/op-*"]},
+            "allowedOpsRampHosts": ["*.api.opsramp.com", "127.0.0.1:8443", "Mixed.Example.com"],
+        },
+    }
+    (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
+    docs = render(tmp_path / "values.yaml")
+    variables = {v["name"]: v["expression"] for v in one(docs, "ValidatingAdmissionPolicy")["spec"]["variables"]}
+    # Every literal is JSON, which is also CEL: lists and maps of double-quoted strings.
+    targets = json.loads(variables["targetRules"])
+    hosts, policies = json.loads(variables["hostPatterns"]), json.loads(variables["policyPatterns"])
+    assert json.loads(variables["accounts"]) == ["999988887777", "111122223333"]
+    rules = Settings.from_env(env_of(one(docs, "Deployment"))).guardrails
+
+    def operator_allows(check: Any, *args: Any) -> bool:
+        try:
+            check(*args)
+        except NeedsAttention:
+            return False
+        return True
+
+    for namespace in ("team-a", "team-ab", "ops", "opsx", "other"):
+        for target in (
+            None,
+            "arn:aws:iam::222233334444:role/x",
+            "arn:aws-cn:iam::222233334444:role/x",
+            "arn:aws:iam::222233334444:user/x",
+            "arn:aws:iam::555566667777:role/op-1",
+            "arn:aws:iam::555566667777:role/x-op-1",
+        ):
+            wanted = target or "default"
+            admitted = any(
+                re.match(key, namespace) and any(re.match(t, wanted) for t in entries)
+                for key, entries in targets.items()
+            )
+            assert admitted == operator_allows(rules.check_target, namespace, target), (namespace, target)
+    for endpoint in (
+        "https://acme.api.opsramp.com",
+        "https://acme.api.opsramp.com:443",
+        "https://acme.api.opsramp.com:8443",
+        "https://acmeXapi.opsramp.com",
+        "https://mixed.example.com",
+        "http://127.0.0.1:8443",
+        "http://127.0.0.1:8444",
+    ):
+        admitted = any(re.match(p, endpoint_hostport(endpoint)) for p in hosts)
+        assert admitted == operator_allows(rules.check_endpoint, endpoint), endpoint
+    for arn in (
+        "arn:aws:iam::aws:policy/ReadOnlyAccess",
+        "arn:aws:iam::aws:policy/AdministratorAccess",
+        "arn:aws:iam::123456789012:policy/a.b",
+        "arn:aws:iam::123456789012:policy/aXb",
+    ):
+        admitted = any(re.match(p, arn) for p in policies)
+        assert admitted == operator_allows(rules.check_managed_policies, [arn]), arn
