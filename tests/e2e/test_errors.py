@@ -127,7 +127,9 @@ def test_second_resource_claiming_a_role_name_is_refused_and_the_first_untouched
     kube.create(integration_resource(namespace, "second", sandbox.opsramp.url, role={"name": role_name}))
     second = wait_condition(kube, namespace, "second", "Stalled", "True", "NotOwned")
     assert condition(second, "RoleReady")["reason"] == "NotOwned"
-    assert "first" in condition(second, "RoleReady")["message"]
+    # Whose it is stays the other resource's business: neither its name nor its UID is in the message.
+    message = condition(second, "RoleReady")["message"]
+    assert f"{namespace}/first" not in message and first["metadata"]["uid"] not in message
     # A resync over the first one, start to end, while the second keeps retrying.
     wait_passes(sandbox, first["status"]["integrationId"])
 

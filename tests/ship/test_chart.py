@@ -447,8 +447,8 @@ def test_release_name_and_namespace_flow_through(render: Renderer) -> None:
 
 
 def test_shared_cluster_example_values_render_the_rules_they_describe(render: Renderer) -> None:
-    """examples/guardrails-values.yaml: no namespace keeps the default target, each team its own account."""
-    docs = render(ROOT / "examples" / "guardrails-values.yaml")
+    """examples/helm/shared-cluster-values.yaml: no namespace keeps the default target, each team its own account."""
+    docs = render(ROOT / "examples" / "helm" / "shared-cluster-values.yaml")
     rules = Settings.from_env(env_of(one(docs, "Deployment"))).guardrails
     assert rules.targets_for("payments") == ("arn:aws:iam::210987654321:role/opsramp-operator",)
     assert rules.targets_for("data-lake") == ("333344445555",)
