@@ -239,6 +239,8 @@ def delete_awsintegration(
             ) from None
         for line in done:
             log.info("Cleanup of %s: %s", ref, line)
+    elif unparsed is not None:
+        log.info("Cleanup of %s: the spec no longer parses and status recorded nothing: nothing to clean up", ref)
     # Release the credentials Secret when no other resource still uses it.
     if desired is not None:
         secret = desired.opsramp.credentials_secret_ref.name
