@@ -25,12 +25,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The fault storm's check waits near the end (the storm runs meanwhile); the leak scan goes last."""
+    """The fault storm's check waits near the end (the storm runs meanwhile), the tenant scenarios after it; the
+    leak scan goes last."""
 
     def order(item: pytest.Item) -> int:
         if item.get_closest_marker("last") is not None:
-            return 2
-        return 1 if item.nodeid.split("::")[0].endswith("test_faults.py") else 0
+            return 3
+        path = item.nodeid.split("::")[0]
+        if path.endswith("test_faults.py"):
+            return 1
+        # Hundreds of resources against the one moto: after the storm, so neither slows the other to a timeout.
+        return 2 if path.endswith("test_tenants.py") else 0
 
     items.sort(key=order)
 
