@@ -6,6 +6,7 @@ import base64
 import json
 import logging
 import re
+import types
 import urllib.parse
 from datetime import UTC, datetime
 
@@ -208,3 +209,30 @@ def test_acquire_with_a_bound_raises_instead_of_sleeping() -> None:
     limiter.pause(0)
     now[0] = 86401.0
     assert limiter.acquire(max_wait=10) == 0.0
+
+
+# --- assumed-role sessions are bounded by number and age ------------------------------------------------------------
+
+
+def test_assumed_role_sessions_are_bounded_by_size_and_age(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Distinct targets beyond the size evict the least recently used; an old session is built anew."""
+    from opsramp_aws_operator import aws
+
+    now = [1000.0]
+    monkeypatch.setattr(aws, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    sessions = aws.AwsSessions(
+        aws.AwsSettings(region="us-east-1", endpoint_url="http://127.0.0.1:9", session_cache_size=3,
+                        session_cache_seconds=60),
+        limiter=RateLimiter(1000, 1.0, "t"),
+    )  # fmt: skip
+    arns = [f"arn:aws:iam::123456789012:role/t-{n}" for n in range(5)]
+    first = sessions.for_target(arns[0])
+    assert sessions.for_target(arns[0]) is first  # cached
+    for arn in arns[1:]:
+        sessions.for_target(arn)
+    assert sessions.cached_targets() == 3
+    assert sessions.for_target(arns[0]) is not first  # evicted, least recently used
+    again = sessions.for_target(arns[4])
+    now[0] += 61
+    assert sessions.for_target(arns[4]) is not again  # too old
+    assert sessions.cached_targets() <= 3
