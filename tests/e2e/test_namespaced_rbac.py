@@ -115,7 +115,8 @@ def test_the_operator_reconciles_and_cleans_up_with_namespaced_rbac(world: tuple
         obj = wait_ready(kube, "team-a", "prod", timeout=120)
         uid = obj["metadata"]["uid"]
         generated = obj["status"]["externalIdSecretName"]
-        labels = kube.core.read_namespaced_secret("opsramp-api-client", "team-a").metadata.labels or {}
+        meta = kube.core.read_namespaced_secret("opsramp-api-client", "team-a").metadata
+        labels = (meta.labels if meta is not None else None) or {}
         assert labels.get("integrations.opsramp.com/watch") == "true"
 
         # Credentials revoked, then fixed: both seen within seconds through the label-selected watch.
@@ -130,7 +131,9 @@ def test_the_operator_reconciles_and_cleans_up_with_namespaced_rbac(world: tuple
         assert sandbox.opsramp.integrations(TENANT) == []
 
         def gone() -> bool:
-            names = [s.metadata.name for s in kube.core.list_namespaced_secret("team-a").items]
+            names = [
+                s.metadata.name for s in kube.core.list_namespaced_secret("team-a").items if s.metadata is not None
+            ]
             return generated not in names
 
         wait_for("the generated Secret garbage-collected", gone, timeout=90)
