@@ -220,8 +220,13 @@ class AwsSpec(_Model):
 
     @model_validator(mode="after")
     def _external_id_needs_role(self) -> AwsSpec:
-        if (self.external_id is not None or self.external_id_secret_ref is not None) and self.assume_role_arn is None:
-            raise ValueError("aws.externalIdSecretRef is only used together with aws.assumeRoleArn")
+        if self.assume_role_arn is None:
+            for field_name, value in (
+                ("externalId", self.external_id),
+                ("externalIdSecretRef", self.external_id_secret_ref),
+            ):
+                if value is not None:
+                    raise ValueError(f"aws.{field_name} is only used together with aws.assumeRoleArn")
         return self
 
 
