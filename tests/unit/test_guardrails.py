@@ -29,6 +29,7 @@ def spec(**changes: Any) -> AWSIntegrationSpec:
             "tenantId": "client_1",
             "credentialsSecretRef": {"name": "creds"},
         },
+        "generateExternalId": True,
     }
     for path, value in changes.items():
         node = body
