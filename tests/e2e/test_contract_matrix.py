@@ -123,7 +123,7 @@ class Lane:
     before: dict[str, Any] = field(default_factory=dict)  # what a scenario saw before it acted
 
     def display(self, name: str) -> str:
-        return f"{self.namespace}-{name}"
+        return f"{self.namespace}/{name}"
 
 
 @dataclass
