@@ -246,6 +246,8 @@ def matrix(sandbox: Sandbox, kube: Kube, operator_process: Operator, recorder: O
             "OPERATOR_ASSUME_GRACE_SECONDS": "8",
             "OPERATOR_IAM_CALLS_PER_SECOND": "100",
             "OPERATOR_MONITORING_GRACE_SECONDS": "6",
+            # The async-fails lanes trust a wrong OpsRamp account on purpose: past the guardrails, OpsRamp refuses.
+            "OPERATOR_ALLOWED_OPSRAMP_AWS_ACCOUNT_IDS": WRONG_OPSRAMP_ACCOUNT,
         },
     )
     from e2e_harness import ALL_OPERATORS
