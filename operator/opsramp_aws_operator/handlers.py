@@ -194,6 +194,7 @@ def delete_awsintegration(
     """Cleanup behind the finalizer; the skip-cleanup annotation releases it without touching AWS or OpsRamp."""
     service: Service = memo.service
     ref = ResourceRef(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
+    service.mark_deleting(ref.uid)
     annotations = meta.get("annotations") or {}
     unparsed: NeedsAttention | None = None
     try:
@@ -246,7 +247,9 @@ def delete_awsintegration(
         secret = desired.opsramp.credentials_secret_ref.name
         credentials_refs: kopf.Index[tuple[str, str], str] = kwargs["credentials_refs"]
         users = set(credentials_refs.get((ref.namespace, secret), ()))
-        if not (users - {ref.uid}):
+        # Resources deleted at the same moment (a namespace going away) may each still see the other in the index:
+        # those being deleted do not count, or neither would release the Secret and the namespace would wedge.
+        if not (users - {ref.uid} - service.deleting()):
             try:
                 service.release_credentials(ref.namespace, secret)
             except OperatorError as exc:

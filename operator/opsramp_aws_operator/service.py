@@ -228,6 +228,7 @@ class Service:
         # Which resources read which Secrets: a change to one re-checks them within a tick.
         self._secret_users: dict[tuple[str, str], set[str]] = {}
         self._secrets_of: dict[str, set[tuple[str, str]]] = {}
+        self._deleting: dict[str, float] = {}
 
     # --- concurrency: one pass per resource at a time (change handlers and the drift timer) -------------
 
@@ -294,6 +295,21 @@ class Service:
             users = set(self._secret_users.get((namespace, name), ()))
         for uid in users:
             self.nudge(uid)
+
+    # How long a deleted resource still counts as "being deleted" for the credentials release (see handlers).
+    DELETING_MEMORY_SECONDS = 300.0
+
+    def mark_deleting(self, uid: str) -> None:
+        with self._locks_guard:
+            self._deleting[uid] = time.monotonic()
+
+    def deleting(self) -> set[str]:
+        """UIDs whose deletion this process handled in the last few minutes."""
+        with self._locks_guard:
+            horizon = time.monotonic() - self.DELETING_MEMORY_SECONDS
+            for uid in [u for u, at in self._deleting.items() if at < horizon]:
+                del self._deleting[uid]
+            return set(self._deleting)
 
     def forget(self, uid: str) -> None:
         self.use_secrets(uid, set())
