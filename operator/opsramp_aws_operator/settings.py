@@ -89,7 +89,7 @@ class Settings:
     # a longer wait ends the pass with a temporary error and the resource is retried when the wait is over.
     max_wait_in_pass_seconds: float = 10.0
     # Assumed-role sessions (one per spec.aws.assumeRoleArn): at most this many, each for at most this long.
-    aws_session_cache_size: int = 64
+    aws_session_cache_size: int = 16
     aws_session_cache_seconds: float = 3600.0
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -140,6 +140,6 @@ class Settings:
             guardrails=guardrails,
             max_server_wait_seconds=_float(env, "OPERATOR_MAX_SERVER_WAIT_SECONDS", 300.0, minimum=1.0),
             max_wait_in_pass_seconds=_float(env, "OPERATOR_MAX_WAIT_IN_PASS_SECONDS", 10.0, minimum=0.0),
-            aws_session_cache_size=_int(env, "OPERATOR_AWS_SESSION_CACHE_SIZE", 64, minimum=1),
+            aws_session_cache_size=_int(env, "OPERATOR_AWS_SESSION_CACHE_SIZE", 16, minimum=1),
             aws_session_cache_seconds=_float(env, "OPERATOR_AWS_SESSION_CACHE_SECONDS", 3600.0, minimum=60.0),
         )

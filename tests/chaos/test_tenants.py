@@ -39,7 +39,7 @@ pytestmark = pytest.mark.chaos
 
 NOISY_TENANT, NOISY_CLIENT = "client_666", "noisy-client"
 TARGETS = 300
-SESSION_CACHE = 64
+SESSION_CACHE = 16
 # Generous: what "on time" means for the quiet tenant's resources on a loaded 2-core machine.
 QUIET_DEADLINE = 120.0
 
@@ -140,7 +140,7 @@ def test_three_hundred_assume_role_targets_keep_memory_bounded(sandbox: Sandbox,
         rss = rss_mib(op.process.pid)
         print(f"{TARGETS} assume-role targets: {sessions:.0f} sessions held, RSS {baseline:.0f} -> {rss:.0f} MiB")
         assert 0 < sessions <= SESSION_CACHE
-        assert rss < 400, f"operator RSS {rss:.0f} MiB after {TARGETS} targets"
+        assert rss < 768, f"operator RSS {rss:.0f} MiB after {TARGETS} targets"
         SUMMARY.append(Figure("300 assume-role targets", TARGETS, seconds, "-", f"RSS {baseline:.0f} -> {rss:.0f} MiB"))
     finally:
         try:

@@ -294,7 +294,7 @@ def test_default_env_reaches_the_operator(default_docs: list[Manifest]) -> None:
         "OPERATOR_PEERING_NAME": "",
         "OPERATOR_MAX_SERVER_WAIT_SECONDS": "300",
         "OPERATOR_MAX_WAIT_IN_PASS_SECONDS": "10",
-        "OPERATOR_AWS_SESSION_CACHE_SIZE": "64",
+        "OPERATOR_AWS_SESSION_CACHE_SIZE": "16",
         "OPERATOR_ALLOWED_OPSRAMP_AWS_ACCOUNT_IDS": "",
         "OPERATOR_ALLOWED_MANAGED_POLICY_ARNS": "",
         "OPERATOR_PERMISSIONS_BOUNDARY_ARN": "",
