@@ -106,8 +106,8 @@ class AwsSettings:
     read_timeout: float = 20.0
     role_session_name: str = "opsramp-aws-operator"
     assume_role_duration_seconds: int = 3600
-    # Each assumed-role target costs two botocore clients (0.65 to 3 MiB measured): keep at most this many, each at most this
-    # long, the least recently used going first, so that any number of distinct targets costs bounded memory.
+    # Each assumed-role target costs two botocore clients (0.65 to 3 MiB measured): keep at most this many, each at
+    # most this long, the least recently used going first, so that any number of distinct targets costs bounded memory.
     session_cache_size: int = 16
     session_cache_seconds: float = 3600.0
 
