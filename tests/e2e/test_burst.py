@@ -128,7 +128,7 @@ def test_a_burst_is_created_once_each_and_repeated_passes_never_list(world: Burs
     for name in names:
         obj = kube.get(namespace, name)
         assert obj is not None
-        assert obj["status"]["integrationId"] == integrations[f"{namespace}-{name}"], name
+        assert obj["status"]["integrationId"] == integrations[f"{namespace}/{name}"], name
 
     # One more pass of each through kopf's change handler: spec.displayName set to the value it defaults to,
     # so nothing external changes. Its status has integrationId, so the pass must cost a GET of that
@@ -139,7 +139,7 @@ def test_a_burst_is_created_once_each_and_repeated_passes_never_list(world: Burs
     gets_before = sandbox.opsramp.request_count(*GET_ROUTE)
     log_mark = len(world.operator.output().splitlines())
     for name in names:
-        kube.patch_spec(namespace, name, {"displayName": f"{namespace}-{name}"})
+        kube.patch_spec(namespace, name, {"displayName": f"{namespace}/{name}"})
 
     def handled() -> bool:
         after = processed(world.operator, namespace, "Updating", log_mark)

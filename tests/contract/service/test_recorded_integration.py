@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes
 import pytest
@@ -89,7 +90,14 @@ def new_resource(world: World, name: str) -> ResourceRef:
 
 
 def new_service(world: World) -> Service:
-    settings = Settings(default_opsramp_aws_account_id=world.sandbox.OPSRAMP_AWS_ACCOUNT_ID, role_settle_seconds=0)
+    # As the sandbox's operator runs: the emulator's loopback host is allowed explicitly (the guardrails).
+    settings = Settings.from_env(
+        {
+            "OPERATOR_OPSRAMP_AWS_ACCOUNT_ID": world.sandbox.OPSRAMP_AWS_ACCOUNT_ID,
+            "OPERATOR_ROLE_SETTLE_SECONDS": "0",
+            "OPERATOR_ALLOWED_OPSRAMP_HOSTS": f"*.opsramp.com,{urlsplit(world.sandbox.OPSRAMP_ENDPOINT).netloc}",
+        }
+    )
     return Service(settings, secrets_api=Secrets(cache_seconds=0))
 
 
