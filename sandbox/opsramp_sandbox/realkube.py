@@ -484,13 +484,16 @@ class ControlPlane:
         context.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
         return context
 
-    def write_kubeconfig(self, path: Path, *, token: str | None = None, user: str = ADMIN_USER) -> Path:
-        """A kubeconfig for the admin (client certificate) or, with `token`, for whoever the token names."""
+    def write_kubeconfig(
+        self, path: Path, *, token: str | None = None, user: str = ADMIN_USER, server: str | None = None
+    ) -> Path:
+        """A kubeconfig for the admin (client certificate) or, with `token`, for whoever the token names;
+        `server` replaces the apiserver's URL (e.g. a ConnectionCutter's)."""
         assert self.pki is not None
+        url = server or self.url
         if token is not None:
-            return write_private(path, kubeconfig_text(self.url, self.pki.ca, user=user, token=token))
-        text = kubeconfig_text(self.url, self.pki.ca, user=ADMIN_USER, cert=self.pki.admin_cert,
-                               key=self.pki.admin_key)  # fmt: skip
+            return write_private(path, kubeconfig_text(url, self.pki.ca, user=user, token=token))
+        text = kubeconfig_text(url, self.pki.ca, user=ADMIN_USER, cert=self.pki.admin_cert, key=self.pki.admin_key)
         return write_private(path, text)
 
     def request(self, method: str, path: str, body: Any = None, *, ok: Iterable[int] = (200, 201)) -> Any:
@@ -616,6 +619,71 @@ def wait_for_permissions(
             if time.monotonic() > deadline:
                 raise ControlPlaneError(f"RBAC never allowed {verb} {resource}: {result.stdout} {result.stderr}")
             time.sleep(0.1)
+
+
+class ConnectionCutter:
+    """A TCP relay on loopback in front of the apiserver whose `cut()` drops every open connection at once.
+
+    To a client this is what an apiserver restart or a load balancer's reset looks like: each watch stream ends
+    and must be resumed from its last resourceVersion. Tests use it where restarting kube-apiserver itself
+    (seconds each) between every step would be too slow. TLS passes through untouched.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        parsed = upstream.removeprefix("https://").rsplit(":", 1)
+        self._upstream = (parsed[0], int(parsed[1]))
+        self._listener = socket.create_server((LOOPBACK, 0))
+        self.url = f"https://{LOOPBACK}:{self._listener.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._closed = False
+        threading.Thread(target=self._accept, name="connection-cutter", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self._upstream, timeout=10)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open.update((client, server))
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            self._drop(source, sink)
+
+    def _drop(self, *sockets: socket.socket) -> None:
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+            with self._lock:
+                self._open.discard(sock)
+
+    def cut(self) -> int:
+        """Drop every connection open now; return how many sockets were closed."""
+        with self._lock:
+            victims = list(self._open)
+        self._drop(*victims)
+        return len(victims)
+
+    def close(self) -> None:
+        """Stop accepting and drop everything."""
+        self._listener.close()
+        self.cut()
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -96,7 +97,17 @@ def _service(obj: Obj, old: Obj | None, allocate: Callable[[], str]) -> Obj:
         if not headless:
             spec.setdefault("ipFamilies", ["IPv4"])
             spec.setdefault("ipFamilyPolicy", "SingleStack")
-    obj.setdefault("status", {"loadBalancer": {}})
+    status = obj.setdefault("status", {"loadBalancer": {}})
+    ingress = ((status or {}).get("loadBalancer") or {}).get("ingress") or []
+    if ingress and kind != "LoadBalancer":
+        raise Invalid(
+            "status.loadBalancer.ingress",
+            "Forbidden: may only be used when `spec.type` is 'LoadBalancer'",
+            "FieldValueForbidden",
+        )
+    for entry in ingress:
+        if isinstance(entry, dict) and entry.get("ip"):
+            entry.setdefault("ipMode", "VIP")
     return obj
 
 
@@ -299,7 +310,9 @@ def _binding(obj: Obj, old: Obj | None, *, cluster: bool) -> Obj:
     if not role_ref.get("name"):
         raise _required("roleRef.name")
     if old is not None and old.get("roleRef") != role_ref:
-        raise Invalid("roleRef", f"Invalid value: {role_ref!r}: cannot change roleRef")
+        # Kubernetes 1.37's wording (older releases said "cannot change roleRef").
+        shown = {"APIGroup": role_ref.get("apiGroup"), "Kind": role_ref.get("kind"), "Name": role_ref.get("name")}
+        raise Invalid("roleRef", f"Invalid value: {json.dumps(shown, separators=(',', ':'))}: field is immutable")
     for index, subject in enumerate(obj.get("subjects") or []):
         where = f"subjects[{index}]"
         kind = subject.get("kind")
