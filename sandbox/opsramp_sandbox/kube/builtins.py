@@ -301,7 +301,10 @@ def _cluster_role(obj: Obj, old: Obj | None, allocate: Callable[[], str]) -> Obj
 def _binding(obj: Obj, old: Obj | None, *, cluster: bool) -> Obj:
     role_ref = obj.get("roleRef")
     if not isinstance(role_ref, dict):
-        raise _required("roleRef")
+        role_ref = obj["roleRef"] = {}
+    # rbac/v1 defaulting: an empty apiGroup means RBAC's own (so a missing roleRef fails on its kind, as in 1.37).
+    if not role_ref.get("apiGroup"):
+        role_ref["apiGroup"] = RBAC_GROUP
     allowed = ("ClusterRole",) if cluster else ("Role", "ClusterRole")
     if role_ref.get("apiGroup") != RBAC_GROUP:
         raise Invalid("roleRef.apiGroup", f'Unsupported value: "{role_ref.get("apiGroup")}"', "FieldValueNotSupported")
