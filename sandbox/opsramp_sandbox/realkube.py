@@ -557,12 +557,14 @@ class ControlPlane:
 # ---- the chart's identity for the operator --------------------------------------------------------------------
 
 
-def render_chart(values: dict[str, Any] | None = None, *, namespace: str = OPERATOR_NAMESPACE) -> list[dict[str, Any]]:
-    """`helm template` of the chart with `values`, as a list of objects."""
+def render_chart(
+    values: dict[str, Any] | None = None, *, namespace: str = OPERATOR_NAMESPACE, release: str = CHART_RELEASE
+) -> list[dict[str, Any]]:
+    """`helm template` of the chart with `values` as release `release`, as a list of objects."""
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         json.dump(values or {}, handle)
     try:
-        command = [str(tools.ensure_helm()), "template", CHART_RELEASE, str(CHART_DIR), "--namespace", namespace,
+        command = [str(tools.ensure_helm()), "template", release, str(CHART_DIR), "--namespace", namespace,
                    "--values", handle.name]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=60)
     finally:
@@ -572,9 +574,12 @@ def render_chart(values: dict[str, Any] | None = None, *, namespace: str = OPERA
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-def chart_rbac(values: dict[str, Any] | None = None, *, namespace: str = OPERATOR_NAMESPACE) -> list[dict[str, Any]]:
+def chart_rbac(
+    values: dict[str, Any] | None = None, *, namespace: str = OPERATOR_NAMESPACE, release: str = CHART_RELEASE
+) -> list[dict[str, Any]]:
     """The chart's ServiceAccount, (Cluster)Roles and bindings rendered with `values`."""
-    return [doc for doc in render_chart(values, namespace=namespace) if doc.get("kind") in RBAC_KINDS]
+    rendered = render_chart(values, namespace=namespace, release=release)
+    return [doc for doc in rendered if doc.get("kind") in RBAC_KINDS]
 
 
 def service_account_of(objects: Iterable[dict[str, Any]]) -> tuple[str, str]:
@@ -593,97 +598,51 @@ def install_operator_identity(
     chart's ServiceAccount: the operator then talks to the apiserver as it would in a pod, judged by RBAC."""
     plane.ensure_namespace(namespace)
     for obj in objects:
-        for other in obj.get("subjects") or []:
+        for other in [obj.get("metadata") or {}, *(obj.get("subjects") or [])]:
             if other.get("namespace"):
                 plane.ensure_namespace(other["namespace"])
     plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
     sa_namespace, sa_name = service_account_of(objects)
+    user = f"system:serviceaccount:{sa_namespace}:{sa_name}"
+    wait_until_allowed(plane, user, objects)
     token = plane.request_token(sa_namespace, sa_name)
-    return plane.write_kubeconfig(kubeconfig, token=token, user=f"system:serviceaccount:{sa_namespace}:{sa_name}")
+    return plane.write_kubeconfig(kubeconfig, token=token, user=user)
 
 
-def wait_for_permissions(
-    plane: ControlPlane, kubeconfig: Path, checks: Iterable[tuple[str, str]], timeout: float = 60
-) -> None:
-    """Wait until RBAC grants each (verb, resource) to the kubeconfig's user (bindings take effect at once on a
-    single apiserver, but its authorizer cache is fed by an informer)."""
+def granted(objects: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
+    """SubjectAccessReview resourceAttributes for every verb on every resource the (Cluster)Roles grant; a Role's
+    rules in its namespace, a ClusterRole's cluster-wide."""
+    attributes = []
+    for role in objects:
+        if role.get("kind") not in ("Role", "ClusterRole"):
+            continue
+        namespace = (role.get("metadata") or {}).get("namespace", "") if role["kind"] == "Role" else ""
+        for rule in role.get("rules") or []:
+            for group in rule.get("apiGroups") or []:
+                for resource in rule.get("resources") or []:
+                    name, _, sub = resource.partition("/")
+                    for verb in rule.get("verbs") or []:
+                        attributes.append({"namespace": namespace, "verb": verb, "group": group, "resource": name,
+                                           "subresource": sub})  # fmt: skip
+    return attributes
+
+
+def wait_until_allowed(plane: ControlPlane, user: str, objects: list[dict[str, Any]], timeout: float = 60) -> None:
+    """Wait until the authorizer grants `user` everything the applied roles say (its RBAC informers need a moment
+    after the apply): a SubjectAccessReview per verb and resource, so the operator's first request is not a 403."""
+    namespace, name = user.removeprefix("system:serviceaccount:").split(":", 1)
+    groups = ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"]
     deadline = time.monotonic() + timeout
-    for verb, resource in checks:
-        while True:
-            result = subprocess.run(
-                [str(tools.ensure_kubectl()), f"--kubeconfig={kubeconfig}", "auth", "can-i", verb, resource, "-A"],
-                capture_output=True, text=True, check=False, timeout=60,
-            )  # fmt: skip
-            if result.stdout.strip() == "yes":
-                break
+    for attributes in granted(objects):
+        review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                  "spec": {"user": user, "groups": groups, "resourceAttributes": attributes}}  # fmt: skip
+        while not plane.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", review)["status"].get(
+            "allowed"
+        ):
             if time.monotonic() > deadline:
-                raise ControlPlaneError(f"RBAC never allowed {verb} {resource}: {result.stdout} {result.stderr}")
-            time.sleep(0.1)
-
-
-class ConnectionCutter:
-    """A TCP relay on loopback in front of the apiserver whose `cut()` drops every open connection at once.
-
-    To a client this is what an apiserver restart or a load balancer's reset looks like: each watch stream ends
-    and must be resumed from its last resourceVersion. Tests use it where restarting kube-apiserver itself
-    (seconds each) between every step would be too slow. TLS passes through untouched.
-    """
-
-    def __init__(self, upstream: str) -> None:
-        parsed = upstream.removeprefix("https://").rsplit(":", 1)
-        self._upstream = (parsed[0], int(parsed[1]))
-        self._listener = socket.create_server((LOOPBACK, 0))
-        self.url = f"https://{LOOPBACK}:{self._listener.getsockname()[1]}"
-        self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()
-        self._closed = False
-        threading.Thread(target=self._accept, name="connection-cutter", daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(self._upstream, timeout=10)
-                server.settimeout(None)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._open.update((client, server))
-            for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while chunk := source.recv(65536):
-                sink.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            self._drop(source, sink)
-
-    def _drop(self, *sockets: socket.socket) -> None:
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
-            with self._lock:
-                self._open.discard(sock)
-
-    def cut(self) -> int:
-        """Drop every connection open now; return how many sockets were closed."""
-        with self._lock:
-            victims = list(self._open)
-        self._drop(*victims)
-        return len(victims)
-
-    def close(self) -> None:
-        """Stop accepting and drop everything."""
-        self._listener.close()
-        self.cut()
+                raise ControlPlaneError(f"RBAC never allowed {user} {attributes}")
+            time.sleep(0.05)
+    del name
 
 
 @contextlib.contextmanager
