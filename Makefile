@@ -84,7 +84,7 @@ unit: $(STAMP)
 
 # Faults, crashes, bad input, deletion and two replicas against the sandbox. CHAOS_SIZE scales it (resources).
 CHAOS_SIZE ?= 20
-chaos: $(STAMP)
+chaos: $(STAMP) controlplane
 	CHAOS_SIZE=$(CHAOS_SIZE) $(BIN)/pytest tests/chaos -p no:cacheprovider
 
 # The benchmark (docs/performance.md): writes bench/results/latest.json and latest.md. Not part of `make test`.
