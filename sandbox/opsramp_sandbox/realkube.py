@@ -62,6 +62,16 @@ OPERATOR_NAMESPACE: Final = "opsramp-system"
 RBAC_KINDS: Final = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
 # The operator's token lives as long as a sandbox may (TokenRequest caps it at --service-account-max-token-expiration).
 TOKEN_SECONDS: Final = 48 * 3600
+# Every request made by a ServiceAccount of the operator's namespace is written to DIR/audit.log (user, verb,
+# resource, response code): tests read it to prove what the operator was allowed and denied.
+AUDIT_POLICY: Final = f"""apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    userGroups: ["system:serviceaccounts:{OPERATOR_NAMESPACE}"]
+  - level: None
+"""
 
 
 class ControlPlaneError(Exception):
@@ -277,6 +287,7 @@ class ControlPlane:
         self.etcd_url = ""
         self.pki: Pki | None = None
         self.admin_kubeconfig = self.directory / "admin.kubeconfig"
+        self.audit_log = self.directory / "audit.log"
         self._processes: dict[str, _Process] = {}
         self._apiserver_port = 0
         self._restarts = 0
@@ -367,6 +378,8 @@ class ControlPlane:
     def _apiserver_args(self, port: int) -> list[str]:
         assert self.pki is not None
         pki = self.pki
+        policy = self.directory / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
         return [
             self._binary("kube-apiserver"),
             f"--etcd-servers={self.etcd_url}",
@@ -388,6 +401,9 @@ class ControlPlane:
             # No kubelets, so nothing could answer for the `kubernetes` Service's endpoint (127.0.0.1 is refused).
             "--endpoint-reconciler-type=none",
             "--profiling=false",
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
         ]
 
     def _start_apiserver(self, deadline: float, *, port: int = 0) -> None:
@@ -533,6 +549,24 @@ class ControlPlane:
                     return dict(crd)
             time.sleep(0.1)
         raise ControlPlaneError(f"CRD {name} not Established in time (conditions {last})")
+
+    def audit_events(self, user: str | None = None) -> list[dict[str, Any]]:
+        """The audit log's completed requests (of the operator's namespace's ServiceAccounts), optionally of one
+        user; each has `verb`, `objectRef` (apiGroup, resource, subresource, namespace, name) and
+        `responseStatus.code`."""
+        if not self.audit_log.is_file():
+            return []
+        events = []
+        for line in self.audit_log.read_text(errors="replace").splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:  # a line being written right now
+                continue
+            if event.get("stage") != "ResponseComplete":
+                continue
+            if user is None or event.get("user", {}).get("username") == user:
+                events.append(event)
+        return events
 
     def ensure_namespace(self, name: str) -> None:
         """Create namespace `name` unless it exists."""
