@@ -66,7 +66,9 @@ def running_sandbox(
                 kubeconfig = base / "kubeconfig"
                 kube.write_kubeconfig(kubeconfig)
                 env = {
+                    "SANDBOX_KUBE": "emulator",
                     "KUBECONFIG": str(kubeconfig),
+                    "OPERATOR_KUBECONFIG": str(kubeconfig),
                     "AWS_ENDPOINT_URL": moto.url,
                     "AWS_ACCESS_KEY_ID": "testing",
                     "AWS_SECRET_ACCESS_KEY": "testing",
