@@ -679,6 +679,71 @@ def wait_until_allowed(plane: ControlPlane, user: str, objects: list[dict[str, A
     del name
 
 
+class ConnectionCutter:
+    """A TCP relay on loopback in front of the apiserver whose `cut()` drops every open connection at once.
+
+    To a client this is what an apiserver restart or a load balancer's reset looks like: each watch stream ends
+    and must be resumed from its last resourceVersion. Tests use it where restarting kube-apiserver itself
+    (seconds each) between every step would be too slow. TLS passes through untouched.
+    """
+
+    def __init__(self, upstream: str) -> None:
+        parsed = upstream.removeprefix("https://").rsplit(":", 1)
+        self._upstream = (parsed[0], int(parsed[1]))
+        self._listener = socket.create_server((LOOPBACK, 0))
+        self.url = f"https://{LOOPBACK}:{self._listener.getsockname()[1]}"
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._closed = False
+        threading.Thread(target=self._accept, name="connection-cutter", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self._upstream, timeout=10)
+                server.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._open.update((client, server))
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            self._drop(source, sink)
+
+    def _drop(self, *sockets: socket.socket) -> None:
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+            with self._lock:
+                self._open.discard(sock)
+
+    def cut(self) -> int:
+        """Drop every connection open now; return how many sockets were closed."""
+        with self._lock:
+            victims = list(self._open)
+        self._drop(*victims)
+        return len(victims)
+
+    def close(self) -> None:
+        """Stop accepting and drop everything."""
+        self._listener.close()
+        self.cut()
+
+
 @contextlib.contextmanager
 def running_control_plane(
     directory: Path | None = None, *, crds: Iterable[dict[str, Any]] = ()

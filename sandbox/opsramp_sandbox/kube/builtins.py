@@ -184,6 +184,7 @@ def _pod_template(template: Obj, path: str) -> None:
             names.add(container["name"])
             if not container.get("image"):
                 raise _required(f"{where}.image")
+            container.setdefault("resources", {})
             container.setdefault("terminationMessagePath", "/dev/termination-log")
             container.setdefault("terminationMessagePolicy", "File")
             container.setdefault("imagePullPolicy", _pull_policy(container["image"]))

@@ -18,7 +18,7 @@ from . import builtins
 from .patching import PatchError, json_patch, merge_patch
 from .schema import SchemaValidator
 from .selectors import Matcher, SelectorError, parse_field_selector, parse_label_selector
-from .strategic import strategic_merge_patch
+from .strategic import MergeKeyMissing, strategic_merge_patch
 from .watch import Change, EventLog, Watcher
 
 Obj = dict[str, Any]
@@ -57,9 +57,10 @@ class ApiError(Exception):
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         }
+        if self.reason:  # an internal error (500) carries none
+            body["reason"] = self.reason
         if self.details is not None:
             body["details"] = self.details
         return body
@@ -659,6 +660,9 @@ class Store:
             if content_type == STRATEGIC_PATCH:
                 try:
                     patched = strategic_merge_patch(current, patch)
+                except MergeKeyMissing as exc:
+                    # kube-apiserver passes this one through unclassified: a 500 with Go's wording.
+                    raise ApiError(500, "", str(exc)) from exc
                 except PatchError as exc:
                     raise ApiError(422, "Invalid", f"the server rejected our request due to an error: {exc}") from exc
             else:
