@@ -170,7 +170,11 @@ def operator_identity(
     return install_operator_identity(sandbox.plane, sandbox.workdir / f"{release}.kubeconfig", objects)
 
 
-def start_sandbox(workdir: Path, *, propagation_delay: float = 0.5) -> Sandbox:
+def start_sandbox(
+    workdir: Path, *, propagation_delay: float = 0.5, chart_values: dict[str, Any] | None = None
+) -> Sandbox:
+    """moto, the OpsRamp emulator and Kubernetes (see kube_kind); on the real control plane the operator's
+    identity is the chart's ServiceAccount with the RBAC the chart renders for `chart_values`."""
     client_secret = "e2e-secret-" + uuid.uuid4().hex
     kubeconfig = workdir / "kubeconfig"
     kube: KubeEmulator | None = None
@@ -196,8 +200,8 @@ def start_sandbox(workdir: Path, *, propagation_delay: float = 0.5) -> Sandbox:
     opsramp.start()
     sandbox = Sandbox(kube, moto, opsramp, kubeconfig, client_secret, workdir, plane=plane)
     if plane is not None:
-        # The chart's default install: all namespaces, no peering, cluster-wide RBAC.
-        sandbox.operator_kubeconfig = operator_identity(sandbox)
+        # By default the chart's default install: all namespaces, no peering, cluster-wide RBAC.
+        sandbox.operator_kubeconfig = operator_identity(sandbox, chart_values)
     return sandbox
 
 
