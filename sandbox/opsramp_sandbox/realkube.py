@@ -27,7 +27,6 @@ import json
 import os
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import tempfile
@@ -493,13 +492,6 @@ class ControlPlane:
         session.verify = str(self.pki.ca)
         return session
 
-    def ssl_context(self) -> ssl.SSLContext:
-        """An SSL context trusting the sandbox CA and presenting the admin certificate."""
-        assert self.pki is not None
-        context = ssl.create_default_context(cafile=str(self.pki.ca))
-        context.load_cert_chain(str(self.pki.admin_cert), str(self.pki.admin_key))
-        return context
-
     def write_kubeconfig(
         self, path: Path, *, token: str | None = None, user: str = ADMIN_USER, server: str | None = None
     ) -> Path:
@@ -664,7 +656,7 @@ def granted(objects: Iterable[dict[str, Any]]) -> list[dict[str, str]]:
 def wait_until_allowed(plane: ControlPlane, user: str, objects: list[dict[str, Any]], timeout: float = 60) -> None:
     """Wait until the authorizer grants `user` everything the applied roles say (its RBAC informers need a moment
     after the apply): a SubjectAccessReview per verb and resource, so the operator's first request is not a 403."""
-    namespace, name = user.removeprefix("system:serviceaccount:").split(":", 1)
+    namespace = user.removeprefix("system:serviceaccount:").split(":", 1)[0]
     groups = ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"]
     deadline = time.monotonic() + timeout
     for attributes in granted(objects):
@@ -676,7 +668,6 @@ def wait_until_allowed(plane: ControlPlane, user: str, objects: list[dict[str, A
             if time.monotonic() > deadline:
                 raise ControlPlaneError(f"RBAC never allowed {user} {attributes}")
             time.sleep(0.05)
-    del name
 
 
 class ConnectionCutter:
