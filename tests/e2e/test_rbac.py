@@ -65,7 +65,8 @@ MODES: dict[str, dict[str, Any]] = {
 
 def values(mode: str, namespace: str) -> dict[str, Any]:
     """The mode's values with the placeholder namespace replaced."""
-    return json.loads(json.dumps(MODES[mode]).replace(f'"{PLACEHOLDER}"', f'"{namespace}"'))
+    result: dict[str, Any] = json.loads(json.dumps(MODES[mode]).replace(f'"{PLACEHOLDER}"', f'"{namespace}"'))
+    return result
 
 
 def rule_id(rule: dict[str, Any]) -> str:

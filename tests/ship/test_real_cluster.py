@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import json
 import sys
 from typing import Any
@@ -14,9 +15,11 @@ import yaml
 from real_cluster import CRD_NAME, RealCluster
 from ship_support import CRD_FILE, DEPLOY, NAMESPACE, RELEASE, ROOT, load_docs
 
+# The good and bad resources of tests/unit/test_crd.py, sent to kube-apiserver here (imported by name: pytest
+# and mypy see each test directory as its own root).
 sys.path.insert(0, str(ROOT / "tests" / "unit"))
-
-from test_crd import _DELETE, BAD_RESOURCES, CEL_ONLY, _set, good
+unit_cases: Any = importlib.import_module("test_crd")
+_DELETE, BAD_RESOURCES, CEL_ONLY = unit_cases._DELETE, unit_cases.BAD_RESOURCES, unit_cases.CEL_ONLY
 
 DEPLOYMENT = "deployments.apps"
 
@@ -45,7 +48,7 @@ def test_helm_install_upgrade_rollback_uninstall_keeps_the_crd(real_cluster: Rea
     assert container_env(installed)["OPERATOR_LOG_LEVEL"] == "INFO"
 
     # A user's resource, valid for the real CRD (the operator does not run: nothing acts on it).
-    user = good()
+    user: dict[str, Any] = unit_cases.good()
     user["metadata"] = {"name": "kept", "namespace": "default"}
     cluster.apply([user])
 
@@ -149,11 +152,11 @@ def real_path(dotted: str) -> str:
 
 def resource(field: str | None = None, value: Any = None) -> dict[str, Any]:
     """tests/unit's good resource, optionally with one field changed."""
-    obj = good()
+    obj: dict[str, Any] = unit_cases.good()
     obj["metadata"] = {"name": "case", "namespace": "default"}
     if field is not None:
         # Not a deep copy of the deletion marker: a copy of it would be set as a value instead of deleting.
-        _set(obj, field, value if value is _DELETE else copy.deepcopy(value))
+        unit_cases._set(obj, field, value if value is _DELETE else copy.deepcopy(value))
     return obj
 
 

@@ -272,9 +272,11 @@ class OurTarget(Target):
 
     flavour = "ours"
 
-    def __init__(self, bookmark_interval: float = BOOKMARK_INTERVAL, crds: list[dict[str, Any]] = ()) -> None:
+    def __init__(self, bookmark_interval: float = BOOKMARK_INTERVAL, crds: list[dict[str, Any]] | None = None) -> None:
         self.emulator = KubeEmulator(
-            crds=[copy.deepcopy(WIDGET_CRD), *crds], bookmark_interval=bookmark_interval, event_window=EVENT_WINDOW
+            crds=[copy.deepcopy(WIDGET_CRD), *(crds or [])],
+            bookmark_interval=bookmark_interval,
+            event_window=EVENT_WINDOW,
         )
         self.bookmark_period = bookmark_interval
         self.emulator.start()

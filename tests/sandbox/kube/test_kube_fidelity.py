@@ -622,7 +622,7 @@ def test_core_events_with_generate_name(api: Api) -> None:
     involved object's namespace must be the Event's (422 otherwise)."""
     url = api.path("events", group="", version="v1")
     for _ in range(3):
-        event = {"apiVersion": "v1", "kind": "Event", "metadata": {"generateName": "w1."},
+        event: dict[str, Any] = {"apiVersion": "v1", "kind": "Event", "metadata": {"generateName": "w1."},
                  "involvedObject": {"kind": KIND, "name": "w1", "namespace": api.ns}, "reason": "Logging",
                  "message": "m", "type": "Normal"}  # fmt: skip
         assert api.post(url, event).status_code in CREATED
@@ -721,7 +721,7 @@ def test_services_v1(api: Api) -> None:
     assert resources["services"]["namespaced"] is True and "svc" in resources["services"]["shortNames"]
     assert "services/status" in resources
     url = api.path("services", group="", version="v1")
-    body = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+    body: dict[str, Any] = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
             "spec": {"selector": {"app": "a"}, "ports": [{"port": 80}]}}  # fmt: skip
     created = api.post(url, body)
     assert created.status_code == 201, created.text

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -23,7 +24,7 @@ from opsramp_sandbox.realkube import (
 )
 
 SA = "probe"
-ROLE = [
+ROLE: list[dict[str, Any]] = [
     {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SA, "namespace": OPERATOR_NAMESPACE}},
     {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
      "metadata": {"name": SA, "namespace": OPERATOR_NAMESPACE},
