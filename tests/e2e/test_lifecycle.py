@@ -87,6 +87,7 @@ def test_kubectl_apply_then_wait_for_condition_ready(
 ) -> None:
     """What a user scripts: `kubectl apply -f` the example, then `kubectl wait --for=condition=Ready` returns 0
     once the operator reports Ready, and `kubectl delete` returns once the finalizer is done."""
+    console_secret(kube, sandbox, namespace)
     doc = example_resource(namespace, sandbox.opsramp.url)
     doc["metadata"]["name"] = "waited"
     kubectl = [str(ensure_kubectl()), f"--kubeconfig={sandbox.kubeconfig}", "-n", namespace]
