@@ -190,14 +190,19 @@ def test_up_with_the_real_control_plane_serves_kubectl_and_runs_the_operator_as_
         assert created.returncode == 0, created.stderr
         whoami = run([str(ensure_kubectl()), f"--kubeconfig={env['OPERATOR_KUBECONFIG']}", "auth", "whoami"])
         assert "system:serviceaccount:opsramp-system:opsramp-aws-operator" in whoami.stdout, whoami.stdout
+        # The External ID the emulated OpsRamp console shows, as a user copies it into a Secret.
+        console = requests.get(f"{env['OPSRAMP_ADMIN_URL']}/tenants/{env['OPSRAMP_TENANT_ID']}/console", timeout=10)
         manifest = [
             {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": "from-kubectl"},
              "stringData": {"clientId": env["OPSRAMP_CLIENT_ID"], "clientSecret": env["OPSRAMP_CLIENT_SECRET"]}},
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "external-id", "namespace": "from-kubectl"},
+             "stringData": {"externalId": console.json()["externalId"]}},
             {"apiVersion": "integrations.opsramp.com/v1alpha1", "kind": "AWSIntegration",
              "metadata": {"name": "demo", "namespace": "from-kubectl"},
-             "spec": {"regions": ["us-east-1"], "opsramp": {"endpoint": env["OPSRAMP_ENDPOINT"],
-                      "tenantId": env["OPSRAMP_TENANT_ID"], "awsAccountId": env["OPSRAMP_AWS_ACCOUNT_ID"],
-                      "credentialsSecretRef": {"name": "creds"}}}},
+             "spec": {"regions": ["us-east-1"], "externalIdSecretRef": {"name": "external-id"},
+                      "opsramp": {"endpoint": env["OPSRAMP_ENDPOINT"], "tenantId": env["OPSRAMP_TENANT_ID"],
+                                  "awsAccountId": env["OPSRAMP_AWS_ACCOUNT_ID"],
+                                  "credentialsSecretRef": {"name": "creds"}}}},
         ]  # fmt: skip
         applied = run([*kubectl, "apply", "-f", "-"], input=yaml.safe_dump_all(manifest))
         assert applied.returncode == 0, applied.stderr
