@@ -498,9 +498,10 @@ def test_watch_sends_periodic_bookmarks(api: Api, target: Target) -> None:
     """allowWatchBookmarks=true yields BOOKMARK events carrying a current resourceVersion, once per period.
 
     The period is the server's: a real apiserver sends one about every minute (this test waits that long on
-    it), the emulator every `bookmark_interval` seconds (0.3 s here). A real apiserver's watch cache sends none for a
-    resource it has seen no write of yet, hence the object made first; and it may end a young watch early (its
-    CRD's storage settling), so the test watches again from the same resourceVersion, as every client does.
+    it), the emulator every `bookmark_interval` seconds (0.3 s here). A real apiserver's watch cache bookmarks only
+    a resourceVersion newer than the one the watch started from, hence the write after the watch starts; and it
+    may end a young watch early (its CRD's storage settling), so the test watches again from the same
+    resourceVersion, as every client does.
     """
     api.create_widget("w1")
     rv = api.get(api.path()).json()["metadata"]["resourceVersion"]
@@ -509,6 +510,7 @@ def test_watch_sends_periodic_bookmarks(api: Api, target: Target) -> None:
     bookmarks: list[dict[str, Any]] = []
     while not bookmarks and time.monotonic() < deadline:
         watch = Watch(api, api.path(), {"resourceVersion": rv, "allowWatchBookmarks": "true"}, read_timeout=period + 30)
+        api.patch(api.path(name="w1"), {"metadata": {"labels": {"written": str(time.monotonic_ns())}}})
         while not watch.closed.is_set() and time.monotonic() < deadline:
             seen = watch.wait_for(lambda ev: any(e["type"] == "BOOKMARK" for e in ev), timeout=1)
             bookmarks = [e for e in seen if e["type"] == "BOOKMARK"]
