@@ -112,6 +112,9 @@ def _inputs() -> list[Path]:
 
 def build_key() -> str:
     """A short hash of everything that decides the binaries (sources, pins, stamps, Go version, platform)."""
+    missing = [str(p) for p in _inputs() if not p.is_file()]
+    if missing:
+        raise BuildError(f"the control plane's Go sources are not here ({', '.join(missing)}): use a source checkout")
     digest = hashlib.sha256()
     for path in _inputs():
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
