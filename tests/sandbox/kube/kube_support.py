@@ -404,11 +404,6 @@ def flavours() -> list[str]:
     return ["kmock"] if flavour() == "kmock" else ["emulator", "real"]
 
 
-def start_target() -> Target:
-    """Start the emulator selected by KUBE_EMULATOR."""
-    return KmockTarget() if flavour() == "kmock" else OurTarget()
-
-
 @contextlib.contextmanager
 def real_control_plane(
     tmp: Path, crds: list[dict[str, Any]] | None = None
