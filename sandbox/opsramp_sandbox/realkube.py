@@ -239,7 +239,10 @@ _PR_SET_PDEATHSIG: Final = 1
 
 
 def _die_with_parent() -> None:
-    """In the child: get SIGKILL when the process that started us dies, so a killed test run leaks nothing."""
+    """In the child: get SIGKILL when the process that started us dies, so a killed test run leaks nothing.
+
+    (Linux ties this to the thread that forked: start a ControlPlane from a thread that outlives it, e.g. the main one.)
+    """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -289,7 +292,6 @@ class ControlPlane:
         self.audit_log = self.directory / "audit.log"
         self._processes: dict[str, _Process] = {}
         self._apiserver_port = 0
-        self._restarts = 0
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
 
