@@ -8,10 +8,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-test
 PIP_FLAGS := --disable-pip-version-check --no-input -q
 
-.PHONY: help venv checkov-venv lint format typecheck test unit chaos bench crds generate demo clean lock
+.PHONY: help venv checkov-venv controlplane lint format typecheck test unit chaos bench crds generate demo clean lock
 
 help:
-	@echo "make test   - create .venv, install, run ruff, mypy and pytest"
+	@echo "make test   - create .venv, install, build (or reuse) the control plane, run ruff, mypy and pytest"
+	@echo "make controlplane - build etcd, kube-apiserver, kube-controller-manager from source (cached outside the tree)"
 	@echo "make demo   - run the operator against the local sandbox and show an AWSIntegration reaching Ready"
 	@echo "make crds   - regenerate crds/, chart copy, deploy/, Argo CD files, docs/reference.md, the operator IAM policy"
 	@echo "make lint   - ruff and mypy (the packages and tests/) only"
@@ -70,7 +71,12 @@ format: $(STAMP)
 	$(BIN)/ruff format operator sandbox codegen tests
 	$(BIN)/ruff check --fix operator sandbox codegen tests
 
-test: lint checkov-venv
+# etcd, kube-apiserver and kube-controller-manager from sandbox/controlplane/ (Go >= 1.26, checksums from the
+# committed go.sum files), into ~/.cache/opsramp-aws-operator/controlplane/<key>/bin; reused while the key holds.
+controlplane: $(STAMP)
+	$(BIN)/python -m opsramp_sandbox.controlplane build
+
+test: lint checkov-venv controlplane
 	$(BIN)/pytest
 
 unit: $(STAMP)
@@ -78,7 +84,7 @@ unit: $(STAMP)
 
 # Faults, crashes, bad input, deletion and two replicas against the sandbox. CHAOS_SIZE scales it (resources).
 CHAOS_SIZE ?= 20
-chaos: $(STAMP)
+chaos: $(STAMP) controlplane
 	CHAOS_SIZE=$(CHAOS_SIZE) $(BIN)/pytest tests/chaos -p no:cacheprovider
 
 # The benchmark (docs/performance.md): writes bench/results/latest.json and latest.md. Not part of `make test`.

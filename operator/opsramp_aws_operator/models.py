@@ -360,7 +360,18 @@ class AWSIntegrationSpec(_Model):
         default_factory=MonitoringSpec, description="Whether OpsRamp monitors, and what it discovers."
     )
     role: RoleSpec = Field(default_factory=RoleSpec, description="The IAM role OpsRamp assumes.")
-    aws: AwsSpec = Field(default_factory=AwsSpec, description="The AWS account the operator acts in.")
+    aws: AwsSpec = Field(
+        default_factory=AwsSpec,
+        description="The AWS account the operator acts in.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.externalId) || has(self.assumeRoleArn)",
+                    "message": "aws.externalId is only used together with aws.assumeRoleArn",
+                }
+            ],
+        },
+    )
     deletion_policy: Literal["Delete", "Retain"] = Field(
         default="Delete",
         description=(

@@ -17,6 +17,13 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--dir", required=True, type=Path)
     up.add_argument("--no-operator", action="store_true", help="do not start the operator")
     up.add_argument("--crds", type=Path, help="directory of CRD YAML files (default: the project's crds/)")
+    up.add_argument(
+        "--kube",
+        choices=launcher.KUBE_CHOICES,
+        help="emulator: the project's Kubernetes emulator; real: etcd, kube-apiserver and kube-controller-manager "
+        "built by `make controlplane`; auto: real when built, else the emulator "
+        f"(default: ${launcher.KUBE_ENV}, else emulator)",
+    )
     for name, text in (("status", "say what runs"), ("down", "stop everything `up` started")):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("--dir", required=True, type=Path)
@@ -24,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "up":
-            values = launcher.up(args.dir, operator=not args.no_operator, crd_dir=args.crds)
+            values = launcher.up(args.dir, operator=not args.no_operator, crd_dir=args.crds, kube=args.kube)
             print(f"sandbox up in {args.dir.resolve()}; source {args.dir.resolve() / launcher.ENV_FILE}")
-            for key in ("KUBECONFIG", "AWS_ENDPOINT_URL", "OPSRAMP_ENDPOINT", "OPSRAMP_ADMIN_URL"):
+            for key in ("SANDBOX_KUBE", "KUBECONFIG", "AWS_ENDPOINT_URL", "OPSRAMP_ENDPOINT", "OPSRAMP_ADMIN_URL"):
                 print(f"  {key}={values[key]}")
             ok, lines = launcher.status(args.dir)
             print("\n".join(lines))

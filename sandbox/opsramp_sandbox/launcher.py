@@ -25,6 +25,14 @@ TENANT_ID = "client_1"
 OPSRAMP_AWS_ACCOUNT_ID = "999988887777"
 AWS_REGION = "us-east-1"
 READY_TIMEOUT = 30.0
+# The real control plane starts etcd, kube-apiserver and kube-controller-manager and applies the chart's RBAC (and
+# may first fetch helm and kubectl): minutes on a first run on a loaded machine, seconds afterwards.
+REAL_KUBE_READY_TIMEOUT = 300.0
+# Which Kubernetes `up` starts: "emulator" (the project's, Python only), "real" (etcd + kube-apiserver +
+# kube-controller-manager built from source, see opsramp_sandbox.controlplane) or "auto" (real when its binaries
+# are already built, else the emulator). The default comes from this variable, else "emulator".
+KUBE_ENV = "OPSRAMP_SANDBOX_KUBE"
+KUBE_CHOICES = ("emulator", "real", "auto")
 STOP_TIMEOUT = 5.0
 # Components `status` requires; the operator is optional (--no-operator, or the stub that exits at once).
 REQUIRED = ("moto", "opsramp", "kube")
@@ -44,10 +52,11 @@ class Component:
     log: str
     url: str = ""
     exited: int | None = None  # exit code seen while `up` still watched it
+    kind: str = ""  # for `kube`: "emulator" or "real"
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "pid": self.pid, "start_time": self.start_time, "log": self.log,
-                "url": self.url, "exited": self.exited}  # fmt: skip
+                "url": self.url, "exited": self.exited, "kind": self.kind}  # fmt: skip
 
 
 def project_crd_files(crd_dir: Path | None = None) -> list[Path]:
@@ -90,9 +99,9 @@ def _spawn(
     return process, component
 
 
-def _wait_ready(process: subprocess.Popen[bytes], component: Component) -> str:
+def _wait_ready(process: subprocess.Popen[bytes], component: Component, timeout: float = READY_TIMEOUT) -> str:
     """The URL from the component's `READY <url>` line, or an error quoting the end of its log."""
-    deadline = time.monotonic() + READY_TIMEOUT
+    deadline = time.monotonic() + timeout
     log = Path(component.log)
     while time.monotonic() < deadline:
         for line in log.read_text(errors="replace").splitlines():
@@ -102,7 +111,7 @@ def _wait_ready(process: subprocess.Popen[bytes], component: Component) -> str:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
             raise LauncherError(f"{component.name} exited with code {process.returncode}; log tail:\n{tail}")
         time.sleep(0.05)
-    raise LauncherError(f"{component.name} did not become ready within {READY_TIMEOUT:.0f}s (see {log})")
+    raise LauncherError(f"{component.name} did not become ready within {timeout:.0f}s (see {log})")
 
 
 def _python_env() -> dict[str, str]:
@@ -139,9 +148,33 @@ def read_env(directory: Path) -> dict[str, str]:
     return {key: value for key, value in pairs}
 
 
-def up(directory: Path, *, operator: bool = True, crd_dir: Path | None = None) -> dict[str, str]:
+def default_kube() -> str:
+    """The `--kube` choice when none is given: $OPSRAMP_SANDBOX_KUBE, else "emulator"."""
+    return os.environ.get(KUBE_ENV) or "emulator"
+
+
+def resolve_kube(choice: str) -> str:
+    """ "emulator" or "real" for a `--kube` choice; "auto" is real when the control plane is already built."""
+    if choice not in KUBE_CHOICES:
+        raise LauncherError(f"--kube must be one of {', '.join(KUBE_CHOICES)}, not {choice!r}")
+    if choice == "auto":
+        from . import controlplane
+
+        return "real" if controlplane.built() is not None else "emulator"
+    if choice == "real":
+        from . import controlplane
+
+        if controlplane.built() is None:
+            raise LauncherError("the real control plane is not built yet: run `make controlplane` (needs Go >= 1.26)")
+    return choice
+
+
+def up(
+    directory: Path, *, operator: bool = True, crd_dir: Path | None = None, kube: str | None = None
+) -> dict[str, str]:
     """Start every component, write DIR/env and return its values; on failure stop what was started."""
     directory = directory.resolve()
+    kind = resolve_kube(kube or default_kube())
     if any(is_running(c) for c in read_state(directory)):
         raise LauncherError(f"a sandbox is already running in {directory}; run `opsramp-sandbox down` first")
     (directory / "logs").mkdir(parents=True, exist_ok=True)
@@ -169,15 +202,27 @@ def up(directory: Path, *, operator: bool = True, crd_dir: Path | None = None) -
         opsramp.url = _wait_ready(process, opsramp)
 
         kubeconfig = directory / "kubeconfig"
-        kube_cmd = [sys.executable, "-m", "opsramp_sandbox.kube", "--port", "0", "--kubeconfig", str(kubeconfig)]
+        operator_kubeconfig = kubeconfig
+        if kind == "real":
+            # The operator connects as the chart's ServiceAccount (a TokenRequest token), never as the admin.
+            operator_kubeconfig = directory / "operator.kubeconfig"
+            kube_cmd = [sys.executable, "-m", "opsramp_sandbox.realkube", "--dir", str(directory / "kube"),
+                        "--kubeconfig", str(kubeconfig), "--operator-kubeconfig", str(operator_kubeconfig)]  # fmt: skip
+            timeout = REAL_KUBE_READY_TIMEOUT
+        else:
+            kube_cmd = [sys.executable, "-m", "opsramp_sandbox.kube", "--port", "0", "--kubeconfig", str(kubeconfig)]
+            timeout = READY_TIMEOUT
         for crd in project_crd_files(crd_dir):
             kube_cmd += ["--crd", str(crd)]
-        process, kube = _spawn("kube", kube_cmd, directory, env)
-        components.append(kube)
-        kube.url = _wait_ready(process, kube)
+        process, kube_component = _spawn("kube", kube_cmd, directory, env)
+        components.append(kube_component)
+        kube_component.url = _wait_ready(process, kube_component, timeout)
+        kube_component.kind = kind
 
         values = {
+            "SANDBOX_KUBE": kind,
             "KUBECONFIG": str(kubeconfig),
+            "OPERATOR_KUBECONFIG": str(operator_kubeconfig),
             "AWS_ENDPOINT_URL": moto.url,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
@@ -217,6 +262,7 @@ def _start_operator(directory: Path, env: dict[str, str], values: dict[str, str]
     operator_env = {
         **env,
         **values,
+        "KUBECONFIG": values["OPERATOR_KUBECONFIG"],
         "OPERATOR_OPSRAMP_AWS_ACCOUNT_ID": values["OPSRAMP_AWS_ACCOUNT_ID"],
         # The guardrails send credentials only to OpsRamp's own domains: the sandbox adds its emulator by name.
         "OPERATOR_ALLOWED_OPSRAMP_HOSTS": f"*.opsramp.com,{urlsplit(values['OPSRAMP_ENDPOINT']).netloc}",
@@ -276,7 +322,7 @@ def down(directory: Path) -> list[str]:
     for component in components:
         with contextlib.suppress(FileNotFoundError):
             (directory / f"{component.name}.pid").unlink()
-    for name in (STATE_FILE, ENV_FILE, "opsramp-clients.json", "kubeconfig"):
+    for name in (STATE_FILE, ENV_FILE, "opsramp-clients.json", "kubeconfig", "operator.kubeconfig"):
         with contextlib.suppress(FileNotFoundError):
             (directory / name).unlink()
     return stopped
@@ -298,7 +344,8 @@ def status(directory: Path) -> tuple[bool, list[str]]:
         else:
             state = "not running"
         url = f"  {component.url}" if component.url else ""
-        lines.append(f"{component.name:<9} pid {component.pid:<8} {state}{url}  log {component.log}")
+        name = f"{component.name} ({component.kind})" if component.kind else component.name
+        lines.append(f"{name:<16} pid {component.pid:<8} {state}{url}  log {component.log}")
     return all(name in running for name in REQUIRED), lines
 
 

@@ -13,6 +13,9 @@ from typing import Any
 from .aws import MotoHandle, start_moto
 from .kube import KubeEmulator, load_crds
 from .launcher import AWS_REGION, OPSRAMP_AWS_ACCOUNT_ID, TENANT_ID, project_crd_files
+from .realkube import running_control_plane
+
+__all__ = ["Sandbox", "isolate_aws_env", "running_control_plane", "running_kube", "running_sandbox"]
 
 
 @contextmanager
@@ -66,7 +69,9 @@ def running_sandbox(
                 kubeconfig = base / "kubeconfig"
                 kube.write_kubeconfig(kubeconfig)
                 env = {
+                    "SANDBOX_KUBE": "emulator",
                     "KUBECONFIG": str(kubeconfig),
+                    "OPERATOR_KUBECONFIG": str(kubeconfig),
                     "AWS_ENDPOINT_URL": moto.url,
                     "AWS_ACCESS_KEY_ID": "testing",
                     "AWS_SECRET_ACCESS_KEY": "testing",

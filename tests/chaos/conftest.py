@@ -42,7 +42,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    box = start_sandbox(Path(tmp_path_factory.mktemp("chaos")))
+    # Every chaos operator serves a list of namespaces (OPERATOR_NAMESPACES): its identity is the chart installed
+    # for that (watchNamespaces set, cluster-wide RBAC), which adds the namespaces kopf follows. The scenarios make
+    # their namespaces as they go, so the name here only switches the chart into that mode.
+    box = start_sandbox(Path(tmp_path_factory.mktemp("chaos")), chart_values={"watchNamespaces": ["chaos"]})
     SECRETS.add(box.client_secret)
     try:
         yield box

@@ -183,6 +183,9 @@ class Case:
     secret: str = "opsramp-api-client"
     rejecting_opsramp: bool = False  # installs go to an OpsRamp that refuses them
     falls_off: bool = True  # needs-attention from its first attempt (the fall-off is measured)
+    # A CRD CEL rule refuses it at admission (naming this field) where the API server evaluates CEL (a real one);
+    # the emulator does not, so there the operator's model catches it.
+    cel_field: str | None = None
 
 
 @dataclass
@@ -195,6 +198,12 @@ class World:
     started: float
     good: list[str]
     foreign_role: str
+    refused: dict[str, str]  # case → the API server's refusal, for cases a CEL rule refused at admission
+
+    @property
+    def enforces_cel(self) -> bool:
+        """A real API server (not the emulator) evaluates the CRD's CEL rules."""
+        return self.sandbox.kube is None
 
     def role_prefix(self) -> str:
         return f"opsramp-{self.namespace}_"
@@ -242,8 +251,20 @@ def semantic_cases(namespace: str, foreign_role: str) -> list[Case]:
         ),
         Case("region-typo", "UnknownRegion", ("us-est-1", "spec.regions"), {"regions": ["us-est-1"]}),
         Case("region-mars", "UnknownRegion", ("zz-mars-9",), {"regions": ["us-east-1", "zz-mars-9"]}),
-        Case("all-and-more", "InvalidSpec", ("spec.regions",), {"regions": ["All", "us-east-1"]}),
-        Case("reserved-tag", "InvalidSpec", ("spec.role.tags",), {"role": {"tags": {"aws:team": "x"}}}),
+        Case(
+            "all-and-more",
+            "InvalidSpec",
+            ("spec.regions",),
+            {"regions": ["All", "us-east-1"]},
+            cel_field="spec.regions",
+        ),
+        Case(
+            "reserved-tag",
+            "InvalidSpec",
+            ("spec.role.tags",),
+            {"role": {"tags": {"aws:team": "x"}}},
+            cel_field="spec.role.tags",
+        ),
         Case("display-taken", "DisplayNameInUse", ("displayName",), {"displayName": SHARED_DISPLAY_NAME}),
         Case("role-taken", "NotOwned", ("good-a",), {"role": {"name": good_role}}),
         Case("role-foreign", "NotOwned", (foreign_role,), {"role": {"name": foreign_role}}),
@@ -322,6 +343,7 @@ def world(sandbox: Sandbox, kube: Kube) -> Iterator[World]:
         kube.create(integration_resource(namespace, "good-b", sandbox.opsramp.url))
         wait_all_ready(kube, namespace, ["good-a", "good-b"], timeout=60)
         started = time.time()
+        refused: dict[str, str] = {}
         for case in semantic_cases(namespace, foreign_role):
             endpoint = rejecting.url if case.rejecting_opsramp else sandbox.opsramp.url
             body = integration_resource(namespace, case.name, endpoint, secret=case.secret)
@@ -331,10 +353,16 @@ def world(sandbox: Sandbox, kube: Kube) -> Iterator[World]:
             if "externalIdSecretRef" in spec:
                 body["spec"].pop("generateExternalId", None)
             body["spec"].update(spec)
-            kube.create(body)
+            try:
+                kube.create(body)
+            except ApiException as exc:
+                if exc.status != 422 or case.cel_field is None or sandbox.kube is not None:
+                    raise
+                refused[case.name] = str(exc.body)
         # A good resource created among the bad ones is served as usual.
         kube.create(integration_resource(namespace, "good-c", sandbox.opsramp.url))
-        yield World(sandbox, kube, namespace, op, rejecting, started, ["good-a", "good-b", "good-c"], foreign_role)
+        good = ["good-a", "good-b", "good-c"]
+        yield World(sandbox, kube, namespace, op, rejecting, started, good, foreign_role, refused)
     finally:
         op.stop()
         rejecting.stop()
@@ -368,8 +396,12 @@ def promised_gaps(count: int) -> list[float]:
 
 @pytest.mark.parametrize("name", CASE_PARAMS)
 def test_semantic_case_stalls_with_reason_one_warning_and_slowing_retries(world: World, name: str) -> None:
-    """Ready=False, the case's reason, a message naming the fix, one Warning Event, attempts that thin out."""
+    """Ready=False, the case's reason, a message naming the fix, one Warning Event, attempts that thin out; or,
+    for a case a CEL rule covers, refused at admission by a real API server naming the field."""
     case = next(c for c in semantic_cases(world.namespace, world.foreign_role) if c.name == name)
+    if case.cel_field is not None and world.enforces_cel:
+        assert case.cel_field in world.refused.get(name, ""), f"{name} was admitted: {world.refused}"
+        return
     obj = stalled_with(world, name, case.reason, ATTEMPTS if case.falls_off else 0)
     ready = condition(obj, "Ready")
     assert ready.get("status") == "False", ready

@@ -37,6 +37,7 @@ from e2e_harness import (
     Sandbox,
     condition,
     integration_resource,
+    operator_identity,
     wait_condition,
     wait_for,
 )
@@ -109,7 +110,12 @@ def test_two_replicas_one_acts_the_other_takes_over(sandbox: Sandbox, kube: Kube
     namespace = kube.namespace("chaos-peering")
     credentials_secret(kube, sandbox, namespace)
     apply_peering(kube, namespace)
+    # Both replicas run as the ServiceAccount of a chart installed for this: the namespace, with peering.
+    identity = operator_identity(
+        sandbox, {"watchNamespaces": [namespace], "peering": {"enabled": True}}, release="opsramp-aws-operator-peering"
+    )
     env = {
+        "KUBECONFIG": str(identity),
         "OPERATOR_NAMESPACES": namespace,
         "OPERATOR_PEERING_NAME": PEERING_NAME,
         "OPERATOR_PEERING_LIFETIME_SECONDS": str(LIFETIME),

@@ -1,8 +1,14 @@
-"""The end-to-end harness: the sandbox (Kubernetes emulator, moto, OpsRamp emulator) and the real operator process.
+"""The end-to-end harness: the sandbox (a real Kubernetes control plane, moto, OpsRamp emulator) and the real
+operator process.
 
 The operator runs as a subprocess of the `opsramp-aws-operator` console script, exactly as in a pod, and talks
-to every counterpart over HTTP. With `KUBECONFIG` pointing at a real cluster (and E2E_REAL_CLUSTER=1) the same
-tests use that cluster instead of the emulator; AWS and OpsRamp stay emulated.
+to every counterpart over HTTP. Kubernetes is, by E2E_KUBE:
+- `real` (default): etcd + kube-apiserver + kube-controller-manager built from source (`make controlplane`), with
+  the project's CRD and the chart's RBAC applied; the operator connects as the chart's ServiceAccount with a
+  TokenRequest token, so the real authorizer judges every request it makes. Tests act as the admin.
+- `emulator`: the project's Kubernetes emulator (no RBAC, no controllers).
+With `KUBECONFIG` pointing at a cluster of your own (and E2E_REAL_CLUSTER=1) the same tests use that cluster with
+your credentials for both; AWS and OpsRamp stay emulated.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from opsramp_aws_operator.guardrails import endpoint_hostport
 from opsramp_sandbox.aws import MotoHandle, start_moto
 from opsramp_sandbox.kube import KubeEmulator, load_crds
 from opsramp_sandbox.opsramp import ApiClient, OpsRampEmulator
+from opsramp_sandbox.realkube import ControlPlane, chart_rbac, install_operator_identity
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "awsintegrations.integrations.opsramp.com.yaml"
@@ -71,14 +78,18 @@ class Sandbox:
     kube: KubeEmulator | None
     moto: MotoHandle
     opsramp: OpsRampEmulator
-    kubeconfig: Path
+    kubeconfig: Path  # the tests' (admin on the real control plane)
     client_secret: str
     workdir: Path
+    plane: ControlPlane | None = None
+    # The operator's: the chart's ServiceAccount token on the real control plane, else `kubeconfig`.
+    operator_kubeconfig: Path | None = None
 
     @property
     def env(self) -> dict[str, str]:
+        """The operator process's environment (its kubeconfig, AWS pointed at moto)."""
         return {
-            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECONFIG": str(self.operator_kubeconfig or self.kubeconfig),
             "AWS_ENDPOINT_URL": self.moto.url,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
@@ -137,12 +148,43 @@ class Operator:
         return "".join(p.read_text(errors="replace") for p in self.logs if p.exists())
 
 
-def start_sandbox(workdir: Path, *, propagation_delay: float = 0.5) -> Sandbox:
+def kube_kind() -> str:
+    """Which Kubernetes the suite runs against: `external` (E2E_REAL_CLUSTER=1 with KUBECONFIG), else E2E_KUBE
+    (`real`, the default, or `emulator`)."""
+    if os.environ.get("E2E_REAL_CLUSTER") == "1" and os.environ.get("KUBECONFIG"):
+        return "external"
+    kind = os.environ.get("E2E_KUBE", "real")
+    if kind not in ("real", "emulator"):
+        raise ValueError(f"E2E_KUBE must be real or emulator, not {kind!r}")
+    return kind
+
+
+def operator_identity(
+    sandbox: Sandbox, values: dict[str, Any] | None = None, *, release: str = "opsramp-aws-operator"
+) -> Path:
+    """A kubeconfig for an operator that runs with the chart's RBAC rendered with `values` (as release `release`,
+    so its ServiceAccount and roles are its own); on an emulator or a cluster of yours, the suite's kubeconfig."""
+    if sandbox.plane is None:
+        return sandbox.operator_kubeconfig or sandbox.kubeconfig
+    objects = chart_rbac(values, release=release)
+    return install_operator_identity(sandbox.plane, sandbox.workdir / f"{release}.kubeconfig", objects)
+
+
+def start_sandbox(
+    workdir: Path, *, propagation_delay: float = 0.5, chart_values: dict[str, Any] | None = None
+) -> Sandbox:
+    """moto, the OpsRamp emulator and Kubernetes (see kube_kind); on the real control plane the operator's
+    identity is the chart's ServiceAccount with the RBAC the chart renders for `chart_values`."""
     client_secret = "e2e-secret-" + uuid.uuid4().hex
     kubeconfig = workdir / "kubeconfig"
     kube: KubeEmulator | None = None
-    if os.environ.get("E2E_REAL_CLUSTER") == "1" and os.environ.get("KUBECONFIG"):
+    plane: ControlPlane | None = None
+    kind = kube_kind()
+    if kind == "external":
         kubeconfig = Path(os.environ["KUBECONFIG"])
+    elif kind == "real":
+        plane = ControlPlane(workdir / "kube").start(crds=load_crds([CRD]))
+        plane.write_kubeconfig(kubeconfig)
     else:
         kube = KubeEmulator(crds=load_crds([CRD]))
         kube.start()
@@ -156,7 +198,11 @@ def start_sandbox(workdir: Path, *, propagation_delay: float = 0.5) -> Sandbox:
         rate_window_seconds=60.0,
     )
     opsramp.start()
-    return Sandbox(kube, moto, opsramp, kubeconfig, client_secret, workdir)
+    sandbox = Sandbox(kube, moto, opsramp, kubeconfig, client_secret, workdir, plane=plane)
+    if plane is not None:
+        # By default the chart's default install: all namespaces, no peering, cluster-wide RBAC.
+        sandbox.operator_kubeconfig = operator_identity(sandbox, chart_values)
+    return sandbox
 
 
 def stop_sandbox(sandbox: Sandbox) -> None:
@@ -164,6 +210,8 @@ def stop_sandbox(sandbox: Sandbox) -> None:
     sandbox.moto.stop()
     if sandbox.kube is not None:
         sandbox.kube.stop()
+    if sandbox.plane is not None:
+        sandbox.plane.stop()
 
 
 class Kube:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from urllib.parse import unquote
 
 import pytest
+import yaml
 from e2e_harness import (
     OPSRAMP_ACCOUNT,
     TENANT,
@@ -17,6 +19,8 @@ from e2e_harness import (
     example_resource,
     wait_for,
 )
+
+from opsramp_sandbox.tools import ensure_kubectl
 
 pytestmark = pytest.mark.e2e
 
@@ -76,3 +80,27 @@ def test_apply_example_reaches_ready_and_delete_cleans_up(
     with pytest.raises(sandbox.iam().exceptions.NoSuchEntityException):
         sandbox.iam().get_role(RoleName=role_name)
     assert kube.secret_finalizers(namespace, "opsramp-api-client") == []
+
+
+def test_kubectl_apply_then_wait_for_condition_ready(
+    sandbox: Sandbox, kube: Kube, operator_process: Operator, namespace: str
+) -> None:
+    """What a user scripts: `kubectl apply -f` the example, then `kubectl wait --for=condition=Ready` returns 0
+    once the operator reports Ready, and `kubectl delete` returns once the finalizer is done."""
+    console_secret(kube, sandbox, namespace)
+    doc = example_resource(namespace, sandbox.opsramp.url)
+    doc["metadata"]["name"] = "waited"
+    kubectl = [str(ensure_kubectl()), f"--kubeconfig={sandbox.kubeconfig}", "-n", namespace]
+    # --validate=false: the emulator (E2E_KUBE=emulator) serves no OpenAPI; a real apiserver validates anyway.
+    applied = subprocess.run([*kubectl, "apply", "--validate=false", "-f", "-"], input=yaml.safe_dump(doc),
+                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+    waited = subprocess.run([*kubectl, "wait", "--for=condition=Ready", "awsintegration/waited", "--timeout=90s"],
+                            capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert waited.returncode == 0, waited.stderr
+    assert "condition met" in waited.stdout
+    assert condition(kube.get(namespace, "waited"), "Ready")["status"] == "True"
+    deleted = subprocess.run([*kubectl, "delete", "awsintegration", "waited", "--timeout=90s"],
+                             capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert deleted.returncode == 0, deleted.stderr
+    assert kube.get(namespace, "waited") is None

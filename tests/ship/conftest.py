@@ -1,11 +1,14 @@
-"""Shared fixtures for the packaging tests: the helm/kubectl binaries and the chart rendered per values file."""
+"""Shared fixtures for the packaging tests: the helm/kubectl binaries, the chart rendered per values file, and
+real control planes (fresh, or with the chart installed)."""
 
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from real_cluster import RealCluster
 from ship_support import CHART, NAMESPACE, NAMESPACED_VALUES, RELEASE, Manifest, Renderer, load_docs
 
 from opsramp_sandbox.tools import ensure_helm, ensure_kubectl
@@ -49,3 +52,28 @@ def default_docs(render: Renderer) -> list[Manifest]:
 def namespaced_docs(render: Renderer) -> list[Manifest]:
     """The chart rendered in namespaced mode (ci/namespaced-values.yaml)."""
     return render(NAMESPACED_VALUES)
+
+
+@pytest.fixture
+def real_cluster(tmp_path: Path) -> Iterator[RealCluster]:
+    """A fresh real control plane (etcd, kube-apiserver, kube-controller-manager) with nothing installed."""
+    cluster = RealCluster(tmp_path)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def chart_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealCluster]:
+    """A real control plane with the chart installed by `helm install` (default values), shared by a module.
+
+    Whatever the chart installs is there and enforced: the CRD (schema, CEL rules), the RBAC, and any admission
+    policy it ships. Tests must leave it as they found it (use their own namespaces).
+    """
+    cluster = RealCluster(tmp_path_factory.mktemp("chart-cluster"))
+    try:
+        cluster.install_chart()
+        yield cluster
+    finally:
+        cluster.stop()

@@ -1,4 +1,5 @@
-"""Tests that `helm template … | kubectl apply` and `kubectl apply -k deploy/` go through against the sandbox's API."""
+"""`helm template … | kubectl apply` and `kubectl apply -k deploy/` go through against the emulator and against a
+real kube-apiserver alike."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from real_cluster import RealCluster
 from ship_support import CHART, DEPLOY, NAMESPACE, NAMESPACED_VALUES, RELEASE, load_docs
 
 from opsramp_sandbox.kube import KubeEmulator
@@ -53,16 +55,23 @@ def minimal_crd(group: str, kind: str, plural: str, scope: str) -> dict[str, obj
     }
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, kubectl: Path) -> Iterator[dict[str, str]]:
-    """A fresh emulator with third-party CRDs; yields the environment that points kubectl at it."""
-    emulator = KubeEmulator(
-        crds=[
-            minimal_crd("monitoring.coreos.com", "ServiceMonitor", "servicemonitors", "Namespaced"),
-            minimal_crd("kopf.dev", "KopfPeering", "kopfpeerings", "Namespaced"),
-            minimal_crd("kopf.dev", "ClusterKopfPeering", "clusterkopfpeerings", "Cluster"),
-        ]
-    )
+@pytest.fixture(params=["emulator", "real"])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path, kubectl: Path) -> Iterator[dict[str, str]]:
+    """A fresh emulator, or a fresh real control plane, with third-party CRDs; yields the environment that
+    points kubectl at it."""
+    crds = [
+        minimal_crd("monitoring.coreos.com", "ServiceMonitor", "servicemonitors", "Namespaced"),
+        minimal_crd("kopf.dev", "KopfPeering", "kopfpeerings", "Namespaced"),
+        minimal_crd("kopf.dev", "ClusterKopfPeering", "clusterkopfpeerings", "Cluster"),
+    ]
+    if request.param == "real":
+        real = RealCluster(tmp_path, crds=crds)
+        try:
+            yield {**os.environ, "KUBECONFIG": str(real.kubeconfig)}
+        finally:
+            real.stop()
+        return
+    emulator = KubeEmulator(crds=crds)
     emulator.start()
     try:
         config = tmp_path / "kubeconfig"

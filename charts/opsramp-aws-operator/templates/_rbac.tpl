@@ -18,10 +18,8 @@ that namespaced mode can grant the namespaced part per namespace and only the cl
   # integrations.opsramp.com/watch=true; creates the generated External ID Secret (garbage-collected with its
   # AWSIntegration, never deleted by the operator); patches a finalizer and that label onto referenced Secrets.
   verbs: ["get", "list", "watch", "create", "patch"]
+# kopf posts core v1 Events only (never events.k8s.io).
 - apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create"]
-- apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
 {{- if and .Values.peering.enabled .Values.watchNamespaces }}
@@ -34,13 +32,16 @@ that namespaced mode can grant the namespaced part per namespace and only the cl
 
 {{/* Rules on cluster-scoped resources: always a ClusterRole. */}}
 {{- define "opsramp-aws-operator.rbac.clusterRules" -}}
-# kopf scans CRDs to resolve the resources it serves, and namespaces to follow the watched ones.
+# kopf scans CRDs to resolve the resources it serves.
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["get", "list", "watch"]
+{{- if .Values.watchNamespaces }}
+# kopf lists and watches namespaces only when it serves a list of them (all-namespaces mode never reads them).
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
+{{- end }}
 {{- if and .Values.peering.enabled (not .Values.watchNamespaces) }}
 # kopf uses cluster-wide peering (ClusterKopfPeering) when it watches all namespaces.
 - apiGroups: ["kopf.dev"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -96,7 +97,17 @@ def _service(obj: Obj, old: Obj | None, allocate: Callable[[], str]) -> Obj:
         if not headless:
             spec.setdefault("ipFamilies", ["IPv4"])
             spec.setdefault("ipFamilyPolicy", "SingleStack")
-    obj.setdefault("status", {"loadBalancer": {}})
+    status = obj.setdefault("status", {"loadBalancer": {}})
+    ingress = ((status or {}).get("loadBalancer") or {}).get("ingress") or []
+    if ingress and kind != "LoadBalancer":
+        raise Invalid(
+            "status.loadBalancer.ingress",
+            "Forbidden: may only be used when `spec.type` is 'LoadBalancer'",
+            "FieldValueForbidden",
+        )
+    for entry in ingress:
+        if isinstance(entry, dict) and entry.get("ip"):
+            entry.setdefault("ipMode", "VIP")
     return obj
 
 
@@ -173,6 +184,7 @@ def _pod_template(template: Obj, path: str) -> None:
             names.add(container["name"])
             if not container.get("image"):
                 raise _required(f"{where}.image")
+            container.setdefault("resources", {})
             container.setdefault("terminationMessagePath", "/dev/termination-log")
             container.setdefault("terminationMessagePolicy", "File")
             container.setdefault("imagePullPolicy", _pull_policy(container["image"]))
@@ -290,7 +302,10 @@ def _cluster_role(obj: Obj, old: Obj | None, allocate: Callable[[], str]) -> Obj
 def _binding(obj: Obj, old: Obj | None, *, cluster: bool) -> Obj:
     role_ref = obj.get("roleRef")
     if not isinstance(role_ref, dict):
-        raise _required("roleRef")
+        role_ref = obj["roleRef"] = {}
+    # rbac/v1 defaulting: an empty apiGroup means RBAC's own (so a missing roleRef fails on its kind, as in 1.37).
+    if not role_ref.get("apiGroup"):
+        role_ref["apiGroup"] = RBAC_GROUP
     allowed = ("ClusterRole",) if cluster else ("Role", "ClusterRole")
     if role_ref.get("apiGroup") != RBAC_GROUP:
         raise Invalid("roleRef.apiGroup", f'Unsupported value: "{role_ref.get("apiGroup")}"', "FieldValueNotSupported")
@@ -299,7 +314,9 @@ def _binding(obj: Obj, old: Obj | None, *, cluster: bool) -> Obj:
     if not role_ref.get("name"):
         raise _required("roleRef.name")
     if old is not None and old.get("roleRef") != role_ref:
-        raise Invalid("roleRef", f"Invalid value: {role_ref!r}: cannot change roleRef")
+        # Kubernetes 1.37's wording (older releases said "cannot change roleRef").
+        shown = {"APIGroup": role_ref.get("apiGroup"), "Kind": role_ref.get("kind"), "Name": role_ref.get("name")}
+        raise Invalid("roleRef", f"Invalid value: {json.dumps(shown, separators=(',', ':'))}: field is immutable")
     for index, subject in enumerate(obj.get("subjects") or []):
         where = f"subjects[{index}]"
         kind = subject.get("kind")

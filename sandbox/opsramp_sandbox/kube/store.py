@@ -18,7 +18,7 @@ from . import builtins
 from .patching import PatchError, json_patch, merge_patch
 from .schema import SchemaValidator
 from .selectors import Matcher, SelectorError, parse_field_selector, parse_label_selector
-from .strategic import strategic_merge_patch
+from .strategic import MergeKeyMissing, strategic_merge_patch
 from .watch import Change, EventLog, Watcher
 
 Obj = dict[str, Any]
@@ -57,9 +57,10 @@ class ApiError(Exception):
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
             "code": self.code,
         }
+        if self.reason:  # an internal error (500) carries none
+            body["reason"] = self.reason
         if self.details is not None:
             body["details"] = self.details
         return body
@@ -160,6 +161,7 @@ BUILTIN_TYPES: tuple[ResourceType, ...] = (
 )
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 NAMESPACE_KEY = ("", "namespaces")
+CORE_EVENTS_KEY = ("", "events")
 
 
 def types_from_crd(crd: Obj) -> list[ResourceType]:
@@ -466,13 +468,26 @@ class Store:
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
-        if not meta.get("name"):
-            if not meta.get("generateName"):
-                raise self._invalid(rt, "", "metadata.name", "Required value: name or generateName is required")
-            meta["name"] = meta["generateName"] + "".join(secrets.choice(_GENERATE_SUFFIX) for _ in range(5))
-        name = meta["name"]
+        # Core v1 Events keep the legacy rules: their names are not validated (kopf's generateName is `<name>.`).
+        legacy_event = rt.storage_key == CORE_EVENTS_KEY
         pattern = _LABEL if rt.storage_key == NAMESPACE_KEY else _SUBDOMAIN
-        if len(name) > 253 or not pattern.match(name):
+        if not meta.get("name"):
+            prefix = meta.get("generateName")
+            if not prefix:
+                raise self._invalid(rt, "", "metadata.name", "Required value: name or generateName is required")
+            # The apiserver validates the prefix as a name whose trailing dash is masked.
+            masked = prefix[:-1] + "a" if prefix.endswith("-") else prefix
+            if not legacy_event and not pattern.match(masked):
+                raise self._invalid(
+                    rt,
+                    prefix,
+                    "metadata.generateName",
+                    f'Invalid value: "{prefix}": a lowercase RFC 1123 subdomain must consist of lower case '
+                    "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
+                )
+            meta["name"] = prefix + "".join(secrets.choice(_GENERATE_SUFFIX) for _ in range(5))
+        name = meta["name"]
+        if not legacy_event and (len(name) > 253 or not pattern.match(name)):
             raise self._invalid(
                 rt,
                 name,
@@ -521,6 +536,17 @@ class Store:
                 data[key] = base64.b64encode(str(value).encode()).decode()
             if data:
                 obj["data"] = data
+        elif rt.storage_key == CORE_EVENTS_KEY and not obj.get("eventTime"):
+            # Legacy Events: the involved object lives in the Event's namespace (or omits it only in `default`).
+            involved = (obj.get("involvedObject") or {}).get("namespace") or ""
+            namespace = meta.get("namespace") or ""
+            if (involved and involved != namespace) or (not involved and namespace not in ("", "default")):
+                raise self._invalid(
+                    rt,
+                    meta["name"],
+                    "involvedObject.namespace",
+                    f'Invalid value: "{involved}": does not match event.namespace',
+                )
         elif rt.storage_key == NAMESPACE_KEY:
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
             obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
@@ -634,6 +660,9 @@ class Store:
             if content_type == STRATEGIC_PATCH:
                 try:
                     patched = strategic_merge_patch(current, patch)
+                except MergeKeyMissing as exc:
+                    # kube-apiserver passes this one through unclassified: a 500 with Go's wording.
+                    raise ApiError(500, "", str(exc)) from exc
                 except PatchError as exc:
                     raise ApiError(422, "Invalid", f"the server rejected our request due to an error: {exc}") from exc
             else:

@@ -15,6 +15,15 @@ from .patching import PatchError
 Path = tuple[str, ...]
 PRIMITIVE = ""  # a merged list of scalars (set union), e.g. metadata.finalizers
 
+
+class MergeKeyMissing(PatchError):
+    """An item of a keyed list without its merge key; worded as kube-apiserver's Go code words it."""
+
+    def __init__(self, item: dict[str, Any], key: str) -> None:
+        shown = " ".join(f"{k}:{v}" for k, v in sorted(item.items()))
+        super().__init__(f"map: map[{shown}] does not contain declared merge key: {key}")
+
+
 # Field-path suffix → merge key. Lists not named here are atomic: the patch replaces them.
 #
 # metadata.finalizers merges as a set, as on a real apiserver (kubernetes/kubernetes#25550): a strategic patch
@@ -115,7 +124,10 @@ def _merge_map(original: Any, patch: dict[str, Any], kind: str, path: Path) -> d
         if key.startswith(_ORDER) and isinstance(order, list):
             field = key[len(_ORDER) :]
             if isinstance(result.get(field), list):
-                result[field] = _reorder(result[field], order, _merge_key(kind, (*path, field)))
+                before = original.get(field) if isinstance(original, dict) else None
+                result[field] = _normalize_order(
+                    result[field], order, before if isinstance(before, list) else [], _merge_key(kind, (*path, field))
+                )
     return result
 
 
@@ -125,14 +137,16 @@ def _merge_list(original: Any, patch: list[Any], kind: str, path: Path) -> list[
     if key is None:
         return [_clean(item, kind, path) for item in patch]
     if key == PRIMITIVE:
-        return current + [copy.deepcopy(v) for v in patch if v not in current]
+        union = current + [copy.deepcopy(v) for v in patch if v not in current]
+        return _normalize_order(union, patch, current, None)
+    before = list(current)
     if any(isinstance(item, dict) and item.get(_PATCH) == "replace" and len(item) == 1 for item in patch):
         return [_clean(item, kind, path) for item in patch if not (isinstance(item, dict) and _PATCH in item)]
     for item in patch:
         if not isinstance(item, dict):
             raise PatchError(f"list {'.'.join(path)} is merged by {key!r}: its items must be objects")
         if key not in item:
-            raise PatchError(f"an item of {'.'.join(path)} lacks its merge key {key!r}")
+            raise MergeKeyMissing(item, key)
         index = next((i for i, o in enumerate(current) if isinstance(o, dict) and o.get(key) == item[key]), None)
         if item.get(_PATCH) == "delete":
             if index is not None:
@@ -145,18 +159,40 @@ def _merge_list(original: Any, patch: list[Any], kind: str, path: Path) -> list[
             current.append(merged)
         else:
             current[index] = merged
-    return current
+    kept = [item for item in patch if item.get(_PATCH) != "delete"]
+    return _normalize_order(current, kept, before, key)
 
 
-def _reorder(items: list[Any], order: list[Any], key: str | None) -> list[Any]:
-    """Items named in `$setElementOrder` in that order, then the server-only ones in their old order."""
+def _normalize_order(merged: list[Any], order: list[Any], server_order: list[Any], key: str | None) -> list[Any]:
+    """The merged list in the apiserver's order (apimachinery's normalizeElementOrder and mergeSortedSlice): the
+    items the patch (or `$setElementOrder`) names in its order, the server-only ones in their old order, the two
+    interleaved by where they stood in the live object. So a new item lands where a real apiserver puts it
+    (e.g. before the existing ones), not simply at the end."""
 
     def ident(item: Any) -> Any:
         return item.get(key) if key and isinstance(item, dict) else item
 
     wanted = [ident(o) for o in order]
-    first = sorted((i for i in items if ident(i) in wanted), key=lambda i: wanted.index(ident(i)))
-    return first + [i for i in items if ident(i) not in wanted]
+    live = [ident(o) for o in server_order]
+
+    def position(ids: list[Any], item: Any) -> int:
+        return ids.index(ident(item)) if ident(item) in ids else -1
+
+    right = sorted((i for i in merged if ident(i) in wanted), key=lambda i: wanted.index(ident(i)))
+    left = sorted(
+        (i for i in merged if ident(i) not in wanted),
+        key=lambda i: position(live, i) if position(live, i) >= 0 else len(live),
+    )
+    result: list[Any] = []
+    while left or right:
+        if not left:
+            result.append(right.pop(0))
+        elif not right:
+            result.append(left.pop(0))
+        else:
+            before, after = position(live, left[0]), position(live, right[0])
+            result.append(left.pop(0) if before >= 0 and after >= 0 and before < after else right.pop(0))
+    return result
 
 
 def _clean(value: Any, kind: str, path: Path) -> Any:

@@ -11,11 +11,13 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import requests
 
 from opsramp_sandbox.kube import KubeEmulator
+from opsramp_sandbox.realkube import ConnectionCutter, ControlPlane
 
 GROUP, VERSION, PLURAL, KIND = "example.com", "v1", "widgets", "Widget"
 BOOKMARK_INTERVAL = 0.3
@@ -111,16 +113,23 @@ def widget(name: str | None = "w1", size: int = 1, **meta: Any) -> dict[str, Any
 
 
 class Api:
-    """A thin requests client speaking to whichever emulator is under test."""
+    """A thin requests client speaking to whichever server is under test.
 
-    def __init__(self, url: str) -> None:
+    `ns` is the test's namespace: `default` on an emulator (a fresh one per test), a fresh namespace per test on
+    the real control plane (one per module, so tests must not see each other's objects).
+    """
+
+    def __init__(self, url: str, *, http: requests.Session | None = None, ns: str = "default") -> None:
         self.url = url
-        self.http = requests.Session()
+        self.http = http or requests.Session()
+        self.ns = ns
 
-    def path(self, plural: str = PLURAL, name: str | None = None, *, ns: str | None = "default",
+    def path(self, plural: str = PLURAL, name: str | None = None, *, ns: str | None = "",
              group: str = GROUP, version: str = VERSION, sub: str | None = None) -> str:  # fmt: skip
-        """The URL of a collection or an object."""
+        """The URL of a collection or an object; `ns=""` means the test's namespace, None cluster-wide."""
         base = f"{self.url}/api/{version}" if group == "" else f"{self.url}/apis/{group}/{version}"
+        if ns == "":
+            ns = self.ns
         if ns is not None:
             base += f"/namespaces/{ns}"
         base += f"/{plural}"
@@ -163,14 +172,28 @@ class Api:
         return dict(response.json())
 
 
+def eventually(check: Any, timeout: float = 30.0) -> Any:
+    """Poll `check()` until it is truthy (returning its value) or `timeout` passes (returning the last value).
+
+    For what a real apiserver does in the background (establishing CRDs, discovery, namespace deletion, garbage
+    collection): the emulator does it at once, a real cluster promises only that it happens.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
 class Watch:
     """A watch stream read on a thread, so tests can write while it runs."""
 
-    def __init__(self, api: Api, url: str, params: dict[str, str]) -> None:
+    def __init__(self, api: Api, url: str, params: dict[str, str], *, read_timeout: float = 5) -> None:
         self.events: list[dict[str, Any]] = []
         self.content_type = ""
         self.closed = threading.Event()
-        self._response = api.http.get(url, params={"watch": "true", **params}, stream=True, timeout=(5, 5))
+        self._response = api.http.get(url, params={"watch": "true", **params}, stream=True, timeout=(5, read_timeout))
         self.status_code = self._response.status_code
         self.content_type = self._response.headers.get("Content-Type", "")
         # Closing a requests stream from another thread blocks until the read times out; shutting the
@@ -223,9 +246,20 @@ class Target:
 
     url: str
     flavour: str
+    namespace = "default"
+    # Seconds between the periodic watch bookmarks this server sends.
+    bookmark_period = BOOKMARK_INTERVAL
+
+    def api(self) -> Api:
+        """A client for this server, in the test's namespace."""
+        return Api(self.url, ns=self.namespace)
 
     def restart_watches(self) -> None:
         """Close every open watch stream."""
+        raise NotImplementedError
+
+    def write_kubeconfig(self, path: Path) -> None:
+        """A kubeconfig naming this server."""
         raise NotImplementedError
 
     def stop(self) -> None:
@@ -238,12 +272,19 @@ class OurTarget(Target):
 
     flavour = "ours"
 
-    def __init__(self) -> None:
+    def __init__(self, bookmark_interval: float = BOOKMARK_INTERVAL, crds: list[dict[str, Any]] | None = None) -> None:
         self.emulator = KubeEmulator(
-            crds=[copy.deepcopy(WIDGET_CRD)], bookmark_interval=BOOKMARK_INTERVAL, event_window=EVENT_WINDOW
+            crds=[copy.deepcopy(WIDGET_CRD), *(crds or [])],
+            bookmark_interval=bookmark_interval,
+            event_window=EVENT_WINDOW,
         )
+        self.bookmark_period = bookmark_interval
         self.emulator.start()
         self.url = self.emulator.url
+
+    def write_kubeconfig(self, path: Path) -> None:
+        """A kubeconfig naming this emulator."""
+        self.emulator.write_kubeconfig(path)
 
     def restart_watches(self) -> None:
         """Close every open watch stream."""
@@ -319,14 +360,62 @@ class KmockTarget(Target):
         self._thread.join(timeout=5)
 
 
+class RealTarget(Target):
+    """The real control plane (etcd, kube-apiserver, kube-controller-manager) shared by a module's tests.
+
+    Each test gets a namespace of its own. The URL goes through a ConnectionCutter, so `restart_watches()` ends
+    every open stream at once, as an apiserver restart would, without the seconds a real restart takes.
+    """
+
+    flavour = "real"
+    # kube-apiserver's watch cache sends each watcher a bookmark about once a minute (not configurable).
+    bookmark_period = 60.0
+
+    def __init__(self, plane: ControlPlane, cutter: ConnectionCutter, namespace: str) -> None:
+        self.plane = plane
+        self.cutter = cutter
+        self.url = cutter.url
+        self.namespace = namespace
+        plane.ensure_namespace(namespace)
+
+    def api(self) -> Api:
+        """A client authenticated as the admin, in the test's namespace."""
+        return Api(self.url, http=self.plane.session(), ns=self.namespace)
+
+    def write_kubeconfig(self, path: Path) -> None:
+        """An admin kubeconfig naming the ConnectionCutter in front of the apiserver."""
+        self.plane.write_kubeconfig(path, server=self.url)
+
+    def restart_watches(self) -> None:
+        """Drop every connection to the apiserver (watch streams end; resourceVersions carry on)."""
+        self.cutter.cut()
+
+    def stop(self) -> None:
+        """The control plane outlives the test (module scope); the namespace stays until it stops."""
+
+
 def flavour() -> str:
     """Which emulator the suite runs against: `ours` (default) or `kmock` (stock kmock 0.8)."""
     return os.environ.get("KUBE_EMULATOR", "ours")
 
 
-def start_target() -> Target:
-    """Start the emulator selected by KUBE_EMULATOR."""
-    return KmockTarget() if flavour() == "kmock" else OurTarget()
+def flavours() -> list[str]:
+    """The servers each fidelity test runs against: our emulator and the real control plane, or kmock alone."""
+    return ["kmock"] if flavour() == "kmock" else ["emulator", "real"]
+
+
+@contextlib.contextmanager
+def real_control_plane(
+    tmp: Path, crds: list[dict[str, Any]] | None = None
+) -> Iterator[tuple[ControlPlane, ConnectionCutter]]:
+    """A started control plane with the Widget CRD (or `crds`) and a ConnectionCutter in front of it."""
+    plane = ControlPlane(tmp).start(crds=crds if crds is not None else [copy.deepcopy(WIDGET_CRD)])
+    cutter = ConnectionCutter(plane.url)
+    try:
+        yield plane, cutter
+    finally:
+        cutter.close()
+        plane.stop()
 
 
 def iterate(target: Target) -> Iterator[Target]:

@@ -1,4 +1,5 @@
-"""Table of the apiserver's validation of the chart's built-in kinds, run on the emulator's store in-process."""
+"""Table of the apiserver's validation of the chart's built-in kinds, over HTTP against the emulator and the real
+control plane."""
 
 from __future__ import annotations
 
@@ -6,8 +7,7 @@ import copy
 from typing import Any
 
 import pytest
-
-from opsramp_sandbox.kube import ApiError, Store
+from kube_support import Api
 
 RBAC = "rbac.authorization.k8s.io"
 RULE = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
@@ -56,7 +56,7 @@ INVALID: list[tuple[str, str, str, bool, dict[str, Any], str]] = [
     ("nonResourceURLs in a Role", RBAC, "roles", True,
      {"metadata": {"name": "r"}, "rules": [{"nonResourceURLs": ["/healthz"], "verbs": ["get"]}]},
      "rules[0].nonResourceURLs"),
-    ("binding without roleRef", RBAC, "rolebindings", True, {"metadata": {"name": "b"}}, "roleRef"),
+    ("binding without roleRef", RBAC, "rolebindings", True, {"metadata": {"name": "b"}}, "roleRef.kind"),
     ("ClusterRoleBinding to a Role", RBAC, "clusterrolebindings", False,
      {"metadata": {"name": "b"}, "roleRef": {**REF, "kind": "Role"}}, "roleRef.kind"),
     ("ServiceAccount subject of a ClusterRoleBinding without namespace", RBAC, "clusterrolebindings", False,
@@ -72,36 +72,32 @@ INVALID: list[tuple[str, str, str, bool, dict[str, Any], str]] = [
     ("case", "group", "plural", "namespaced", "body", "field"), INVALID, ids=[c[0] for c in INVALID]
 )
 def test_invalid_objects_are_422_naming_the_field(
-    case: str, group: str, plural: str, namespaced: bool, body: dict[str, Any], field: str
+    api: Api, case: str, group: str, plural: str, namespaced: bool, body: dict[str, Any], field: str
 ) -> None:
     """Each invalid body is refused with 422 Invalid and the cause names the offending field."""
-    store = Store()
-    rt = store.resolve(group, "v1", plural)
-    with pytest.raises(ApiError) as caught:
-        store.create(rt, "default" if namespaced else None, copy.deepcopy(body))
-    assert caught.value.code == 422, caught.value.message
-    assert (caught.value.details or {})["causes"][0]["field"] == field
+    url = api.path(plural, ns="" if namespaced else None, group=group, version="v1")
+    response = api.post(url, copy.deepcopy(body))
+    assert response.status_code == 422, response.text
+    assert field in [cause.get("field") for cause in response.json()["details"]["causes"]], response.text
 
 
-def test_service_cluster_ips_are_distinct_and_kept_across_a_put() -> None:
+def test_service_cluster_ips_are_distinct_and_kept_across_a_put(api: Api) -> None:
     """Each Service gets its own ClusterIP; a PUT without one keeps it; changing it is 422."""
-    store = Store()
-    rt = store.resolve("", "v1", "services")
-    first = store.create(rt, "default", service(ports=[{"port": 80}]))
-    second = store.create(rt, "default", {**service(ports=[{"port": 80}]), "metadata": {"name": "t"}})
+    url = api.path("services", group="", version="v1")
+    first = api.post(url, service(ports=[{"port": 80}])).json()
+    second = api.post(url, {**service(ports=[{"port": 80}]), "metadata": {"name": "t"}}).json()
     assert first["spec"]["clusterIP"] != second["spec"]["clusterIP"]
-    replaced = store.replace(rt, "default", "s", service(ports=[{"port": 81}]))
-    assert replaced["spec"]["clusterIP"] == first["spec"]["clusterIP"]
-    with pytest.raises(ApiError) as caught:
-        store.replace(rt, "default", "s", service(ports=[{"port": 81}], clusterIP="10.96.9.9"))
-    assert caught.value.code == 422
+    replaced = api.put(f"{url}/s", service(ports=[{"port": 81}]))
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["spec"]["clusterIP"] == first["spec"]["clusterIP"]
+    moved = api.put(f"{url}/s", service(ports=[{"port": 81}], clusterIP="10.0.0.99"))
+    assert moved.status_code == 422, moved.text
 
 
-def test_reapplying_the_same_deployment_is_a_no_op() -> None:
+def test_reapplying_the_same_deployment_is_a_no_op(api: Api) -> None:
     """Defaults are applied on every write, so writing the same manifest again keeps resourceVersion."""
-    store = Store()
-    rt = store.resolve("apps", "v1", "deployments")
-    created = store.create(rt, "default", deployment())
-    again = store.replace(rt, "default", "d", deployment())
+    url = api.path("deployments", group="apps", version="v1")
+    created = api.post(url, deployment()).json()
+    again = api.put(f"{url}/d", deployment()).json()
     assert again["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
     assert again["metadata"]["generation"] == 1

@@ -16,12 +16,12 @@ SUITE = Path(__file__).with_name("test_kube_fidelity.py")
 # defect the suite catches: e.g. create answers 200 not 201, no resourceVersion/uid/generation, POSTed CRDs
 # register nothing, /api/v1/namespaces is a 500, no label or field selectors, JSON-patch `test` failure is a
 # 500, status is not separated, no schema validation, no 410, no bookmarks, watch is octet-stream, events
-# slip between list and watch, no namespace cascade, no garbage collection; the chart's built-in kinds (declared
+# slip between list and watch, no namespace cascade, no garbage collection, no
+# validation of Event namespaces or generateName prefixes; the chart's built-in kinds (declared
 # to it like the rest) get no defaults, no validation, no ClusterIP, and strategic-merge directives
 # (`$retainKeys`, `$setElementOrder/...`) are stored as data.
 KMOCK_PASSES = {
     "test_discovery_lists_crd_group_with_status_subresource",
-    "test_events_k8s_io_v1",
     "test_finalizer_keeps_object_until_removed",
     "test_kopf_peering_crd_works_as_plain_crd",
     "test_merge_patch_null_removes_a_key",
@@ -55,7 +55,11 @@ def test_fidelity_suite_fails_against_stock_kmock_where_kmock_is_wrong(tmp_path:
         tail = (out.decode(errors="replace") if isinstance(out, bytes) else out)[-3000:]
         pytest.fail(f"the fidelity suite against kmock ran longer than {INNER_RUN_SECONDS}s; its output:\n{tail}")
     cases = ET.parse(report).getroot().iter("testcase")  # noqa: S314 - our own pytest wrote it
-    outcome = {case.get("name", ""): not any(child.tag in ("failure", "error") for child in case) for case in cases}
+    # Each test runs once, as `name[kmock]`.
+    outcome = {
+        case.get("name", "").removesuffix("[kmock]"): not any(child.tag in ("failure", "error") for child in case)
+        for case in cases
+    }
     assert len(outcome) >= 50, f"the kmock run collected only {len(outcome)} tests"
     passed = {name for name, ok in outcome.items() if ok}
     assert passed == KMOCK_PASSES, f"unexpected against kmock: passed {sorted(passed ^ KMOCK_PASSES)}"

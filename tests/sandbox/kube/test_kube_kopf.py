@@ -1,32 +1,37 @@
-"""kopf runs unchanged against the emulator: create → status → update → delete → finalizer removed, repeatedly."""
+"""kopf runs unchanged against the emulator and the real control plane: create → status → update → delete →
+finalizer removed, repeatedly, also with every watch stream cut between steps."""
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from kopf.testing import KopfRunner
-from kube_support import WIDGET_CRD, Api, widget
-
-from opsramp_sandbox.kube import KubeEmulator
+from kube_support import Api, OurTarget, RealTarget, Target, flavours, iterate, widget
 
 OPERATOR = Path(__file__).with_name("fixture_operator.py")
 CYCLES = 20
 
 
-@pytest.fixture
-def emulator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KubeEmulator]:
-    """An emulator with the Widget CRD and KUBECONFIG pointing at it."""
-    with KubeEmulator(crds=[copy.deepcopy(WIDGET_CRD)], bookmark_interval=1.0) as emulator:
-        kubeconfig = tmp_path / "kubeconfig"
-        emulator.write_kubeconfig(kubeconfig)
-        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-        yield emulator
+@pytest.fixture(params=[f for f in flavours() if f != "kmock"])
+def server(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Target]:
+    """The emulator (bookmarks every second) or a namespace on the module's control plane; KUBECONFIG names it."""
+    if request.param == "real":
+        plane, cutter = request.getfixturevalue("real_plane")
+        target: Target = RealTarget(
+            plane, cutter, f"{request.node.originalname[5:30].replace('_', '-')}-{uuid4().hex[:5]}"
+        )
+    else:
+        target = OurTarget(bookmark_interval=1.0)
+    kubeconfig = tmp_path / "kubeconfig"
+    target.write_kubeconfig(kubeconfig)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    yield from iterate(target)
 
 
 def wait(what: str, check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -57,9 +62,9 @@ def cycle(api: Api, name: str, between: Callable[[], None]) -> None:
     wait(f"{name} gone", lambda: api.get(url).status_code == 404)
 
 
-def run_cycles(emulator: KubeEmulator, between: Callable[[], None]) -> None:
-    api = Api(emulator.url)
-    args = ["run", "--standalone", "--namespace=default", "--verbose", str(OPERATOR)]
+def run_cycles(server: Target, between: Callable[[], None]) -> None:
+    api = server.api()
+    args = ["run", "--standalone", f"--namespace={api.ns}", "--verbose", str(OPERATOR)]
     with KopfRunner(args, timeout=60) as runner:
         for index in range(CYCLES):
             cycle(api, f"w{index}", between)
@@ -68,14 +73,14 @@ def run_cycles(emulator: KubeEmulator, between: Callable[[], None]) -> None:
     assert "Traceback" not in runner.output, runner.output[-3000:]
 
 
-def test_kopf_lifecycle_twenty_times(emulator: KubeEmulator) -> None:
+def test_kopf_lifecycle_twenty_times(server: Target) -> None:
     """20 create/status/update/delete cycles in a row complete without a hang."""
-    run_cycles(emulator, lambda: None)
+    run_cycles(server, lambda: None)
 
 
-def test_kopf_lifecycle_survives_watch_restarts(emulator: KubeEmulator) -> None:
+def test_kopf_lifecycle_survives_watch_restarts(server: Target) -> None:
     """The same 20 cycles with every watch stream closed by the server between steps."""
-    run_cycles(emulator, emulator.restart_watches)
+    run_cycles(server, server.restart_watches)
 
 
 @pytest.mark.skipif(os.environ.get("KUBE_EMULATOR") == "kmock", reason="uses the project's emulator only")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
@@ -13,19 +14,22 @@ from pathlib import Path
 
 import boto3
 import requests
+import yaml
 
 from opsramp_sandbox import launcher
 from opsramp_sandbox.testing import running_sandbox
+from opsramp_sandbox.tools import ensure_kubectl
 
 REPO = Path(__file__).resolve().parents[3]
 ENV_KEYS = {
-    "KUBECONFIG", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
+    "SANDBOX_KUBE", "KUBECONFIG", "OPERATOR_KUBECONFIG",
+    "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION",
     "OPSRAMP_ENDPOINT", "OPSRAMP_TENANT_ID", "OPSRAMP_CLIENT_ID", "OPSRAMP_CLIENT_SECRET",
     "OPSRAMP_AWS_ACCOUNT_ID", "OPSRAMP_ADMIN_URL",
 }  # fmt: skip
 
 
-def cli(source_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(source_root: Path, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     """Run `opsramp-sandbox` with the code of `source_root` (a checkout) first on the path."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(source_root / "sandbox"), str(source_root / "operator")])
@@ -34,7 +38,7 @@ def cli(source_root: Path, *args: str) -> subprocess.CompletedProcess[str]:
         env=env,
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=timeout,
         check=False,
     )
 
@@ -57,7 +61,7 @@ def alive(pid: int) -> bool:
 
 def lifecycle(source_root: Path, directory: Path, results: dict[str, object], operator: bool) -> None:
     """up → status → down, recording what a test needs to check afterwards."""
-    up = cli(source_root, "up", "--dir", str(directory), *([] if operator else ["--no-operator"]))
+    up = cli(source_root, "up", "--dir", str(directory), "--kube", "emulator", *([] if operator else ["--no-operator"]))
     results["up"] = up
     results["env"] = launcher.read_env(directory)
     results["pids"] = [c.pid for c in launcher.read_state(directory)]
@@ -148,3 +152,64 @@ def test_running_sandbox_wires_kube_moto_and_opsramp() -> None:
             timeout=5,
         )
         assert token.status_code == 200 and token.json()["access_token"]
+
+
+def processes_under(directory: Path) -> list[int]:
+    """Pids of live processes whose command line names `directory` (etcd, kube-apiserver, ... started there)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(directory) in cmdline and alive(int(proc.name)):
+            found.append(int(proc.name))
+    return found
+
+
+def test_up_with_the_real_control_plane_serves_kubectl_and_runs_the_operator_as_its_service_account(
+    tmp_path: Path,
+) -> None:
+    """`up --kube real`: the env file and status say so, kubectl works as on a cluster (`create namespace`, which
+    sends protobuf), the operator is the chart's ServiceAccount and brings a resource to Ready; `down` leaves no
+    etcd, kube-apiserver or kube-controller-manager behind."""
+    directory = tmp_path / "real"
+    up = cli(REPO, "up", "--dir", str(directory), "--kube", "real", timeout=300)
+    try:
+        assert up.returncode == 0, up.stderr
+        env = launcher.read_env(directory)
+        assert set(env) == ENV_KEYS and env["SANDBOX_KUBE"] == "real"
+        assert env["OPERATOR_KUBECONFIG"] != env["KUBECONFIG"]
+        status = cli(REPO, "status", "--dir", str(directory))
+        assert status.returncode == 0 and "kube (real)" in status.stdout, status.stdout
+        kubectl = [str(ensure_kubectl()), f"--kubeconfig={env['KUBECONFIG']}"]
+        run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=60, check=False)
+        created = run([*kubectl, "create", "namespace", "from-kubectl"])
+        assert created.returncode == 0, created.stderr
+        whoami = run([str(ensure_kubectl()), f"--kubeconfig={env['OPERATOR_KUBECONFIG']}", "auth", "whoami"])
+        assert "system:serviceaccount:opsramp-system:opsramp-aws-operator" in whoami.stdout, whoami.stdout
+        # The External ID the emulated OpsRamp console shows, as a user copies it into a Secret.
+        console = requests.get(f"{env['OPSRAMP_ADMIN_URL']}/tenants/{env['OPSRAMP_TENANT_ID']}/console", timeout=10)
+        manifest = [
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds", "namespace": "from-kubectl"},
+             "stringData": {"clientId": env["OPSRAMP_CLIENT_ID"], "clientSecret": env["OPSRAMP_CLIENT_SECRET"]}},
+            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "external-id", "namespace": "from-kubectl"},
+             "stringData": {"externalId": console.json()["externalId"]}},
+            {"apiVersion": "integrations.opsramp.com/v1alpha1", "kind": "AWSIntegration",
+             "metadata": {"name": "demo", "namespace": "from-kubectl"},
+             "spec": {"regions": ["us-east-1"], "externalIdSecretRef": {"name": "external-id"},
+                      "opsramp": {"endpoint": env["OPSRAMP_ENDPOINT"], "tenantId": env["OPSRAMP_TENANT_ID"],
+                                  "awsAccountId": env["OPSRAMP_AWS_ACCOUNT_ID"],
+                                  "credentialsSecretRef": {"name": "creds"}}}},
+        ]  # fmt: skip
+        applied = run([*kubectl, "apply", "-f", "-"], input=yaml.safe_dump_all(manifest))
+        assert applied.returncode == 0, applied.stderr
+        waited = run([*kubectl, "-n", "from-kubectl", "wait", "--for=condition=Ready", "awsintegration/demo",
+                      "--timeout=120s"], timeout=150)  # fmt: skip
+        assert waited.returncode == 0, (waited.stderr, (directory / "logs" / "operator.log").read_text()[-3000:])
+    finally:
+        down = cli(REPO, "down", "--dir", str(directory))
+    assert down.returncode == 0 and "kube" in down.stdout
+    assert processes_under(directory) == [], "a control-plane process outlived `down`"
