@@ -56,7 +56,6 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sandbox, P
         token_config = realkube.install_operator_identity(
             plane, directory / "operator.kubeconfig", realkube.chart_rbac(VALUES)
         )
-        realkube.wait_for_permissions(plane, token_config, [("list", "customresourcedefinitions")])
         moto = start_moto()
         opsramp = OpsRampEmulator(
             clients=[ApiClient(TENANT, CLIENT_ID, secret)],

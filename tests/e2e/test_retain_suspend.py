@@ -29,12 +29,14 @@ pytestmark = pytest.mark.e2e
 def test_delete_of_a_spec_that_no_longer_parses_cleans_up_from_status(
     sandbox: Sandbox, kube: Kube, operator_process: Operator, namespace: str
 ) -> None:
-    """A Ready resource whose spec stops parsing (here: regions the CRD's CEL would refuse, which this API server
-    does not run) still cleans up on delete, from what status recorded, instead of dropping the finalizer."""
+    """A Ready resource whose spec stops parsing still cleans up on delete, from what status recorded, instead of
+    dropping the finalizer. The spec here is one the CRD admits and the operator's model refuses (discovery tags
+    with two resource types: a rule the CRD has no CEL for), as after an upgrade that tightened validation."""
     kube.create(integration_resource(namespace, "unparsable", sandbox.opsramp.url))
     obj = wait_ready(kube, namespace, "unparsable")
     role_name, integration_id = role_name_of(obj), obj["status"]["integrationId"]
-    kube.patch_spec(namespace, "unparsable", {"regions": ["All", "us-east-1"]})
+    discovery = {"resourceTypes": ["EC2", "RDS"], "tags": {"team": "a"}}
+    kube.patch_spec(namespace, "unparsable", {"monitoring": {"discovery": discovery}})
     wait_condition(kube, namespace, "unparsable", "Stalled", "True", "InvalidSpec")
 
     kube.delete(namespace, "unparsable")

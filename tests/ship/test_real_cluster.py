@@ -40,7 +40,13 @@ def test_helm_install_upgrade_rollback_uninstall_keeps_the_crd(real_cluster: Rea
     """helm install serves the CRD and creates the operator's objects; upgrade changes the Deployment in place;
     rollback restores it; uninstall removes the operator but keeps the CRD and the resources users made."""
     cluster = real_cluster
-    cluster.install_chart()
+    # The admin names OpsRamp's AWS account, as every install must, and allows the managed policy the user's
+    # resource below (the full example) attaches: the guardrails' admission policy refuses anything else.
+    user: dict[str, Any] = unit_cases.good()
+    account = user["spec"]["opsramp"]["awsAccountId"]
+    policies = json.dumps(user["spec"]["role"]["managedPolicyArns"])
+    cluster.install_chart("--set-string", f"operator.opsrampAwsAccountId={account}",
+                          "--set-json", f"guardrails.allowedManagedPolicyArns={policies}")  # fmt: skip
     installed = deployment(cluster)
     for kind, name in (("serviceaccount", RELEASE), ("clusterrole", RELEASE), ("clusterrolebinding", RELEASE),
                        ("service", f"{RELEASE}-metrics")):  # fmt: skip
@@ -48,7 +54,6 @@ def test_helm_install_upgrade_rollback_uninstall_keeps_the_crd(real_cluster: Rea
     assert container_env(installed)["OPERATOR_LOG_LEVEL"] == "INFO"
 
     # A user's resource, valid for the real CRD (the operator does not run: nothing acts on it).
-    user: dict[str, Any] = unit_cases.good()
     user["metadata"] = {"name": "kept", "namespace": "default"}
     cluster.apply([user])
 
