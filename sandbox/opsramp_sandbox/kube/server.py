@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from . import openapi, protobuf
 from .store import ApiError, Obj, ResourceType, Store
 from .watch import CLOSE
 
@@ -167,6 +168,7 @@ class KubeServer:
         self.address = ""  # host:port, for /api's serverAddressByClientCIDRs
         # Requests served, by (verb, resource, client): what benchmarks and tests read to count API calls.
         self.request_counts: Counter[tuple[str, str, str]] = Counter()
+        self._openapi_cache: tuple[Any, dict[str, Obj]] | None = None
 
     def app(self) -> web.Application:
         """An aiohttp application serving every path."""
@@ -202,6 +204,8 @@ class KubeServer:
             return web.Response(text="ok")
         if parts == ["version"]:
             return _json(SERVER_VERSION)
+        if parts[:1] == ["openapi"] and request.method == "GET":
+            return self._openapi(request, parts[1:])
         if parts == ["api"]:
             return _json(
                 {
@@ -226,6 +230,38 @@ class KubeServer:
         if not rest:
             return self._resource_list(group, version)
         return await self._resource(request, group, version, rest)
+
+    def _openapi_documents(self) -> dict[str, Obj]:
+        """The v3 document of each group/version, rebuilt only when the served types or a CRD change."""
+        crd_type = self.store.resolve("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        crds = self.store.list_objects(crd_type, None, None, None)
+        key = tuple((c["metadata"]["name"], c["metadata"].get("resourceVersion")) for c in crds)
+        if self._openapi_cache is None or self._openapi_cache[0] != key:
+            schemas = {
+                (c["spec"]["group"], v["name"], c["spec"]["names"]["kind"]): v["schema"]["openAPIV3Schema"]
+                for c in crds
+                for v in c["spec"].get("versions", [])
+                if (v.get("schema") or {}).get("openAPIV3Schema")
+            }
+            self._openapi_cache = (key, openapi.group_version_documents(self.store.types(), schemas))
+        return self._openapi_cache[1]
+
+    def _openapi(self, request: web.Request, rest: list[str]) -> web.Response:
+        """`/openapi/v3` (an index with content hashes), `/openapi/v3/<api/v1|apis/g/v>`, `/openapi/v2` (JSON)."""
+        documents = self._openapi_documents()
+        if rest == ["v3"]:
+            index = {key: {"serverRelativeURL": f"/openapi/v3/{key}?hash={openapi.digest(doc)}"}
+                     for key, doc in sorted(documents.items())}  # fmt: skip
+            return _json({"paths": index})
+        if rest[:1] == ["v3"] and "/".join(rest[1:]) in documents:
+            return _json(documents["/".join(rest[1:])])
+        if rest == ["v2"]:
+            accept = request.headers.get("Accept", "")
+            if accept and not any(t in accept for t in ("json", "*/*")):
+                # kube-apiserver serves v2 as protobuf too; this emulator only as JSON.
+                raise ApiError(406, "NotAcceptable", f"only application/json is served here, not {accept}")
+            return _json(openapi.v2_document(documents))
+        raise ApiError(404, "NotFound", "the server could not find the requested resource")
 
     def _groups(self) -> list[Obj]:
         versions: dict[str, set[str]] = {}
@@ -350,9 +386,12 @@ class KubeServer:
 
     @staticmethod
     async def _body(request: web.Request, *, optional: bool = False) -> Any:
-        if "protobuf" in request.headers.get("Content-Type", ""):
-            raise ApiError(415, "UnsupportedMediaType", "this emulator accepts JSON and YAML bodies, not protobuf")
         raw = await request.read()
+        if "protobuf" in request.headers.get("Content-Type", ""):
+            try:
+                return protobuf.decode(raw)
+            except protobuf.Unsupported as exc:
+                raise ApiError(415, "UnsupportedMediaType", f"this emulator cannot decode {exc}") from exc
         if not raw.strip():
             if optional:
                 return None
