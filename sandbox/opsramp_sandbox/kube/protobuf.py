@@ -104,7 +104,9 @@ def _decode(data: bytes, table: Table) -> dict[str, Any]:
         if how == "raw":
             obj[name] = value
         elif how == "string":
-            obj[name] = bytes(value).decode() if isinstance(value, bytes) else value
+            text = bytes(value).decode() if isinstance(value, bytes) else str(value)
+            if text:  # Go writes "" where JSON omits the field (omitempty)
+                obj[name] = text
         elif how == "int":
             obj[name] = value
         elif how == "bool":

@@ -525,7 +525,8 @@ class Store:
     def _builtin_rules(self, rt: ResourceType, obj: Obj, old: Obj | None) -> Obj:
         meta = _meta(obj)
         if rt.storage_key == ("", "secrets"):
-            obj.setdefault("type", "Opaque")
+            if not obj.get("type"):  # kube-apiserver defaults an empty type too
+                obj["type"] = "Opaque"
             data = obj.get("data") or {}
             for key, value in data.items():
                 try:
