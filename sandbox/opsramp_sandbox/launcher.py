@@ -175,10 +175,10 @@ def choose_kube(choice: str) -> tuple[str, str]:
             "minutes, later ones reuse the cache)"
         )
     if has_go:
-        why = "the real control plane is not built yet: `make controlplane` builds it once, 7-15 minutes"
+        why = "the real control plane is not built yet: `make controlplane` builds it once, in 7-15 minutes"
     else:
-        why = "no Go toolchain to build the real control plane"
-    return "emulator", f"Kubernetes: the project's emulator ({why}; `--kube real` once it is built)"
+        why = "no Go toolchain here to build the real control plane"
+    return "emulator", f"Kubernetes: the project's emulator ({why})"
 
 
 def _kube_version() -> str:
