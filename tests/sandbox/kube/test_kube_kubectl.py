@@ -4,6 +4,7 @@ selectors, tables, delete."""
 from __future__ import annotations
 
 import copy
+import json
 import os
 import subprocess
 import uuid
@@ -173,3 +174,15 @@ def test_kubectl_server_side_apply_creates_then_updates(kubectl: tuple[Target, R
     run("apply", "--server-side", "-f", "-", stdin=widget_yaml("s", 4, {"tier": "gold"}))
     got = yaml.safe_load(run("get", "widget", "s", "-o", "yaml").stdout)
     assert got["spec"]["size"] == 4 and got["metadata"]["labels"] == {"tier": "gold"}
+
+
+def test_kubectl_get_raw_openapi_v2_carries_the_crd_and_builtin_schemas(kubectl: tuple[Target, Run]) -> None:
+    """`/openapi/v2` as JSON: the CRD's schema under kube-apiserver's name, with its kind, and the built-in kinds'."""
+    _, run = kubectl
+    definitions = json.loads(run("get", "--raw", "/openapi/v2").stdout)["definitions"]
+    schema = definitions["com.opsramp.integrations.v1alpha1.AWSIntegration"]
+    assert schema["x-kubernetes-group-version-kind"] == [
+        {"group": "integrations.opsramp.com", "kind": "AWSIntegration", "version": "v1alpha1"}
+    ]
+    assert "maxSessionDuration" in schema["properties"]["spec"]["properties"]["role"]["properties"]
+    assert "stringData" in definitions["io.k8s.api.core.v1.Secret"]["properties"]
