@@ -169,6 +169,7 @@ class KubeServer:
         # Requests served, by (verb, resource, client): what benchmarks and tests read to count API calls.
         self.request_counts: Counter[tuple[str, str, str]] = Counter()
         self._openapi_cache: tuple[Any, dict[str, Obj]] | None = None
+        self._openapi_digests: dict[str, tuple[Obj, str]] = {}  # by document key: (the document, its hash)
 
     def app(self) -> web.Application:
         """An aiohttp application serving every path."""
@@ -246,11 +247,18 @@ class KubeServer:
             self._openapi_cache = (key, openapi.group_version_documents(self.store.types(), schemas))
         return self._openapi_cache[1]
 
+    def _openapi_digest(self, key: str, document: Obj) -> str:
+        found = self._openapi_digests.get(key)
+        if found is None or found[0] is not document:
+            found = (document, openapi.digest(document))
+            self._openapi_digests[key] = found
+        return found[1]
+
     def _openapi(self, request: web.Request, rest: list[str]) -> web.Response:
         """`/openapi/v3` (an index with content hashes), `/openapi/v3/<api/v1|apis/g/v>`, `/openapi/v2` (JSON)."""
         documents = self._openapi_documents()
         if rest == ["v3"]:
-            index = {key: {"serverRelativeURL": f"/openapi/v3/{key}?hash={openapi.digest(doc)}"}
+            index = {key: {"serverRelativeURL": f"/openapi/v3/{key}?hash={self._openapi_digest(key, doc)}"}
                      for key, doc in sorted(documents.items())}  # fmt: skip
             return _json({"paths": index})
         if rest[:1] == ["v3"] and "/".join(rest[1:]) in documents:
