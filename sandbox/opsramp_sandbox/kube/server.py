@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import functools
 import json
 import re
 from collections import Counter
@@ -13,7 +14,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from . import openapi, protobuf
+from . import openapi, printers, protobuf
 from .store import ApiError, Obj, ResourceType, Store
 from .watch import CLOSE
 
@@ -125,6 +126,13 @@ def _age(timestamp: Any) -> str | None:
     except ValueError:
         return None
     return human_duration((datetime.datetime.now(tz=datetime.UTC) - then).total_seconds())
+
+
+def _printer_cell(column: Obj, obj: Obj) -> Any:
+    """One cell of a CRD's additionalPrinterColumns."""
+    found = jsonpath(obj, column["jsonPath"])
+    value = found[0] if found else None
+    return _age(value) if column.get("type") == "date" else value
 
 
 def _wants_table(request: web.Request) -> bool:
@@ -451,29 +459,34 @@ class KubeServer:
             {"name": "Name", "type": "string", "format": "name", "priority": 0,
              "description": "Name must be unique within a namespace."},
         ]  # fmt: skip
-        printer = list(rt.printer_columns) or [
-            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
-        ]
-        for column in printer:
-            columns.append(
-                {
-                    "name": column["name"],
-                    "type": column.get("type", "string"),
-                    "format": column.get("format", ""),
-                    "description": column.get("description", ""),
-                    "priority": column.get("priority", 0),
-                }
-            )
+        cell_of: list[Any] = []  # per column after Name: obj -> cell
+        builtin = printers.COLUMNS.get(rt.storage_key) if rt.crd_name is None else None
+        if builtin is not None:
+            for name, kind, description, priority, cell in builtin:
+                columns.append({"name": name, "type": kind, "format": "", "description": description,
+                                "priority": priority})  # fmt: skip
+                cell_of.append(
+                    (lambda o: _age(o["metadata"].get("creationTimestamp"))) if name == printers.AGE else cell
+                )
+        else:
+            printer = list(rt.printer_columns) or [
+                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+            ]
+            for column in printer:
+                columns.append(
+                    {
+                        "name": column["name"],
+                        "type": column.get("type", "string"),
+                        "format": column.get("format", ""),
+                        "description": column.get("description", ""),
+                        "priority": column.get("priority", 0),
+                    }
+                )
+                cell_of.append(functools.partial(_printer_cell, column))
         include = request.query.get("includeObject", "Metadata")
         rows = []
         for obj in items:
-            cells: list[Any] = [obj["metadata"]["name"]]
-            for column in printer:
-                found = jsonpath(obj, column["jsonPath"])
-                value = found[0] if found else None
-                if column.get("type") == "date":
-                    value = _age(value)
-                cells.append(value)
+            cells: list[Any] = [obj["metadata"]["name"], *(cell(obj) for cell in cell_of)]
             row: Obj = {"cells": cells}
             if include == "Object":
                 row["object"] = _present(rt, obj)

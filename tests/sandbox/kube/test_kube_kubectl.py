@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -186,3 +187,38 @@ def test_kubectl_get_raw_openapi_v2_carries_the_crd_and_builtin_schemas(kubectl:
     ]
     assert "maxSessionDuration" in schema["properties"]["spec"]["properties"]["role"]["properties"]
     assert "stringData" in definitions["io.k8s.api.core.v1.Secret"]["properties"]
+
+
+def test_kubectl_get_builtin_kinds_prints_the_apiservers_columns(kubectl: tuple[Target, Run]) -> None:
+    """`kubectl get` of built-in kinds prints kube-apiserver's columns (`-o wide` adds its priority-1 ones)."""
+    _, run = kubectl
+    labels = {"app": "web"}
+    manifest = [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "stringData": {"a": "b"}},
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"a": "1", "b": "2"}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot"}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+         "spec": {"selector": labels, "ports": [{"port": 80}]}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+         "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels},
+                  "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}}},
+    ]  # fmt: skip
+    run("apply", "-f", "-", stdin=yaml.safe_dump_all(manifest))
+
+    def table(*args: str) -> list[list[str]]:
+        return [re.split(r"\s{2,}", line.strip()) for line in run("get", *args).stdout.splitlines()]
+
+    assert table("secret", "creds")[0] == ["NAME", "TYPE", "DATA", "AGE"]
+    assert table("secret", "creds")[1][:3] == ["creds", "Opaque", "1"]
+    assert [row[:2] for row in table("configmap", "settings")] == [["NAME", "DATA"], ["settings", "2"]]
+    assert [row[:1] for row in table("serviceaccount", "robot")] == [["NAME"], ["robot"]]
+    assert table("serviceaccount", "robot")[0] == ["NAME", "AGE"]  # 1.37 prints no SECRETS column
+    service = table("service", "web", "-o", "wide")
+    assert service[0] == ["NAME", "TYPE", "CLUSTER-IP", "EXTERNAL-IP", "PORT(S)", "AGE", "SELECTOR"]
+    assert service[1][:2] == ["web", "ClusterIP"] and service[1][3:5] == ["<none>", "80/TCP"]
+    assert service[1][6] == "app=web"
+    deployment = table("deployment", "web", "-o", "wide")
+    assert deployment[0] == ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE", "CONTAINERS", "IMAGES", "SELECTOR"]
+    assert deployment[1][:4] == ["web", "0/1", "0", "0"] and deployment[1][5:] == ["web", "nginx:1.27", "app=web"]
+    namespace = yaml.safe_load(run("config", "view", "--minify", "-o", "yaml").stdout)["contexts"][0]["context"]
+    assert [row[:2] for row in table("namespace", namespace["namespace"])][1] == [namespace["namespace"], "Active"]
