@@ -148,11 +148,7 @@ def _schema_name(rt: ResourceType, kind: str | None = None) -> str:
 
 
 def _builtin_name(rt: ResourceType, kind: str | None = None) -> str | None:
-    wanted = _gvk(rt, kind)
-    for name, schema in builtin_definitions().items():
-        if wanted in schema.get("x-kubernetes-group-version-kind", []):
-            return name
-    return None
+    return _definition_of(rt.group, rt.version, kind or rt.kind)
 
 
 def _crd_schemas(rt: ResourceType, crd_schema: Obj | None) -> tuple[str, str, dict[str, Obj]]:
@@ -265,3 +261,70 @@ def v2_document(documents: dict[str, Obj]) -> Obj:
     text = json.dumps(definitions).replace('"#/components/schemas/', '"#/definitions/')
     return {"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.37.0"}, "paths": {},
             "definitions": json.loads(text)}  # fmt: skip
+
+
+@functools.cache
+def _definition_of(group: str, version: str, kind: str) -> str | None:
+    wanted = {"group": group, "kind": kind, "version": version}
+    for name, schema in builtin_definitions().items():
+        if wanted in schema.get("x-kubernetes-group-version-kind", []):
+            return name
+    return None
+
+
+def _resolve(schema: Obj) -> Obj:
+    """A schema with its reference (plain or allOf-wrapped) followed."""
+    definitions = builtin_definitions()
+    for _ in range(8):
+        ref = schema.get("$ref")
+        if ref is None and len(schema.get("allOf") or []) == 1:
+            ref = schema["allOf"][0].get("$ref")
+        if not isinstance(ref, str):
+            return schema
+        schema = definitions.get(ref.rsplit("/", 1)[-1], {})
+    return schema
+
+
+def _unknown(obj: Any, schema: Obj, path: tuple[str | int, ...]) -> list[tuple[str | int, ...]]:
+    schema = _resolve(schema)
+    found: list[tuple[str | int, ...]] = []
+    if isinstance(obj, dict):
+        properties = schema.get("properties")
+        additional = schema.get("additionalProperties")
+        if properties is None and not isinstance(additional, dict):
+            return found  # free-form (RawExtension, FieldsV1, JSON)
+        for key, value in obj.items():
+            if properties and key in properties:
+                found.extend(_unknown(value, properties[key], (*path, key)))
+            elif isinstance(additional, dict):
+                found.extend(_unknown(value, additional, (*path, key)))
+            elif not (additional is True or schema.get("x-kubernetes-preserve-unknown-fields")):
+                found.append((*path, key))
+    elif isinstance(obj, list) and isinstance(schema.get("items"), dict):
+        for index, value in enumerate(obj):
+            found.extend(_unknown(value, schema["items"], (*path, index)))
+    return found
+
+
+def unknown_builtin_fields(obj: Obj, group: str, version: str, kind: str) -> list[tuple[str | int, ...]] | None:
+    """Paths of the fields of a built-in kind's object its Kubernetes 1.37 definition does not declare (what
+    kube-apiserver's strict decoding refuses and otherwise drops); None when the kind has no definition here."""
+    name = _definition_of(group, version, kind)
+    if name is None:
+        return None
+    return _unknown(obj, builtin_definitions()[name], ())
+
+
+def field_path(path: tuple[str | int, ...]) -> str:
+    """`spec.template.spec.containers[0].imagee`, as kube-apiserver names an unknown field."""
+    text = ""
+    for part in path:
+        text = f"{text}[{part}]" if isinstance(part, int) else (f"{text}.{part}" if text else part)
+    return text
+
+
+def without(obj: Any, path: tuple[str | int, ...]) -> None:
+    """Remove the field at `path` (in place)."""
+    for part in path[:-1]:
+        obj = obj[part]
+    del obj[path[-1]]

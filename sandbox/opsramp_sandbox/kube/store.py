@@ -366,7 +366,7 @@ class Store:
     def _conform(self, rt: ResourceType, obj: Obj, field_validation: str | None, warnings: list[str]) -> Obj:
         """Strict/warn on unknown fields, prune, default, then validate against the CRD schema."""
         if rt.validator is None:
-            return obj
+            return self._conform_builtin(rt, obj, field_validation, warnings) if rt.crd_name is None else obj
         from .schema import apply_defaults, prune, unknown_fields
 
         mode = self._field_validation(field_validation)
@@ -397,6 +397,27 @@ class Store:
                     "causes": [{"reason": p.reason, "message": p.message, "field": p.field} for p in problems],
                 },
             )
+        return obj
+
+    def _conform_builtin(self, rt: ResourceType, obj: Obj, field_validation: str | None, warnings: list[str]) -> Obj:
+        """A built-in kind's unknown fields (after its Kubernetes 1.37 definition): 400 with Strict, else dropped
+        (with a warning unless Ignore), as kube-apiserver's decoder does."""
+        from . import openapi
+
+        mode = self._field_validation(field_validation)
+        unknown = openapi.unknown_builtin_fields(obj, rt.group, rt.version, rt.kind)
+        if not unknown:
+            return obj
+        paths = [openapi.field_path(path) for path in unknown]
+        if mode == "Strict":
+            listed = ", ".join(f'unknown field "{path}"' for path in paths)
+            handled = f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}'
+            raise ApiError(400, "BadRequest", f"{handled}: strict decoding error: {listed}")
+        if mode == "Warn":
+            warnings.extend(f'unknown field "{path}"' for path in paths)
+        obj = copy.deepcopy(obj)
+        for path in unknown:
+            openapi.without(obj, path)
         return obj
 
     def _invalid(

@@ -144,8 +144,8 @@ def test_kubectl_create_subcommands_send_protobuf_bodies(kubectl: tuple[Target, 
 
 def test_kubectl_explain_and_validation_read_the_servers_openapi(kubectl: tuple[Target, Run]) -> None:
     """`kubectl explain` (built-in kinds and the CRD) and apply's validation (server-side, Strict, because the
-    server's /openapi/v3 says PATCH takes fieldValidation) work without --validate=false. (The emulator checks the
-    fields of custom resources only: a misspelt field of a built-in kind is refused by kube-apiserver alone.)"""
+    server's /openapi/v3 says PATCH takes fieldValidation) work without --validate=false, for custom resources and
+    built-in kinds: a misspelt field is refused, naming its path."""
     _, run = kubectl
     role = run("explain", "awsintegration.spec.role.maxSessionDuration").stdout
     assert "FIELD: maxSessionDuration <integer>" in role and "Maximum session duration" in role
@@ -159,6 +159,22 @@ def test_kubectl_explain_and_validation_read_the_servers_openapi(kubectl: tuple[
     }
     refused = run("apply", "-f", "-", stdin=yaml.safe_dump(widget), check=False)
     assert refused.returncode != 0 and 'unknown field "spec.sise"' in refused.stderr
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labelz": {}}, "data": {"a": "1"},
+              "datta": {}}  # fmt: skip
+    refused = run("apply", "-f", "-", stdin=yaml.safe_dump(config), check=False)
+    assert refused.returncode != 0
+    assert re.search(r'strict decoding error: unknown field "(datta|metadata.labelz)", unknown field "(datta|metadata.'
+                     r'labelz)"', refused.stderr), refused.stderr  # fmt: skip
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                  "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}},
+                           "spec": {"containers": [{"name": "c", "image": "nginx", "imagee": "x"}]}}}}  # fmt: skip
+    refused = run("apply", "-f", "-", stdin=yaml.safe_dump(deployment), check=False)
+    assert 'unknown field "spec.template.spec.containers[0].imagee"' in refused.stderr, refused.stderr
+    # Without validation the apiserver drops the field (with a warning) and keeps the rest.
+    kept = run("apply", "--validate=warn", "-f", "-", stdin=yaml.safe_dump(config))
+    assert 'unknown field "datta"' in kept.stderr
+    stored = json.loads(run("get", "configmap", "c", "-o", "json").stdout)
+    assert "datta" not in stored and "labelz" not in stored["metadata"] and stored["data"] == {"a": "1"}
 
 
 def test_kubectl_server_side_apply_creates_then_updates(kubectl: tuple[Target, Run]) -> None:
