@@ -15,7 +15,7 @@ import yaml
 from aiohttp import web
 
 from . import openapi, printers, protobuf
-from .store import ApiError, Obj, ResourceType, Store
+from .store import APPLY_PATCH, ApiError, Obj, ResourceType, Store
 from .watch import CLOSE
 
 SERVER_VERSION = {
@@ -365,11 +365,16 @@ class KubeServer:
             return _json(_present(rt, replaced), 200, self._warning_headers(warnings))
         if method == "PATCH" and name is not None:
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+            body = await self._body(request)
+            # Server-side apply of an absent object creates it: 201, as kube-apiserver answers.
+            applied_new = (
+                content_type == APPLY_PATCH and subresource is None and not self.store.exists(rt, namespace, name)
+            )
             patched = self.store.patch(
-                rt, namespace, name, content_type, await self._body(request), subresource=subresource,
+                rt, namespace, name, content_type, body, subresource=subresource,
                 dry_run=dry_run, field_validation=field_validation, warnings=warnings,
             )  # fmt: skip
-            return _json(_present(rt, patched), 200, self._warning_headers(warnings))
+            return _json(_present(rt, patched), 201 if applied_new else 200, self._warning_headers(warnings))
         if method == "DELETE" and name is not None and subresource is None:
             options = await self._body(request, optional=True) or {}
             obj, gone = self.store.delete(

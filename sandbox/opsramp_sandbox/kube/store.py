@@ -289,6 +289,10 @@ class Store:
             raise self._not_found(rt, name)
         return obj
 
+    def exists(self, rt: ResourceType, namespace: str | None, name: str) -> bool:
+        """Whether the object is stored (being deleted counts)."""
+        return self._key(rt, namespace, name) in self._objects[rt.storage_key]
+
     def list_objects(
         self, rt: ResourceType, namespace: str | None, label_selector: str | None, field_selector: str | None
     ) -> list[Obj]:

@@ -181,9 +181,9 @@ def test_kubectl_server_side_apply_creates_then_updates(kubectl: tuple[Target, R
     """`kubectl apply --server-side` creates an object, then changes it, for a built-in kind and a custom resource."""
     _, run = kubectl
     config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": {"a": "1"}}
-    assert run("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(config)).stdout == (
-        "configmap/ssa serverside-applied\n"
-    )
+    created = run("apply", "--server-side", "-v=6", "-f", "-", stdin=yaml.safe_dump(config))
+    assert created.stdout == "configmap/ssa serverside-applied\n"
+    assert re.search(r'verb="PATCH" url="[^"]*/configmaps/ssa\?[^"]*" status="201 Created"', created.stderr)
     config["data"] = {"a": "2", "b": "3"}
     run("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump(config))
     assert run("get", "configmap", "ssa", "-o", "jsonpath={.data}").stdout == '{"a":"2","b":"3"}'
