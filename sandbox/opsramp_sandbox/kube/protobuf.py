@@ -1,10 +1,10 @@
 """Decode the protobuf request bodies kubectl 1.37 sends for built-in kinds into the JSON form the store takes.
 
-kubectl's typed clients (`kubectl create namespace`, `create secret`, `create configmap`, `create serviceaccount`)
-POST `application/vnd.kubernetes.protobuf` and, unlike for CBOR, client-go does not fall back to JSON on a 415. The
-envelope is `k8s\\0` + a `runtime.Unknown` message whose `raw` holds the object's own message
-(k8s.io/api/core/v1/generated.proto). Only the kinds those commands create are decoded; any other kind is refused
-with 415 naming the kinds that are understood.
+kubectl's typed clients (`kubectl create namespace`, `create secret`, `create configmap`, `create serviceaccount`,
+`create role|clusterrole|rolebinding|clusterrolebinding`) POST `application/vnd.kubernetes.protobuf` and, unlike
+for CBOR, client-go does not fall back to JSON on a 415. The envelope is `k8s\\0` + a `runtime.Unknown` message whose
+`raw` holds the object's own message (k8s.io/api/*/v1/generated.proto). Only the kinds those commands create are
+decoded; any other kind is refused with 415 naming the kinds that are understood.
 """
 
 from __future__ import annotations
@@ -35,6 +35,18 @@ _OBJECT_REFERENCE: Table = {
 }  # fmt: skip
 _LOCAL_OBJECT_REFERENCE: Table = {1: ("name", "string")}
 
+_POLICY_RULE: Table = {
+    1: ("verbs", "strings"), 2: ("apiGroups", "strings"), 3: ("resources", "strings"),
+    4: ("resourceNames", "strings"), 5: ("nonResourceURLs", "strings"),
+}  # fmt: skip
+_SUBJECT: Table = {1: ("kind", "string"), 2: ("apiGroup", "string"), 3: ("name", "string"), 4: ("namespace", "string")}
+_ROLE_REF: Table = {1: ("apiGroup", "string"), 2: ("kind", "string"), 3: ("name", "string")}
+_LABEL_SELECTOR: Table = {
+    1: ("matchLabels", "map"),
+    2: ("matchExpressions", [{1: ("key", "string"), 2: ("operator", "string"), 3: ("values", "strings")}]),
+}
+_RBAC = "rbac.authorization.k8s.io/v1"
+
 # (apiVersion, kind) -> the object's message.
 KINDS: dict[tuple[str, str], Table] = {
     ("v1", "Namespace"): {1: ("metadata", _OBJECT_META), 2: ("spec", {1: ("finalizers", "strings")})},
@@ -48,6 +60,15 @@ KINDS: dict[tuple[str, str], Table] = {
     ("v1", "ServiceAccount"): {
         1: ("metadata", _OBJECT_META), 2: ("secrets", [_OBJECT_REFERENCE]),
         3: ("imagePullSecrets", [_LOCAL_OBJECT_REFERENCE]), 4: ("automountServiceAccountToken", "bool"),
+    },
+    (_RBAC, "Role"): {1: ("metadata", _OBJECT_META), 2: ("rules", [_POLICY_RULE])},
+    (_RBAC, "ClusterRole"): {
+        1: ("metadata", _OBJECT_META), 2: ("rules", [_POLICY_RULE]),
+        3: ("aggregationRule", {1: ("clusterRoleSelectors", [_LABEL_SELECTOR])}),
+    },
+    (_RBAC, "RoleBinding"): {1: ("metadata", _OBJECT_META), 2: ("subjects", [_SUBJECT]), 3: ("roleRef", _ROLE_REF)},
+    (_RBAC, "ClusterRoleBinding"): {
+        1: ("metadata", _OBJECT_META), 2: ("subjects", [_SUBJECT]), 3: ("roleRef", _ROLE_REF),
     },
 }  # fmt: skip
 _UNKNOWN: Table = {1: ("typeMeta", {1: ("apiVersion", "string"), 2: ("kind", "string")}), 2: ("raw", "raw")}

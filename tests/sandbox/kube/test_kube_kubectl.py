@@ -128,9 +128,9 @@ def test_kubectl_get_awsintegrations_prints_printer_columns(kubectl: tuple[Targe
 
 
 def test_kubectl_create_subcommands_send_protobuf_bodies(kubectl: tuple[Target, Run]) -> None:
-    """`kubectl create namespace|secret|configmap|serviceaccount` POST protobuf (client-go does not fall back to JSON
-    on a 415): each object is stored with its data."""
-    _, run = kubectl
+    """`kubectl create namespace|secret|configmap|serviceaccount|role|rolebinding` POST protobuf (client-go does not
+    fall back to JSON on a 415): each object is stored with its data."""
+    target, run = kubectl
     namespace = f"created-{uuid.uuid4().hex[:6]}"
     assert run("create", "namespace", namespace).stdout == f"namespace/{namespace} created\n"
     assert run("get", "namespace", namespace, "-o", "jsonpath={.status.phase}").stdout == "Active"
@@ -140,6 +140,14 @@ def test_kubectl_create_subcommands_send_protobuf_bodies(kubectl: tuple[Target, 
     run("create", "configmap", "settings", "--from-literal=a=1", "--from-literal=b=two")
     assert run("get", "configmap", "settings", "-o", "jsonpath={.data}").stdout == '{"a":"1","b":"two"}'
     assert run("create", "serviceaccount", "robot").stdout == "serviceaccount/robot created\n"
+    run("create", "role", "reader", "--verb=get,list", "--resource=secrets,configmaps", "--resource-name=creds")
+    rules = yaml.safe_load(run("get", "role", "reader", "-o", "yaml").stdout)["rules"]
+    assert rules == [{"apiGroups": [""], "resources": ["secrets", "configmaps"], "resourceNames": ["creds"],
+                      "verbs": ["get", "list"]}]  # fmt: skip
+    run("create", "rolebinding", "reader", "--role=reader", f"--serviceaccount={target.namespace}:robot")
+    binding = yaml.safe_load(run("get", "rolebinding", "reader", "-o", "yaml").stdout)
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "robot", "namespace": target.namespace}]
 
 
 def test_kubectl_explain_and_validation_read_the_servers_openapi(kubectl: tuple[Target, Run]) -> None:
