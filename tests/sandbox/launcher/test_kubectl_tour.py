@@ -44,6 +44,23 @@ def tour_commands() -> list[str]:
     return commands
 
 
+def readme_commands() -> list[str]:
+    """The kubectl commands README.md shows a user (a `$ kubectl get` console line, `kubectl explain` in the text)."""
+    text = (REPO / "README.md").read_text()
+    return re.findall(r"^\$ (kubectl get [^\n]+)$", text, re.M) + re.findall(r"`(kubectl explain [^`]+)`", text)
+
+
+def check_readme_command(result: Result, command: str) -> None:
+    if command.startswith("kubectl get"):
+        # The columns README shows are the columns the server prints.
+        text = (REPO / "README.md").read_text()
+        shown = text[text.index(f"$ {command}\n") :].splitlines()[1].split()
+        assert result.stdout.splitlines()[0].split() == shown
+        assert re.search(r"^production\s+True\s", result.stdout, re.M)
+    else:
+        assert "KIND:       AWSIntegration" in result.stdout and "FIELD: spec <Object>" in result.stdout
+
+
 def role_description() -> str:
     """What the CRD says about spec.role: `kubectl explain` must print it."""
     crd = yaml.safe_load(CRD.read_text())
@@ -130,7 +147,8 @@ def test_the_tour_is_what_the_test_expects() -> None:
 @pytest.mark.parametrize("kind", ["emulator", "real"])
 def test_kubectl_tour_of_the_docs_works_on_the_sandbox(kind: str, tmp_path: Path) -> None:
     """The real kubectl, as docs/sandbox.md shows it: explain reads the CRD's schema, examples/ pass server
-    validation, create namespace, server-side apply, wait for Ready, `get -o wide`, describe with Events."""
+    validation, create namespace, server-side apply, wait for Ready, `get -o wide`, describe with Events; and
+    README's kubectl commands on the same sandbox."""
     directory = tmp_path / "sandbox"
     env = {key: value for key, value in os.environ.items() if key not in ("KUBECONFIG", "OPSRAMP_SANDBOX_KUBE")}
     # kubectl and the console scripts of this venv first; kubectl's discovery and openapi cache of the test's own
@@ -156,6 +174,15 @@ def test_kubectl_tour_of_the_docs_works_on_the_sandbox(kind: str, tmp_path: Path
             assert result.returncode == 0, f"{start}\n{result.stdout}\n{result.stderr}\noperator log:\n{tail}"
             check(result)
             up_ok = up_ok or start.startswith("opsramp-sandbox up")
+            if start.startswith("kubectl get awsintegrations"):
+                # README's own kubectl commands hold on the same sandbox.
+                commands = readme_commands()
+                assert len(commands) >= 2, commands
+                for readme in commands:
+                    shown = subprocess.run(["bash", "-c", source + readme], cwd=REPO, env=env, capture_output=True,
+                                           text=True, timeout=60, check=False)  # fmt: skip
+                    assert shown.returncode == 0, f"{readme}\n{shown.stderr}"
+                    check_readme_command(shown, readme)
             if start.startswith("kubectl apply -f examples/"):
                 # Validation is on: a misspelt field is refused, naming it (not dropped with a warning).
                 bad = subprocess.run(
