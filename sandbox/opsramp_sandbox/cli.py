@@ -20,9 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument(
         "--kube",
         choices=launcher.KUBE_CHOICES,
-        help="emulator: the project's Kubernetes emulator; real: etcd, kube-apiserver and kube-controller-manager "
-        "built by `make controlplane`; auto: real when built, else the emulator "
-        f"(default: ${launcher.KUBE_ENV}, else emulator)",
+        help="emulator: the project's Kubernetes emulator (Python only, a second to start); real: etcd, "
+        "kube-apiserver and kube-controller-manager built from source (built first, for many minutes, when the cache "
+        "has none); auto: real when already built, else the emulator, never a build "
+        f"(default: ${launcher.KUBE_ENV}, else auto)",
     )
     for name, text in (("status", "say what runs"), ("down", "stop everything `up` started")):
         sub = commands.add_parser(name, help=text)
@@ -31,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "up":
+            # First, before any wait: which Kubernetes, and why (a build of many minutes is announced, never silent).
+            print(launcher.choose_kube(args.kube or launcher.default_kube())[1], flush=True)
             values = launcher.up(args.dir, operator=not args.no_operator, crd_dir=args.crds, kube=args.kube)
             print(f"sandbox up in {args.dir.resolve()}; source {args.dir.resolve() / launcher.ENV_FILE}")
             for key in ("SANDBOX_KUBE", "KUBECONFIG", "AWS_ENDPOINT_URL", "OPSRAMP_ENDPOINT", "OPSRAMP_ADMIN_URL"):

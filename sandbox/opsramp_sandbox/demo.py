@@ -1,8 +1,8 @@
 """`make demo`: bring the sandbox up, apply the example, watch it reach Ready, show the result, tear down.
 
 Everything runs on 127.0.0.1: Kubernetes (the real control plane when `make controlplane` has built it, else the
-project's emulator; $OPSRAMP_SANDBOX_KUBE chooses), moto's IAM/STS server, the OpsRamp API emulator and the real
-operator process, started by the same launcher as `opsramp-sandbox up`.
+project's emulator; $OPSRAMP_SANDBOX_KUBE chooses; the first line printed says which), moto's IAM/STS server, the
+OpsRamp API emulator and the real operator process, started by the same launcher as `opsramp-sandbox up`.
 """
 
 from __future__ import annotations
@@ -76,9 +76,11 @@ def columns(obj: dict[str, Any]) -> str:
 
 
 def run_demo(directory: Path) -> int:
+    choice = launcher.default_kube()
+    say(launcher.choose_kube(choice)[1])
     heading("1. Starting the sandbox (Kubernetes, moto IAM/STS, OpsRamp API emulator, operator)")
     started = time.monotonic()
-    env = launcher.up(directory, operator=True, kube=os.environ.get(launcher.KUBE_ENV) or "auto")
+    env = launcher.up(directory, operator=True, kube=choice)
     kind = "kube-apiserver 1.37, RBAC on" if env["SANDBOX_KUBE"] == "real" else "the project's emulator"
     say(f"   Kubernetes API  {env['KUBECONFIG']} ({kind})")
     say(f"   AWS IAM/STS     {env['AWS_ENDPOINT_URL']} (moto)")

@@ -29,8 +29,9 @@ READY_TIMEOUT = 30.0
 # may first fetch helm and kubectl): minutes on a first run on a loaded machine, seconds afterwards.
 REAL_KUBE_READY_TIMEOUT = 300.0
 # Which Kubernetes `up` starts: "emulator" (the project's, Python only), "real" (etcd + kube-apiserver +
-# kube-controller-manager built from source, see opsramp_sandbox.controlplane) or "auto" (real when its binaries
-# are already built, else the emulator). The default comes from this variable, else "emulator".
+# kube-controller-manager built from source, see opsramp_sandbox.controlplane; built on the spot when Go is there and
+# the cache has no build, announced first) or "auto" (real when its binaries are already built, else the emulator: it
+# never starts a build of many minutes unasked). The default comes from this variable, else "auto".
 KUBE_ENV = "OPSRAMP_SANDBOX_KUBE"
 KUBE_CHOICES = ("emulator", "real", "auto")
 STOP_TIMEOUT = 5.0
@@ -149,24 +150,57 @@ def read_env(directory: Path) -> dict[str, str]:
 
 
 def default_kube() -> str:
-    """The `--kube` choice when none is given: $OPSRAMP_SANDBOX_KUBE, else "emulator"."""
-    return os.environ.get(KUBE_ENV) or "emulator"
+    """The `--kube` choice when none is given: $OPSRAMP_SANDBOX_KUBE, else "auto"."""
+    return os.environ.get(KUBE_ENV) or "auto"
+
+
+def choose_kube(choice: str) -> tuple[str, str]:
+    """("emulator" or "real", one line saying why) for a `--kube` choice; never builds anything."""
+    from . import controlplane
+
+    if choice not in KUBE_CHOICES:
+        raise LauncherError(f"--kube must be one of {', '.join(KUBE_CHOICES)}, not {choice!r}")
+    if choice == "emulator":
+        return "emulator", "Kubernetes: the project's emulator (--kube emulator)"
+    found = controlplane.built()
+    if found is not None:
+        where = found["etcd"].parent
+        return "real", f"Kubernetes: the real control plane, kube-apiserver {_kube_version()} (built, in {where})"
+    has_go = shutil.which("go") is not None
+    if choice == "real":
+        if not has_go:
+            raise LauncherError("--kube real: the control plane is not built and `go` (>= 1.26) is not on PATH")
+        return "real", (
+            "Kubernetes: the real control plane, not built yet: building it now (Go; the first build takes 7-15 "
+            "minutes, later ones reuse the cache)"
+        )
+    if has_go:
+        why = "the real control plane is not built yet: `make controlplane` builds it once, in 7-15 minutes"
+    else:
+        why = "no Go toolchain here to build the real control plane"
+    return "emulator", f"Kubernetes: the project's emulator ({why})"
+
+
+def _kube_version() -> str:
+    from . import controlplane
+
+    try:
+        return controlplane.kubernetes_version()
+    except controlplane.BuildError:
+        return "1.37"
 
 
 def resolve_kube(choice: str) -> str:
-    """ "emulator" or "real" for a `--kube` choice; "auto" is real when the control plane is already built."""
-    if choice not in KUBE_CHOICES:
-        raise LauncherError(f"--kube must be one of {', '.join(KUBE_CHOICES)}, not {choice!r}")
-    if choice == "auto":
+    """ "emulator" or "real" for a `--kube` choice; "real" builds the control plane first when Go can."""
+    kind, _ = choose_kube(choice)
+    if kind == "real":
         from . import controlplane
 
-        return "real" if controlplane.built() is not None else "emulator"
-    if choice == "real":
-        from . import controlplane
-
-        if controlplane.built() is None:
-            raise LauncherError("the real control plane is not built yet: run `make controlplane` (needs Go >= 1.26)")
-    return choice
+        try:
+            controlplane.ensure_built(log=True)
+        except controlplane.BuildError as exc:
+            raise LauncherError(str(exc)) from exc
+    return kind
 
 
 def up(

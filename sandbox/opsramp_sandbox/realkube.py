@@ -527,7 +527,8 @@ class ControlPlane:
         self.wait_established(name, deadline=deadline)
 
     def wait_established(self, name: str, *, deadline: float | None = None) -> dict[str, Any]:
-        """Wait until CRD `name` is Established and its storage version answers a list."""
+        """Wait until CRD `name` is Established, its storage version answers a list and its schema is published in
+        /openapi/v3 (kube-apiserver publishes it a moment after Established; `kubectl explain` reads it there)."""
         end = deadline or time.monotonic() + 60
         last: Any = None
         while time.monotonic() < end:
@@ -539,10 +540,20 @@ class ControlPlane:
                 version = next(v["name"] for v in spec["versions"] if v.get("storage"))
                 listed = self.session().get(f"{self.url}/apis/{spec['group']}/{version}/{spec['names']['plural']}",
                                             timeout=10)  # fmt: skip
-                if listed.status_code == 200:
+                if listed.status_code == 200 and self._schema_published(spec["group"], version, spec["names"]["kind"]):
                     return dict(crd)
             time.sleep(0.1)
         raise ControlPlaneError(f"CRD {name} not Established in time (conditions {last})")
+
+    def _schema_published(self, group: str, version: str, kind: str) -> bool:
+        index = self.session().get(f"{self.url}/openapi/v3", timeout=10)
+        entry = index.json().get("paths", {}).get(f"apis/{group}/{version}") if index.status_code == 200 else None
+        if not entry:
+            return False
+        document = self.session().get(f"{self.url}{entry['serverRelativeURL']}", timeout=30)
+        schemas = document.json().get("components", {}).get("schemas", {}) if document.status_code == 200 else {}
+        wanted = {"group": group, "version": version, "kind": kind}
+        return any(wanted in (s.get("x-kubernetes-group-version-kind") or []) for s in schemas.values())
 
     def audit_events(self, user: str | None = None) -> list[dict[str, Any]]:
         """The audit log's completed requests (of the operator's namespace's ServiceAccounts), optionally of one

@@ -91,8 +91,7 @@ def test_kubectl_apply_then_wait_for_condition_ready(
     doc = example_resource(namespace, sandbox.opsramp.url)
     doc["metadata"]["name"] = "waited"
     kubectl = [str(ensure_kubectl()), f"--kubeconfig={sandbox.kubeconfig}", "-n", namespace]
-    # --validate=false: the emulator (E2E_KUBE=emulator) serves no OpenAPI; a real apiserver validates anyway.
-    applied = subprocess.run([*kubectl, "apply", "--validate=false", "-f", "-"], input=yaml.safe_dump(doc),
+    applied = subprocess.run([*kubectl, "apply", "-f", "-"], input=yaml.safe_dump(doc),
                              capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert applied.returncode == 0, applied.stderr
     waited = subprocess.run([*kubectl, "wait", "--for=condition=Ready", "awsintegration/waited", "--timeout=90s"],

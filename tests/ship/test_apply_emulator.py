@@ -100,14 +100,14 @@ def kubectl_run(
 
 
 def create_namespaces(kubectl: Path, env: dict[str, str], *names: str) -> None:
-    """Create namespaces with `kubectl apply` (JSON; `kubectl create namespace` would send protobuf)."""
+    """Create namespaces with `kubectl apply`."""
     manifest = "".join(f"---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n" for name in names)
-    kubectl_run(kubectl, env, "apply", "--validate=false", "-f", "-", stdin=manifest)
+    kubectl_run(kubectl, env, "apply", "-f", "-", stdin=manifest)
 
 
 def apply_and_compare(kubectl: Path, env: dict[str, str], manifest: str) -> None:
-    """Apply a stream (the emulator serves no OpenAPI, hence --validate=false) and read every object back."""
-    kubectl_run(kubectl, env, "apply", "--validate=false", "-f", "-", stdin=manifest)
+    """Apply a stream (validated by the server: unknown fields are refused) and read every object back."""
+    kubectl_run(kubectl, env, "apply", "-f", "-", stdin=manifest)
     for doc in load_docs(manifest):
         meta = doc["metadata"]
         where = ["-n", meta["namespace"]] if meta.get("namespace") else []
@@ -144,7 +144,7 @@ def test_namespaced_render_applies_to_the_emulator(helm: Path, kubectl: Path, cl
 
 def test_kustomize_applies_to_the_emulator(kubectl: Path, cluster: dict[str, str]) -> None:
     """`kubectl apply -k deploy/` creates the namespace, the CRD and the operator's objects."""
-    kubectl_run(kubectl, cluster, "apply", "--validate=false", "-k", str(DEPLOY))
+    kubectl_run(kubectl, cluster, "apply", "-k", str(DEPLOY))
     built = kubectl_run(kubectl, cluster, "kustomize", str(DEPLOY)).stdout
     apply_and_compare(kubectl, cluster, built)
 

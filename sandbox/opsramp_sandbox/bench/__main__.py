@@ -202,7 +202,8 @@ class Bench:
     def __init__(self, directory: Path, args: argparse.Namespace) -> None:
         self.directory = directory
         self.args = args
-        self.env = launcher.up(directory, operator=False)
+        # The emulator, whatever `up` would choose: the Kubernetes writes are counted by its /_emulator/requests.
+        self.env = launcher.up(directory, operator=False, kube="emulator")
         self.proxy = FaultProxy(self.env["AWS_ENDPOINT_URL"]).start()
         # The operator and the floor reach IAM/STS through the proxy (counted); the OpsRamp emulator's own trust
         # checks go to moto directly (not counted).

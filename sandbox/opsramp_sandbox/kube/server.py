@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import functools
 import json
 import re
 from collections import Counter
@@ -13,7 +14,8 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from .store import ApiError, Obj, ResourceType, Store
+from . import openapi, printers, protobuf
+from .store import APPLY_PATCH, ApiError, Obj, ResourceType, Store
 from .watch import CLOSE
 
 SERVER_VERSION = {
@@ -126,6 +128,13 @@ def _age(timestamp: Any) -> str | None:
     return human_duration((datetime.datetime.now(tz=datetime.UTC) - then).total_seconds())
 
 
+def _printer_cell(column: Obj, obj: Obj) -> Any:
+    """One cell of a CRD's additionalPrinterColumns."""
+    found = jsonpath(obj, column["jsonPath"])
+    value = found[0] if found else None
+    return _age(value) if column.get("type") == "date" else value
+
+
 def _wants_table(request: web.Request) -> bool:
     for part in request.headers.get("Accept", "").split(","):
         params = {p.split("=", 1)[0].strip(): p.split("=", 1)[-1].strip() for p in part.split(";")[1:]}
@@ -167,6 +176,8 @@ class KubeServer:
         self.address = ""  # host:port, for /api's serverAddressByClientCIDRs
         # Requests served, by (verb, resource, client): what benchmarks and tests read to count API calls.
         self.request_counts: Counter[tuple[str, str, str]] = Counter()
+        self._openapi_cache: tuple[Any, dict[str, Obj]] | None = None
+        self._openapi_digests: dict[str, tuple[Obj, str]] = {}  # by document key: (the document, its hash)
 
     def app(self) -> web.Application:
         """An aiohttp application serving every path."""
@@ -202,6 +213,8 @@ class KubeServer:
             return web.Response(text="ok")
         if parts == ["version"]:
             return _json(SERVER_VERSION)
+        if parts[:1] == ["openapi"] and request.method == "GET":
+            return self._openapi(request, parts[1:])
         if parts == ["api"]:
             return _json(
                 {
@@ -226,6 +239,45 @@ class KubeServer:
         if not rest:
             return self._resource_list(group, version)
         return await self._resource(request, group, version, rest)
+
+    def _openapi_documents(self) -> dict[str, Obj]:
+        """The v3 document of each group/version, rebuilt only when the served types or a CRD change."""
+        crd_type = self.store.resolve("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+        crds = self.store.list_objects(crd_type, None, None, None)
+        key = tuple((c["metadata"]["name"], c["metadata"].get("resourceVersion")) for c in crds)
+        if self._openapi_cache is None or self._openapi_cache[0] != key:
+            schemas = {
+                (c["spec"]["group"], v["name"], c["spec"]["names"]["kind"]): v["schema"]["openAPIV3Schema"]
+                for c in crds
+                for v in c["spec"].get("versions", [])
+                if (v.get("schema") or {}).get("openAPIV3Schema")
+            }
+            self._openapi_cache = (key, openapi.group_version_documents(self.store.types(), schemas))
+        return self._openapi_cache[1]
+
+    def _openapi_digest(self, key: str, document: Obj) -> str:
+        found = self._openapi_digests.get(key)
+        if found is None or found[0] is not document:
+            found = (document, openapi.digest(document))
+            self._openapi_digests[key] = found
+        return found[1]
+
+    def _openapi(self, request: web.Request, rest: list[str]) -> web.Response:
+        """`/openapi/v3` (an index with content hashes), `/openapi/v3/<api/v1|apis/g/v>`, `/openapi/v2` (JSON)."""
+        documents = self._openapi_documents()
+        if rest == ["v3"]:
+            index = {key: {"serverRelativeURL": f"/openapi/v3/{key}?hash={self._openapi_digest(key, doc)}"}
+                     for key, doc in sorted(documents.items())}  # fmt: skip
+            return _json({"paths": index})
+        if rest[:1] == ["v3"] and "/".join(rest[1:]) in documents:
+            return _json(documents["/".join(rest[1:])])
+        if rest == ["v2"]:
+            accept = request.headers.get("Accept", "")
+            if accept and not any(t in accept for t in ("json", "*/*")):
+                # kube-apiserver serves v2 as protobuf too; this emulator only as JSON.
+                raise ApiError(406, "NotAcceptable", f"only application/json is served here, not {accept}")
+            return _json(openapi.v2_document(documents))
+        raise ApiError(404, "NotFound", "the server could not find the requested resource")
 
     def _groups(self) -> list[Obj]:
         versions: dict[str, set[str]] = {}
@@ -313,11 +365,16 @@ class KubeServer:
             return _json(_present(rt, replaced), 200, self._warning_headers(warnings))
         if method == "PATCH" and name is not None:
             content_type = request.headers.get("Content-Type", "").split(";")[0].strip()
+            body = await self._body(request)
+            # Server-side apply of an absent object creates it: 201, as kube-apiserver answers.
+            applied_new = (
+                content_type == APPLY_PATCH and subresource is None and not self.store.exists(rt, namespace, name)
+            )
             patched = self.store.patch(
-                rt, namespace, name, content_type, await self._body(request), subresource=subresource,
+                rt, namespace, name, content_type, body, subresource=subresource,
                 dry_run=dry_run, field_validation=field_validation, warnings=warnings,
             )  # fmt: skip
-            return _json(_present(rt, patched), 200, self._warning_headers(warnings))
+            return _json(_present(rt, patched), 201 if applied_new else 200, self._warning_headers(warnings))
         if method == "DELETE" and name is not None and subresource is None:
             options = await self._body(request, optional=True) or {}
             obj, gone = self.store.delete(
@@ -350,9 +407,12 @@ class KubeServer:
 
     @staticmethod
     async def _body(request: web.Request, *, optional: bool = False) -> Any:
-        if "protobuf" in request.headers.get("Content-Type", ""):
-            raise ApiError(415, "UnsupportedMediaType", "this emulator accepts JSON and YAML bodies, not protobuf")
         raw = await request.read()
+        if "protobuf" in request.headers.get("Content-Type", ""):
+            try:
+                return protobuf.decode(raw)
+            except protobuf.Unsupported as exc:
+                raise ApiError(415, "UnsupportedMediaType", f"this emulator cannot decode {exc}") from exc
         if not raw.strip():
             if optional:
                 return None
@@ -404,29 +464,34 @@ class KubeServer:
             {"name": "Name", "type": "string", "format": "name", "priority": 0,
              "description": "Name must be unique within a namespace."},
         ]  # fmt: skip
-        printer = list(rt.printer_columns) or [
-            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
-        ]
-        for column in printer:
-            columns.append(
-                {
-                    "name": column["name"],
-                    "type": column.get("type", "string"),
-                    "format": column.get("format", ""),
-                    "description": column.get("description", ""),
-                    "priority": column.get("priority", 0),
-                }
-            )
+        cell_of: list[Any] = []  # per column after Name: obj -> cell
+        builtin = printers.COLUMNS.get(rt.storage_key) if rt.crd_name is None else None
+        if builtin is not None:
+            for name, kind, description, priority, cell in builtin:
+                columns.append({"name": name, "type": kind, "format": "", "description": description,
+                                "priority": priority})  # fmt: skip
+                cell_of.append(
+                    (lambda o: _age(o["metadata"].get("creationTimestamp"))) if name == printers.AGE else cell
+                )
+        else:
+            printer = list(rt.printer_columns) or [
+                {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+            ]
+            for column in printer:
+                columns.append(
+                    {
+                        "name": column["name"],
+                        "type": column.get("type", "string"),
+                        "format": column.get("format", ""),
+                        "description": column.get("description", ""),
+                        "priority": column.get("priority", 0),
+                    }
+                )
+                cell_of.append(functools.partial(_printer_cell, column))
         include = request.query.get("includeObject", "Metadata")
         rows = []
         for obj in items:
-            cells: list[Any] = [obj["metadata"]["name"]]
-            for column in printer:
-                found = jsonpath(obj, column["jsonPath"])
-                value = found[0] if found else None
-                if column.get("type") == "date":
-                    value = _age(value)
-                cells.append(value)
+            cells: list[Any] = [obj["metadata"]["name"], *(cell(obj) for cell in cell_of)]
             row: Obj = {"cells": cells}
             if include == "Object":
                 row["object"] = _present(rt, obj)

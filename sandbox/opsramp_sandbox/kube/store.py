@@ -289,6 +289,10 @@ class Store:
             raise self._not_found(rt, name)
         return obj
 
+    def exists(self, rt: ResourceType, namespace: str | None, name: str) -> bool:
+        """Whether the object is stored (being deleted counts)."""
+        return self._key(rt, namespace, name) in self._objects[rt.storage_key]
+
     def list_objects(
         self, rt: ResourceType, namespace: str | None, label_selector: str | None, field_selector: str | None
     ) -> list[Obj]:
@@ -366,7 +370,7 @@ class Store:
     def _conform(self, rt: ResourceType, obj: Obj, field_validation: str | None, warnings: list[str]) -> Obj:
         """Strict/warn on unknown fields, prune, default, then validate against the CRD schema."""
         if rt.validator is None:
-            return obj
+            return self._conform_builtin(rt, obj, field_validation, warnings) if rt.crd_name is None else obj
         from .schema import apply_defaults, prune, unknown_fields
 
         mode = self._field_validation(field_validation)
@@ -397,6 +401,27 @@ class Store:
                     "causes": [{"reason": p.reason, "message": p.message, "field": p.field} for p in problems],
                 },
             )
+        return obj
+
+    def _conform_builtin(self, rt: ResourceType, obj: Obj, field_validation: str | None, warnings: list[str]) -> Obj:
+        """A built-in kind's unknown fields (after its Kubernetes 1.37 definition): 400 with Strict, else dropped
+        (with a warning unless Ignore), as kube-apiserver's decoder does."""
+        from . import openapi
+
+        mode = self._field_validation(field_validation)
+        unknown = openapi.unknown_builtin_fields(obj, rt.group, rt.version, rt.kind)
+        if not unknown:
+            return obj
+        paths = [openapi.field_path(path) for path in unknown]
+        if mode == "Strict":
+            listed = ", ".join(f'unknown field "{path}"' for path in paths)
+            handled = f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}'
+            raise ApiError(400, "BadRequest", f"{handled}: strict decoding error: {listed}")
+        if mode == "Warn":
+            warnings.extend(f'unknown field "{path}"' for path in paths)
+        obj = copy.deepcopy(obj)
+        for path in unknown:
+            openapi.without(obj, path)
         return obj
 
     def _invalid(
@@ -525,7 +550,8 @@ class Store:
     def _builtin_rules(self, rt: ResourceType, obj: Obj, old: Obj | None) -> Obj:
         meta = _meta(obj)
         if rt.storage_key == ("", "secrets"):
-            obj.setdefault("type", "Opaque")
+            if not obj.get("type"):  # kube-apiserver defaults an empty type too
+                obj["type"] = "Opaque"
             data = obj.get("data") or {}
             for key, value in data.items():
                 try:
@@ -645,7 +671,10 @@ class Store:
         field_validation: str | None = None,
         warnings: list[str] | None = None,
     ) -> Obj:
-        """PATCH with merge, JSON or (built-in kinds only) strategic-merge semantics."""
+        """PATCH with merge, JSON, server-side apply or (built-in kinds only) strategic-merge semantics."""
+        if content_type == APPLY_PATCH and subresource is None:
+            return self._apply(rt, namespace, name, patch, dry_run=dry_run, field_validation=field_validation,
+                               warnings=warnings)  # fmt: skip
         current = self.get(rt, namespace, name)
         if content_type == STRATEGIC_PATCH and rt.crd_name is not None:
             raise ApiError(
@@ -687,6 +716,45 @@ class Store:
         return self._update(
             rt, current, patched, subresource=subresource, dry_run=dry_run,
             field_validation=field_validation, warnings=warnings,
+        )  # fmt: skip
+
+    def _apply(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        config: Any,
+        *,
+        dry_run: bool,
+        field_validation: str | None,
+        warnings: list[str] | None,
+    ) -> Obj:
+        """Server-side apply, simplified: creates the object when absent, else merges the applied configuration
+        into it (strategic merge for built-in kinds, JSON merge for custom resources). Field ownership is not
+        tracked: no conflicts with other managers, and a field an earlier apply set but this one omits stays."""
+        if not isinstance(config, dict):
+            raise ApiError(400, "BadRequest", "the applied configuration must be an object")
+        meta: Obj = config["metadata"] if isinstance(config.get("metadata"), dict) else {}
+        if meta.get("name") not in (None, name):
+            raise ApiError(400, "BadRequest", "the name of the object does not match the name on the URL")
+        try:
+            current = self.get(rt, namespace, name)
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
+            body = copy.deepcopy(config)
+            _meta(body)["name"] = name
+            return self.create(rt, namespace, body, dry_run=dry_run, field_validation=field_validation,
+                               warnings=warnings)  # fmt: skip
+        if config.get("kind", rt.kind) != rt.kind or config.get("apiVersion", rt.group_version) != rt.group_version:
+            raise ApiError(400, "BadRequest", f"the applied configuration is not a {rt.group_version} {rt.kind}")
+        try:
+            merged = strategic_merge_patch(current, config) if rt.crd_name is None else merge_patch(current, config)
+        except (MergeKeyMissing, PatchError) as exc:
+            raise ApiError(422, "Invalid", f"the server rejected our request due to an error: {exc}") from exc
+        return self._update(
+            rt, current, merged, subresource=None, dry_run=dry_run, field_validation=field_validation,
+            warnings=warnings,
         )  # fmt: skip
 
     def _update(

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import boto3
+import pytest
 import requests
 import yaml
 
@@ -117,6 +118,26 @@ def test_up_status_down_two_sandboxes_in_parallel_leave_nothing_behind(tmp_path:
     assert len(set(urls)) == 6, "two sandboxes shared a port"
     assert not any(listening(url) for url in urls), "a port is still open after down"
     assert (tmp_path / "a" / "logs" / "kube.log").is_file()
+
+
+def test_auto_takes_the_real_control_plane_only_when_built_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--kube auto` (the default) runs the real control plane when its build is cached (make test builds it first),
+    the emulator otherwise, never building; the line `up` prints first says which and why."""
+    assert launcher.default_kube() == "auto" or os.environ.get(launcher.KUBE_ENV)
+    kind, why = launcher.choose_kube("auto")
+    assert kind == "real" and why.startswith("Kubernetes: the real control plane, kube-apiserver v1.37")
+    monkeypatch.setenv("OPSRAMP_CONTROLPLANE_CACHE", str(tmp_path / "empty-cache"))
+    kind, why = launcher.choose_kube("auto")
+    assert kind == "emulator" and "not built yet: `make controlplane`" in why
+    assert launcher.choose_kube("real")[1].startswith("Kubernetes: the real control plane, not built yet: building")
+    monkeypatch.setenv("PATH", str(tmp_path / "no-go-here"))
+    kind, why = launcher.choose_kube("auto")
+    assert kind == "emulator" and "no Go toolchain" in why
+    with pytest.raises(launcher.LauncherError, match="`go`"):
+        launcher.choose_kube("real")
+    assert launcher.choose_kube("emulator")[0] == "emulator"
 
 
 def test_status_without_a_sandbox_fails(tmp_path: Path) -> None:
