@@ -14,6 +14,7 @@ may still use it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,9 @@ class IntegrationOutcome:
     # (read back, a fresh install, or an update of a tenant known to apply them): Monitoring then waits for a
     # verdict newer than this pass, and a renamed role's predecessor may go.
     credentials_written: bool = False
+    # When the credential write was sent (epoch seconds): OpsRamp may judge the role before its answer reaches us,
+    # so a verdict is new enough if it is newer than this, not than the moment the answer arrived.
+    written_at: float | None = None
 
 
 def _observed(current: InstalledIntegration) -> dict[str, Any]:
@@ -204,11 +208,13 @@ def ensure_integration(
             outcome.integration,
             ("adopted existing integration", *outcome.changes),
             outcome.credentials_written,
+            outcome.written_at,
         )
     if others:
         raise _name_in_use(desired.display_name, others)
     if unidentified:
         raise _cannot_identify(desired.display_name, unidentified)
+    sent = time.time()
     try:
         installed = client.install_aws(desired)
     except NeedsAttention as exc:
@@ -222,9 +228,10 @@ def ensure_integration(
                 outcome.integration,
                 ("adopted existing integration", *outcome.changes),
                 outcome.credentials_written,
+                outcome.written_at,
             )
         raise _name_in_use(desired.display_name, others) if others else exc from None
-    return IntegrationOutcome(installed, ("installed integration",), credentials_written=True)
+    return IntegrationOutcome(installed, ("installed integration",), credentials_written=True, written_at=sent)
 
 
 def _name_in_use(display_name: str, others: list[InstalledIntegration]) -> NeedsAttention:
@@ -265,6 +272,7 @@ def converge(
     credential = [d for d in diffs if d in CREDENTIAL_FIELDS]
     if credential and client.dialect.credential_updates in ("ignored", "rejected"):
         return reinstall(client, current, desired, credential)
+    sent = time.time()
     try:
         updated = client.update(current.id, desired)
     except NeedsAttention as exc:
@@ -286,7 +294,7 @@ def converge(
     elif client.dialect.credential_updates != "applied":
         # Nothing OpsRamp shows proves it uses the new credential: install it afresh rather than trust the update.
         return reinstall(client, updated, desired, credential)
-    return IntegrationOutcome(updated, changes, credentials_written=True)
+    return IntegrationOutcome(updated, changes, credentials_written=True, written_at=sent)
 
 
 def reinstall(
@@ -298,9 +306,10 @@ def reinstall(
     recorded id pointing at nothing, and the next pass installs.
     """
     client.uninstall(current.id, f"Replaced by opsramp-aws-operator: {', '.join(fields)} changed")
+    sent = time.time()
     installed = client.install_aws(desired)
     change = f"reinstalled integration ({', '.join(fields)} changed; OpsRamp does not apply that on update)"
-    return IntegrationOutcome(installed, (change,), credentials_written=True)
+    return IntegrationOutcome(installed, (change,), credentials_written=True, written_at=sent)
 
 
 def remove_integration(

@@ -621,9 +621,10 @@ class Service:
             credentials_since = _parse_time(status.get("credentialsAppliedTime"))
             verdict_since = credentials_since
             if integration.credentials_written or recorded_id != integration.integration.id:
-                # A credential write, or an integration found after a lost answer: the grace starts now; for the
-                # adopted one, a verdict OpsRamp gave before (on that very install) counts.
-                credentials_since = time.time()
+                # A credential write, or an integration found after a lost answer: the grace starts at the write
+                # (OpsRamp may judge the role before its answer reaches us) or now; for the adopted one, a verdict
+                # OpsRamp gave before (on that very install) counts.
+                credentials_since = integration.written_at or time.time()
                 verdict_since = credentials_since if integration.credentials_written else 0.0
                 result.credentials_applied_time = format_time(datetime.fromtimestamp(credentials_since, UTC))
 

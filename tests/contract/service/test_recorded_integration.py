@@ -8,6 +8,7 @@ there a stale status still costs the lookup by name that crash safety relies on.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from opsramp_aws_operator import opsramp as opsramp_mod
 from opsramp_aws_operator.conditions import PassResult, build_status
 from opsramp_aws_operator.handlers import parse_spec
 from opsramp_aws_operator.kube import Secrets
+from opsramp_aws_operator.monitoring import CLOCK_SKEW_SECONDS
 from opsramp_aws_operator.ratelimit import _reset_registry_for_tests
 from opsramp_aws_operator.service import ResourceRef, Service
 from opsramp_aws_operator.settings import Settings
@@ -89,13 +91,14 @@ def new_resource(world: World, name: str) -> ResourceRef:
     return ResourceRef(namespace=NS, name=name, uid=response.json()["metadata"]["uid"])
 
 
-def new_service(world: World) -> Service:
+def new_service(world: World, **env: str) -> Service:
     # As the sandbox's operator runs: the emulator's loopback host is allowed explicitly (the guardrails).
     settings = Settings.from_env(
         {
             "OPERATOR_OPSRAMP_AWS_ACCOUNT_ID": world.sandbox.OPSRAMP_AWS_ACCOUNT_ID,
             "OPERATOR_ROLE_SETTLE_SECONDS": "0",
             "OPERATOR_ALLOWED_OPSRAMP_HOSTS": f"*.opsramp.com,{urlsplit(world.sandbox.OPSRAMP_ENDPOINT).netloc}",
+            **env,
         }
     )
     return Service(settings, secrets_api=Secrets(cache_seconds=0))
@@ -156,3 +159,34 @@ def test_a_new_process_with_a_stale_status_finds_the_integration_by_name(world: 
     assert "adopted existing integration" in second.changes
     assert SEARCH in sent
     assert len(world.sandbox.opsramp.integrations(world.sandbox.OPSRAMP_TENANT_ID)) == 1
+
+
+def test_a_verdict_given_before_the_install_answer_arrived_counts(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpsRamp may judge the role before its answer to the install reaches the operator (a slow network, a loaded
+    operator). That verdict is on these very credentials: Monitoring rests on it at once, instead of ignoring it as
+    older than the pass and, once the grace is over, settling for "no failure reported"."""
+    tenant = world.sandbox.OPSRAMP_TENANT_ID
+    world.sandbox.opsramp.set_contract(tenant, role_check="async", role_check_delay_seconds=0.05)
+    late = CLOCK_SKEW_SECONDS + 2.0
+    install_aws = opsramp_mod.OpsRampClient.install_aws
+
+    def answer_arrives_late(self: opsramp_mod.OpsRampClient, *args: Any, **kwargs: Any) -> Any:
+        installed = install_aws(self, *args, **kwargs)
+        deadline = time.monotonic() + 10
+        while not world.sandbox.opsramp.activity(tenant) and time.monotonic() < deadline:
+            time.sleep(0.05)  # OpsRamp's verdict is recorded while the answer is still on its way
+        time.sleep(late)
+        return installed
+
+    monkeypatch.setattr(opsramp_mod.OpsRampClient, "install_aws", answer_arrives_late)
+    service = new_service(world, OPERATOR_MONITORING_GRACE_SECONDS="600")
+    ref = new_resource(world, "late-answer")
+
+    result, _ = run(service, world, ref, {})
+
+    assert world.sandbox.opsramp.activity(tenant), "OpsRamp recorded no verdict: the test proves nothing"
+    assert result.error is None, result.error
+    assert result.monitoring == "done", (result.monitoring, result.monitoring_reason, result.monitoring_message)
+    assert result.monitoring_reason == "RoleAssumed", result.monitoring_message
