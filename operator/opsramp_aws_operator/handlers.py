@@ -20,10 +20,11 @@ from pydantic import ValidationError
 
 from . import metrics, redaction
 from .conditions import PassResult, build_status, changed_only
-from .constants import GROUP, PLURAL, SECRET_WATCH_LABEL, SKIP_CLEANUP_ANNOTATION, VERSION
+from .constants import GROUP, PLURAL, ROTATE_ANNOTATION, SECRET_WATCH_LABEL, SKIP_CLEANUP_ANNOTATION, VERSION
 from .errors import NeedsAttention, OperatorError, TransientError
 from .kube import SecretWatch
 from .models import AWSIntegrationSpec
+from .persistence import PolicyDiffBaseStorage, PolicyProgressStorage, observing
 from .service import ResourceRef, Service, salvage_spec
 from .settings import Settings
 
@@ -94,7 +95,13 @@ def _run_pass(
     status: Mapping[str, Any],
     patch: kopf.Patch,
 ) -> OperatorError | None:
-    ref = ResourceRef(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
+    rotate = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
+    ref = ResourceRef(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        rotate_request=str(rotate)[:256] if rotate else None,
+    )
     result = PassResult()
     started = time.monotonic()
     error: OperatorError | None = None
@@ -141,10 +148,13 @@ def reconcile_awsintegration(
     patch: kopf.Patch,
     memo: kopf.Memo,
     retry: int,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     """Create / update / resume: reconcile, write status, and let kopf retry with our delay on error."""
     error = run_pass(memo.service, body, spec, meta, status, patch)
+    if observing(body):
+        # Switched from Manage: the credentials Secret no longer needs protecting for this resource's cleanup.
+        release_unused_credentials(memo.service, spec, meta, kwargs["credentials_refs"])
     if error is not None:
         delay = retry_delay(error, retry, memo.service.settings)
         raise kopf.TemporaryError(redaction.redact(str(error)), delay=delay)
@@ -244,20 +254,26 @@ def delete_awsintegration(
         log.info("Cleanup of %s: the spec no longer parses and status recorded nothing: nothing to clean up", ref)
     # Release the credentials Secret when no other resource still uses it.
     if desired is not None:
-        secret = desired.opsramp.credentials_secret_ref.name
-        credentials_refs: kopf.Index[tuple[str, str], str] = kwargs["credentials_refs"]
-        users = set(credentials_refs.get((ref.namespace, secret), ()))
-        # Resources deleted at the same moment (a namespace going away) may each still see the other in the index:
-        # those being deleted do not count, or neither would release the Secret and the namespace would wedge.
-        if not (users - {ref.uid} - service.deleting()):
-            try:
-                service.release_credentials(ref.namespace, secret)
-            except OperatorError as exc:
-                # Cleanup is done; only the Secret's finalizer is left. Retry soon, not after kopf's default.
-                raise kopf.TemporaryError(
-                    redaction.redact(str(exc)), delay=retry_delay(exc, 0, service.settings)
-                ) from None
+        release_unused_credentials(service, spec, meta, kwargs["credentials_refs"])
     service.forget(ref.uid)
+
+
+def release_unused_credentials(
+    service: Service, spec: Mapping[str, Any], meta: Mapping[str, Any], credentials_refs: Any
+) -> None:
+    """Drop the protection finalizer from the credentials Secret when no other Manage resource uses it."""
+    secret = ((spec.get("opsramp") or {}).get("credentialsSecretRef") or {}).get("name")
+    if not secret:
+        return
+    users = set(credentials_refs.get((meta["namespace"], secret), ()))
+    # Resources deleted at the same moment (a namespace going away) may each still see the other in the index:
+    # those being deleted do not count, or neither would release the Secret and the namespace would wedge.
+    if not (users - {meta["uid"]} - service.deleting()):
+        try:
+            service.release_credentials(meta["namespace"], secret)
+        except OperatorError as exc:
+            # Cleanup is done; only the Secret's finalizer is left. Retry soon, not after kopf's default.
+            raise kopf.TemporaryError(redaction.redact(str(exc)), delay=retry_delay(exc, 0, service.settings)) from None
 
 
 async def index_credentials(*, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], str] | None:
@@ -267,7 +283,8 @@ async def index_credentials(*, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> di
     pool the reconcile passes fill during a burst (issue 18).
     """
     ref = (spec.get("opsramp") or {}).get("credentialsSecretRef") or {}
-    if not ref.get("name") or meta.get("deletionTimestamp"):
+    # An Observe resource needs no credentials for a cleanup (it has none to do).
+    if not ref.get("name") or meta.get("deletionTimestamp") or spec.get("managementPolicy") == "Observe":
         return None
     return {(meta["namespace"], ref["name"]): meta["uid"]}
 
@@ -305,10 +322,10 @@ def configure(ours: Settings) -> Any:
     def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Our own names for everything kopf stores on the resource (DESIGN: prefix under our group).
         settings.persistence.finalizer = f"{GROUP}/cleanup"
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=GROUP, key="last-handled-configuration"
-        )
+        # In annotations, as always, except for managementPolicy Observe resources: those get no write beyond
+        # their status, so kopf keeps its bookkeeping there (persistence.py).
+        settings.persistence.progress_storage = PolicyProgressStorage()
+        settings.persistence.diffbase_storage = PolicyDiffBaseStorage()
         # persistence.consistency_timeout stays at kopf's 5 s: it bounds how long kopf waits for the echo of its
         # own patch before it trusts an older body. Our indexers are async so that an event is processed in
         # milliseconds, well inside it, even while every worker thread is busy (issue 18).
@@ -332,6 +349,10 @@ def configure(ours: Settings) -> Any:
     return startup
 
 
+def _manages(body: kopf.Body, **_: Any) -> bool:
+    return not observing(body)
+
+
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Attach every handler to `registry` with intervals from `settings`."""
     res = (GROUP, VERSION, PLURAL)
@@ -343,7 +364,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     kopf.on.create(*res, registry=registry, id="reconcile")(reconcile_awsintegration)
     kopf.on.update(*res, registry=registry, id="reconcile", field="spec")(reconcile_awsintegration)
     kopf.on.resume(*res, registry=registry, id="reconcile")(reconcile_awsintegration)
-    kopf.on.delete(*res, registry=registry, id="cleanup")(delete_awsintegration)
+    # Observe resources match no delete handler, so kopf puts no finalizer on them (and takes ours off one switched
+    # to Observe): deleting one touches nothing.
+    kopf.on.delete(*res, registry=registry, id="cleanup", when=_manages)(delete_awsintegration)
     kopf.on.startup(registry=registry)(start_secret_watch)
     kopf.on.cleanup(registry=registry)(stop_secret_watch)
     kopf.timer(

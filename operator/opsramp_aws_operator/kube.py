@@ -268,6 +268,29 @@ class Secrets:
             self.changed(namespace, secret.name)
         self._wrote(namespace, secret.name, patched)
 
+    def replace_data(self, namespace: str, secret: SecretData, data: Mapping[str, str]) -> None:
+        """Replace the Secret's data (a JSON patch guarded by the resourceVersion read: a concurrent change wins)."""
+        what = f"Secret {namespace}/{secret.name}"
+        encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+        ops: list[dict[str, Any]] = []
+        if secret.resource_version:
+            ops.append({"op": "test", "path": "/metadata/resourceVersion", "value": secret.resource_version})
+        ops.append({"op": "add", "path": "/data", "value": encoded})
+        metrics.API_CALLS.labels("kubernetes", "patch_secret").inc()
+        try:
+            patched = core_api().patch_namespaced_secret(secret.name, namespace, ops)
+        except ApiException as exc:
+            if exc.status in (409, 422):
+                raise TransientError(
+                    "KubernetesConflict", f"{what} changed while it was being replaced.", 1.0
+                ) from None
+            raise _classify(exc, what) from None
+        except (Urllib3Error, OSError) as exc:
+            raise _classify(exc, what) from None
+        finally:
+            self.changed(namespace, secret.name)
+        self._wrote(namespace, secret.name, patched)
+
     # Concurrent writers (other resources sharing the Secret, namespace deletion) make the guarded patch fail
     # with a conflict now and then: read again and retry a few times before calling it a temporary error.
     _FINALIZER_ATTEMPTS = 5
