@@ -19,10 +19,10 @@ import kopf
 from pydantic import ValidationError
 
 from . import metrics, redaction
-from .conditions import PassResult, build_status, changed_only
+from .conditions import EventToPost, PassResult, build_status, changed_only
 from .constants import GROUP, PLURAL, ROTATE_ANNOTATION, SECRET_WATCH_LABEL, SKIP_CLEANUP_ANNOTATION, VERSION
 from .errors import NeedsAttention, OperatorError, TransientError
-from .kube import SecretWatch
+from .kube import SecretWatch, patch_awsintegration_status, post_event, read_awsintegration
 from .models import AWSIntegrationSpec
 from .persistence import PolicyDiffBaseStorage, PolicyProgressStorage, observing
 from .service import ResourceRef, Service, salvage_spec
@@ -95,6 +95,18 @@ def _run_pass(
     status: Mapping[str, Any],
     patch: kopf.Patch,
 ) -> OperatorError | None:
+    error, changes, events = compute_pass(service, spec, meta, status)
+    for key, value in changes.items():
+        patch.status[key] = value
+    for event in events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    return error
+
+
+def compute_pass(
+    service: Service, spec: Mapping[str, Any], meta: Mapping[str, Any], status: Mapping[str, Any]
+) -> tuple[OperatorError | None, dict[str, Any], list[EventToPost]]:
+    """One pass: (its error, the status fields to write, the Events to post), everything already redacted."""
     rotate = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
     ref = ResourceRef(
         namespace=meta["namespace"],
@@ -121,10 +133,8 @@ def _run_pass(
     service.passed(ref.uid)
     status_patch, events = build_status(result, status, meta.get("generation"), datetime.now(UTC))
     # Only what differs: a pass that changes nothing sends no status write at all.
-    for key, value in changed_only(_redacted(status_patch), status).items():
-        patch.status[key] = value
-    for event in events:
-        kopf.event(body, type=event.type, reason=event.reason, message=redaction.redact(event.message))
+    changes = changed_only(_redacted(status_patch), status)
+    redacted = [EventToPost(e.type, e.reason, redaction.redact(e.message)) for e in events]
     ready = next((c["status"] for c in status_patch["conditions"] if c["type"] == "Ready"), "Unknown")
     service.record_ready(ref.uid, ready)
     outcome = "ok" if error is None else "needs_attention" if isinstance(error, NeedsAttention) else "transient"
@@ -136,7 +146,7 @@ def _run_pass(
         # One line per pass (a resync interval apart): explains a spec change that seems ignored, and shows that
         # the operator still looks at the resource.
         log.info("%s is suspended (spec.suspend): nothing was changed", ref)
-    return error
+    return error, changes, redacted
 
 
 def reconcile_awsintegration(
@@ -178,8 +188,9 @@ async def resync_awsintegration(
     """
     service: Service = memo.service
     uid = meta["uid"]
-    if meta.get("deletionTimestamp"):
-        # Being deleted: the cleanup handler owns it; a pass now would re-create what cleanup removes.
+    if meta.get("deletionTimestamp") or service.is_gone(uid):
+        # Being deleted: the cleanup handler owns it; a pass now would re-create what cleanup removes. Gone (deleted
+        # with its finalizer removed by hand): kopf keeps this timer running on the last body it saw.
         return
     if not service.pass_due(uid):
         return
@@ -302,6 +313,62 @@ def stop_secret_watch(memo: kopf.Memo, **_: Any) -> None:
         watch.stop()
 
 
+async def track_observed(*, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Keep the service's list of Observe resources (kopf's timers would put a finalizer on them, so the operator's
+    own loop, `observe_loop`, resyncs those), and note every resource that is gone."""
+    meta = body.get("metadata") or {}
+    watched = type != "DELETED" and observing(body) and not meta.get("deletionTimestamp")
+    memo.service.track_observed(meta.get("uid", ""), meta.get("namespace", ""), meta.get("name", ""), watched)
+    if type == "DELETED":
+        memo.service.mark_gone(meta.get("uid", ""))
+
+
+def resync_observed(service: Service, uid: str, namespace: str, name: str) -> None:
+    """One resync pass of an Observe resource, outside kopf: read it, pass, write status and Events directly."""
+    obj = read_awsintegration(namespace, name)
+    meta = (obj or {}).get("metadata") or {}
+    if obj is None or meta.get("uid") != uid or not observing(obj) or meta.get("deletionTimestamp"):
+        service.track_observed(uid, namespace, name, False)
+        return
+    if service.lock_for(uid).locked():
+        return  # a change handler's pass is running
+    error, changes, events = compute_pass(service, obj.get("spec") or {}, meta, obj.get("status") or {})
+    if changes:
+        patch_awsintegration_status(namespace, name, changes)
+    involved = {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "namespace": namespace,
+        "name": name,
+        "uid": uid,
+    }
+    for event in events:
+        post_event(involved, event.type, event.reason, event.message)
+    if isinstance(error, TransientError):
+        service.retry_in(uid, error.retry_after)
+
+
+async def observe_loop(service: Service) -> None:
+    while True:
+        await asyncio.sleep(service.settings.resync_tick_seconds)
+        for uid, namespace, name in service.observed_due():
+            try:
+                await asyncio.to_thread(resync_observed, service, uid, namespace, name)
+            except Exception:
+                log.exception("Resync of Observe resource %s/%s failed", namespace, name)
+
+
+async def start_observe_loop(memo: kopf.Memo, **_: Any) -> None:
+    # Async, so that it runs in the operator's event loop (a sync handler runs in a worker thread).
+    memo.observe_task = asyncio.get_running_loop().create_task(observe_loop(memo.service), name="observe-resync")
+
+
+def stop_observe_loop(memo: kopf.Memo, **_: Any) -> None:
+    task = getattr(memo, "observe_task", None)
+    if task is not None:
+        task.cancel()
+
+
 def jitter_for(settings: Settings) -> Any:
     def initial_delay(meta: kopf.Meta, **_: Any) -> float:
         # Spread the ticks of a fleet over one tick interval.
@@ -375,4 +442,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         id="resync",
         interval=settings.resync_tick_seconds,
         initial_delay=jitter_for(settings),
+        # A kopf timer puts a finalizer on its resource: Observe resources are resynced by `observe_loop` instead.
+        when=_manages,
     )(resync_awsintegration)
+    kopf.on.event(*res, registry=registry, id="observed")(track_observed)
+    kopf.on.startup(registry=registry)(start_observe_loop)
+    kopf.on.cleanup(registry=registry)(stop_observe_loop)

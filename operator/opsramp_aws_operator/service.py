@@ -253,6 +253,10 @@ class Service:
         self._secret_users: dict[tuple[str, str], set[str]] = {}
         self._secrets_of: dict[str, set[tuple[str, str]]] = {}
         self._deleting: dict[str, float] = {}
+        # managementPolicy Observe resources (uid -> namespace, name): resynced by the operator's own loop, since
+        # kopf's timers put a finalizer on every resource they run for.
+        self._observed: dict[str, tuple[str, str]] = {}
+        self._gone: dict[str, None] = {}
 
     # --- concurrency: one pass per resource at a time (change handlers and the drift timer) -------------
 
@@ -319,6 +323,35 @@ class Service:
             users = set(self._secret_users.get((namespace, name), ()))
         for uid in users:
             self.nudge(uid)
+
+    # Resources deleted while kopf still runs a timer for them (see `mark_gone`): at most this many remembered.
+    GONE_MEMORY = 10_000
+
+    def mark_gone(self, uid: str) -> None:
+        """The resource is gone from the API server. A resource deleted without our finalizer (removed by hand, as
+        after a backup restore) leaves kopf's timer running on its last body: its passes must not re-create what it
+        had, so the timer asks `is_gone` first."""
+        with self._locks_guard:
+            self._gone[uid] = None
+            while len(self._gone) > self.GONE_MEMORY:
+                self._gone.pop(next(iter(self._gone)))
+
+    def is_gone(self, uid: str) -> bool:
+        with self._locks_guard:
+            return uid in self._gone
+
+    def track_observed(self, uid: str, namespace: str, name: str, observed: bool) -> None:
+        with self._locks_guard:
+            if observed:
+                self._observed[uid] = (namespace, name)
+            else:
+                self._observed.pop(uid, None)
+
+    def observed_due(self) -> list[tuple[str, str, str]]:
+        """(uid, namespace, name) of the Observe resources whose resync is due now."""
+        with self._locks_guard:
+            tracked = list(self._observed.items())
+        return [(uid, ns, name) for uid, (ns, name) in tracked if self.pass_due(uid)]
 
     # How long a deleted resource still counts as "being deleted" for the credentials release (see handlers).
     DELETING_MEMORY_SECONDS = 300.0
