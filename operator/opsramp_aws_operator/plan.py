@@ -168,6 +168,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "opsramp-aws-operator pl
     parser.add_argument("--no-cluster", action="store_true", help="do not read the cluster (every resource is new)")
     parser.add_argument("--operator-env", help="KEY=VALUE file of the operator's OPERATOR_* settings")
     parser.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    parser.add_argument(
+        "--show-documents", action="store_true", help="print permission policies to create in full (not a summary)"
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(message)s")
@@ -202,7 +205,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "opsramp-aws-operator pl
     if args.output == "json":
         print(json.dumps({"resources": [p.as_json() for p in plans]}, indent=2, default=str))
     else:
-        print(render(plans), end="")
+        print(render(plans, show_documents=args.show_documents), end="")
     if any(p.action == "error" for p in plans):
         return EXIT_ERROR
     return EXIT_CHANGES if any(p.action != "none" for p in plans) else EXIT_NO_CHANGES

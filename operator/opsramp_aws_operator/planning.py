@@ -20,7 +20,7 @@ from .errors import NeedsAttention
 from .integrations import IntegrationPlan
 from .monitoring import MonitoringPlan
 from .opsramp import Verdict
-from .policies import mask_external_ids, policy_text
+from .policies import mask_external_ids, policy_actions, policy_digest, policy_text
 from .roles import RolePlan, Write
 
 # Fields whose values are policy documents: shown as a JSON diff, summarised as "differs" in one-line forms.
@@ -240,7 +240,13 @@ def _value_lines(value: Any, indent: str) -> list[str]:
     return [indent + line for line in text.splitlines()]
 
 
-def render_change(change: PlannedChange) -> list[str]:
+def _summary(document: Mapping[str, Any]) -> str:
+    statements = document.get("Statement")
+    count = len(statements) if isinstance(statements, list) else 1
+    return f"{count} statement(s), {len(policy_actions(document))} action(s), {policy_digest(dict(document))}"
+
+
+def render_change(change: PlannedChange, *, show_documents: bool = False) -> list[str]:
     symbol = SYMBOLS.get(change.action, "~")
     head = f"  {symbol} {change.system} {change.target}"
     if change.note:
@@ -249,6 +255,10 @@ def render_change(change: PlannedChange) -> list[str]:
     for item in change.fields:
         if item.name in DOCUMENT_FIELDS and (isinstance(item.before, Mapping) or isinstance(item.after, Mapping)):
             if item.before is None:
+                if item.name == "document" and not show_documents and isinstance(item.after, Mapping):
+                    # A whole permission policy is long: its size and digest (--show-documents prints it).
+                    out.append(f"      + {item.name}: {_summary(item.after)}")
+                    continue
                 out.append(f"      + {item.name}:")
                 out.extend(_value_lines(item.after, "          "))
                 continue
@@ -280,7 +290,7 @@ HEADLINES = {
 }
 
 
-def render(plans: Sequence[ResourcePlan]) -> str:
+def render(plans: Sequence[ResourcePlan], *, show_documents: bool = False) -> str:
     """Terraform-plan-like text for every resource, and the summary line."""
     out: list[str] = []
     for plan in plans:
@@ -290,7 +300,7 @@ def render(plans: Sequence[ResourcePlan]) -> str:
         for _, blocked in plan.blocked:
             out.append(f"  ! the operator would stop: {blocked.reason}: {blocked.message}")
         for change in plan.changes:
-            out.extend(render_change(change))
+            out.extend(render_change(change, show_documents=show_documents))
         for note in plan.notes:
             out.append(f"  # {note}")
         out.append("")
