@@ -460,6 +460,8 @@ def test_shared_cluster_example_values_render_the_rules_they_describe(render: Re
     assert rules.targets_for("payments") == ("arn:aws:iam::210987654321:role/opsramp-operator",)
     assert rules.targets_for("data-lake") == ("333344445555",)
     assert rules.targets_for("other") == ()
+    assert rules.existing_roles_for("payments") == ("arn:aws:iam::210987654321:role/stacksets/*",)
+    assert rules.existing_roles_for("data-lake") == ()
     assert rules.permissions_boundary_arn is not None
     assert sorted(r["metadata"]["namespace"] for r in by_kind(docs, "Role")) == [
         "data-lake",
