@@ -417,7 +417,8 @@ def test_external_id_rotation_never_leaves_opsramp_without_a_working_id_and_a_fa
 
 
 def run_plan(world: World, files: list[Path]) -> tuple[int, str, dict[str, Any]]:
-    """`opsramp-aws-operator plan` as a CI job would run it: text, then JSON."""
+    """`opsramp-aws-operator plan` as a CI job would run it (text), then the kubectl plugin as kubectl runs it
+    (`kubectl opsramp plan ...` execs `kubectl-opsramp plan ...`), in JSON."""
     env = {
         **os.environ,
         **world.sandbox.env,
@@ -425,11 +426,11 @@ def run_plan(world: World, files: list[Path]) -> tuple[int, str, dict[str, Any]]
         **sandbox_guardrails(world.sandbox),
         "AWS_ENDPOINT_URL": world.proxy.url,
     }
-    exe = str(Path(sys.executable).parent / "opsramp-aws-operator")
+    exe, plugin = (str(Path(sys.executable).parent / name) for name in ("opsramp-aws-operator", "kubectl-opsramp"))
     args = [a for f in files for a in ("-f", str(f))]
     text = subprocess.run([exe, "plan", *args], env=env, capture_output=True, text=True, timeout=120, check=False)
     as_json = subprocess.run(
-        [exe, "plan", *args, "-o", "json"], env=env, capture_output=True, text=True, timeout=120, check=False
+        [plugin, "plan", *args, "-o", "json"], env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert text.returncode == as_json.returncode, (text.stderr, as_json.stderr)
     return text.returncode, text.stdout, json.loads(as_json.stdout)
