@@ -53,15 +53,18 @@ RESOURCE_KIND: Final[Mapping[str, str]] = {
     "iam:DeleteRolePermissionsBoundary": "role",
     "iam:DeleteRolePolicy": "role",
     "iam:DetachRolePolicy": "role",
-    "iam:GetPolicy": "policy",
-    "iam:GetPolicyVersion": "policy",
+    # Read on any policy: a brought role's (spec.role.arn) policies live on any path, or are AWS-managed.
+    "iam:GetPolicy": "any-policy",
+    "iam:GetPolicyVersion": "any-policy",
     # GetRole takes only a name, so IAM cannot know the path of a role that does not exist (yet) or lives on
     # another path: the lookup that must answer "absent" or "exists elsewhere / not ours" gets every role.
     "iam:GetRole": "any-role",
-    "iam:ListAttachedRolePolicies": "role",
+    # Read on any role: a role to adopt (spec.adopt.role) or a brought one (spec.role.arn) may live on any path.
+    "iam:GetRolePolicy": "any-role",
+    "iam:ListAttachedRolePolicies": "any-role",
     "iam:ListInstanceProfilesForRole": "role",
     "iam:ListPolicyVersions": "policy",
-    "iam:ListRolePolicies": "role",
+    "iam:ListRolePolicies": "any-role",
     "iam:PutRolePermissionsBoundary": "role",
     "iam:RemoveRoleFromInstanceProfile": "instance-profile",
     "iam:TagPolicy": "policy",
@@ -77,7 +80,8 @@ RESOURCE_KIND: Final[Mapping[str, str]] = {
 # Statement ids, one per scope; the order is the order of the statements in the document.
 _SIDS: Final = {
     "any": "ReadCallerIdentity",
-    "any-role": "LookUpRolesByName",
+    "any-role": "ReadRolesAnywhere",
+    "any-policy": "ReadPoliciesAnywhere",
     "create-role": "CreateRolesOnPathWithOurTags",
     "role": "ManageRolesOnPath",
     "boundary": "SetPermissionsBoundaries",
@@ -207,6 +211,7 @@ def operator_policy(
     resources = {
         "any": "*",
         "any-role": f"{iam_arn}:role/*",
+        "any-policy": f"{iam_arn}:policy/*",
         "create-role": role_arn,
         "role": role_arn,
         "boundary": role_arn,
@@ -285,7 +290,8 @@ def security_section(operations: Sequence[Operation] | None = None) -> str:
         "policy": f"`arn:aws:iam::*:policy{DEFAULT_ROLE_PATH}*`",
         "instance-profile": "`arn:aws:iam::*:instance-profile/*` (cannot be narrowed)",
         "any": "`*` (IAM allows no narrower resource)",
-        "any-role": "`arn:aws:iam::*:role/*` (read-only; the name alone does not tell IAM the path)",
+        "any-role": "`arn:aws:iam::*:role/*` (read-only; roles to look up, adopt or bring live on any path)",
+        "any-policy": "`arn:aws:iam::*:policy/*` (read-only; a brought role's policies live anywhere)",
         "target-role": "the `spec.aws.assumeRoleArn` roles (optional statement)",
     }
     conditions = {

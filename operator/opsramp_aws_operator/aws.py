@@ -345,6 +345,13 @@ class IamRoles:
         """Names of the role's inline policies (none when the role is gone)."""
         return tuple(self._pages("ListRolePolicies", "PolicyNames", f"role {name}", RoleName=name) or ())
 
+    def get_inline(self, name: str, policy_name: str) -> PolicyDocument | None:
+        """The document of one inline policy of the role, or None when it (or the role) is gone."""
+        response = self._call_absent_ok(
+            "GetRolePolicy", f"role {name} inline policy {policy_name}", RoleName=name, PolicyName=policy_name
+        )
+        return None if response is None else parse_policy(response.get("PolicyDocument") or "{}")
+
     def delete_inline(self, name: str, policy_name: str) -> bool:
         """Delete an inline policy of the role; False when already gone."""
         response = self._call_absent_ok(

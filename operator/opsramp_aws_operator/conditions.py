@@ -61,6 +61,19 @@ class PassResult:
     changes: list[str] = field(default_factory=list)
     # Warning Events this pass owes besides condition transitions (e.g. the integration was disabled by hand).
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    # Normal Events worth a record (an adoption, a completed External ID rotation).
+    notices: list[tuple[str, str]] = field(default_factory=list)
+    # External ID: the digest of the one OpsRamp now has; the rotation's status form; the annotation value acted on.
+    external_id_digest: str | None = None
+    rotation: dict[str, Any] | None = None
+    handled_rotation_request: str | None = None
+    # What this pass took over (spec.adopt): (role ARN, "none" | "restore"), the integration's id.
+    adopted_role: tuple[str, str] | None = None
+    adopted_integration: str | None = None
+    # managementPolicy Observe: every difference, and the three side conditions (type, status, reason, message).
+    observing: bool = False
+    differences: list[str] | None = None
+    observed_conditions: list[tuple[str, str, str, str]] | None = None
 
 
 def format_time(moment: datetime) -> str:
@@ -98,6 +111,8 @@ def desired_updates(result: PassResult) -> list[ConditionUpdate]:
             ConditionUpdate(RECONCILING, "False", "Suspended", ""),
             ConditionUpdate(STALLED, "False", "Suspended", ""),
         ]
+    if result.observing and result.observed_conditions is not None and result.error is None:
+        return _observed_updates(result)
     role = _step_condition(
         ROLE_READY,
         result.role,
@@ -144,6 +159,31 @@ def desired_updates(result: PassResult) -> list[ConditionUpdate]:
     )
     # An unexpected error (neither kind) is reported like a transient one: retried, not stalled.
     return [ready, role, integration, monitoring, reconciling, stalled]
+
+
+def _observed_updates(result: PassResult) -> list[ConditionUpdate]:
+    """managementPolicy Observe: the sides as observed; Ready says whether everything matches; never Stalled."""
+    sides = [ConditionUpdate(t, s, r, m) for t, s, r, m in result.observed_conditions or ()]  # type: ignore[arg-type]
+    differences = result.differences or []
+    if differences:
+        listed = "; ".join(differences[:10]) + (f"; and {len(differences) - 10} more" if len(differences) > 10 else "")
+        ready = ConditionUpdate(
+            READY,
+            "False",
+            "DriftDetected",
+            f"Observe: {len(differences)} difference(s) from the spec (status.differences; nothing is written): "
+            + listed,
+        )
+    else:
+        ready = ConditionUpdate(
+            READY, "True", "Observed", "Observe: AWS and OpsRamp match the spec (the operator writes nothing)."
+        )
+    return [
+        ready,
+        *sides,
+        ConditionUpdate(RECONCILING, "False", "Observing", ""),
+        ConditionUpdate(STALLED, "False", "Observing", ""),
+    ]
 
 
 def merge_conditions(
@@ -203,7 +243,9 @@ def events_for(previous: Sequence[Mapping[str, Any]] | None, current: Sequence[M
     stalled = next((c for c in current if c.get("type") == STALLED), None)
     if stalled is not None and stalled.get("status") == "True":
         return [EventToPost("Warning", after["reason"], after["message"])]
-    if after["reason"] in ("Suspended", "MonitoringDisabled"):
+    if after["reason"] == "DriftDetected":
+        return [EventToPost("Warning", after["reason"], after["message"])]
+    if after["reason"] in ("Suspended", "MonitoringDisabled", "Observed"):
         return [EventToPost("Normal", after["reason"], after["message"])]
     return []
 
@@ -230,9 +272,20 @@ def build_status(
         ("discoveryProfileId", result.discovery_profile_id),
         ("credentialsAppliedTime", result.credentials_applied_time),
         ("appliedIntegration", result.applied_integration),
+        ("externalIdDigest", result.external_id_digest),
+        ("externalIdRotation", result.rotation),
+        ("handledRotationRequest", result.handled_rotation_request),
     ):
         if value is not None:
             patch[key] = value
+    previous = previous_status or {}
+    adopted = _adopted(result, previous.get("adopted"), now)
+    if adopted is not None:
+        patch["adopted"] = adopted
+    if result.observing and result.differences is not None:
+        patch["differences"] = result.differences
+    elif previous.get("differences") is not None and not result.suspended:
+        patch["differences"] = None  # back to Manage: the list described an Observe pass
     ready = next(c for c in conditions if c["type"] == READY)
     was_ready = any(c.get("type") == READY and c.get("status") == "True" for c in previous_conditions)
     # Stamped when a pass made things match (it changed something, or Ready became True), not by every resync
@@ -242,8 +295,31 @@ def build_status(
     ):
         patch["lastSyncTime"] = format_time(now)
     events = events_for(previous_conditions, conditions)
+    # Observe: an Event whenever the set of differences changes (Ready's reason may stay DriftDetected).
+    if (
+        result.observing
+        and result.differences
+        and result.differences != previous.get("differences")
+        and not any(e.reason == "DriftDetected" for e in events)
+    ):
+        events.append(EventToPost("Warning", "DriftDetected", ready["message"]))
     events.extend(EventToPost("Warning", reason, message) for reason, message in result.warnings)
+    events.extend(EventToPost("Normal", reason, message) for reason, message in result.notices)
     return patch, events
+
+
+def _adopted(result: PassResult, previous: Any, now: datetime) -> dict[str, Any] | None:
+    """status.adopted with what this pass took over (earlier adoptions kept); None when nothing new."""
+    if result.adopted_role is None and result.adopted_integration is None:
+        return None
+    adopted = dict(previous) if isinstance(previous, Mapping) else {}
+    stamp = format_time(now)
+    if result.adopted_role is not None:
+        arn, previous_owner = result.adopted_role
+        adopted["role"] = {"name": arn, "time": stamp, "previousOwner": previous_owner}
+    if result.adopted_integration is not None:
+        adopted["integration"] = {"name": result.adopted_integration, "time": stamp, "previousOwner": "integration"}
+    return adopted
 
 
 def changed_only(patch: Mapping[str, Any], current: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -17,6 +17,9 @@ ANNOTATION_PREFIX: Final = GROUP
 # Set this annotation to "true" to let the finalizer go without external cleanup
 # (for when cleanup can never succeed, e.g. the AWS account is gone).
 SKIP_CLEANUP_ANNOTATION: Final = f"{GROUP}/skip-cleanup"
+# Set this annotation to a new value (a date, a ticket) to rotate the External ID: a generated one is replaced by a
+# new one; either way a rotation that was rolled back is tried again (docs/lifecycle.md).
+ROTATE_ANNOTATION: Final = f"{GROUP}/rotate-external-id"
 
 # Ownership tags on everything the operator creates in IAM.
 TAG_PREFIX: Final = "opsramp.com/"

@@ -26,6 +26,10 @@ ANY_NAMESPACE: Final = "*"
 # OpsRamp's own API domains (acme.api.opsramp.com, api.opsramp.com, *.api.try.opsramp.com, ...).
 DEFAULT_OPSRAMP_HOSTS: Final = ("*.opsramp.com",)
 DEFAULT_NAMESPACE_TARGETS: Final = {ANY_NAMESPACE: (DEFAULT_TARGET,)}
+# Existing roles (not created by the operator) a namespace may adopt or bring: by default any role the namespace's
+# targets reach, subject to the proofs every adoption and every brought role must pass (docs/lifecycle.md).
+ANY_ROLE: Final = "*"
+DEFAULT_NAMESPACE_EXISTING_ROLES: Final = {ANY_NAMESPACE: (ANY_ROLE,)}
 
 # Environment variables (and their Helm values), named in every refusal.
 ENV_ACCOUNTS: Final = "OPERATOR_ALLOWED_OPSRAMP_AWS_ACCOUNT_IDS"
@@ -34,7 +38,9 @@ ENV_POLICIES: Final = "OPERATOR_ALLOWED_MANAGED_POLICY_ARNS"
 ENV_BOUNDARY: Final = "OPERATOR_PERMISSIONS_BOUNDARY_ARN"
 ENV_TARGETS: Final = "OPERATOR_NAMESPACE_TARGETS"
 ENV_HOSTS: Final = "OPERATOR_ALLOWED_OPSRAMP_HOSTS"
+ENV_EXISTING_ROLES: Final = "OPERATOR_NAMESPACE_EXISTING_ROLES"
 HELM: Final = {
+    ENV_EXISTING_ROLES: "guardrails.namespaceExistingRoles",
     ENV_ACCOUNTS: "guardrails.allowedOpsRampAwsAccountIds",
     ENV_DEFAULT_ACCOUNT: "operator.opsrampAwsAccountId",
     ENV_POLICIES: "guardrails.allowedManagedPolicyArns",
@@ -78,6 +84,13 @@ def target_regex(entry: str) -> str:
     return glob_regex(entry)
 
 
+def existing_role_regex(entry: str) -> str:
+    """The regex an existing-roles entry stands for: an account id (any role in it) or a role ARN glob (`*`: any)."""
+    if _ACCOUNT_RE.match(entry):
+        return f"^arn:aws(-[a-z]+)*:iam::{entry}:role/.*$"
+    return glob_regex(entry)
+
+
 def endpoint_hostport(endpoint: str) -> str:
     """`host` (lower case) of an endpoint URL, with `:port` only when the port is not the scheme's default."""
     parts = urlsplit(endpoint)
@@ -107,6 +120,10 @@ class Guardrails:
     # Namespace (glob) → targets: "default", an account id, or an assume-role ARN glob.
     namespace_targets: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_NAMESPACE_TARGETS))
     opsramp_hosts: tuple[str, ...] = DEFAULT_OPSRAMP_HOSTS
+    # Namespace (glob) → existing roles it may adopt (spec.adopt.role) or bring (spec.role.arn).
+    namespace_existing_roles: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: dict(DEFAULT_NAMESPACE_EXISTING_ROLES)
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Guardrails:
@@ -135,6 +152,7 @@ class Guardrails:
             permissions_boundary_arn=boundary,
             namespace_targets=_parse_targets(env.get(ENV_TARGETS, "")),
             opsramp_hosts=tuple(h.lower() for h in hosts),
+            namespace_existing_roles=_parse_existing_roles(env.get(ENV_EXISTING_ROLES, "")),
         )
 
     # --- the rules -------------------------------------------------------------------------------------------
@@ -225,6 +243,25 @@ class Guardrails:
             f"(Helm: {HELM[ENV_TARGETS]}).",
         )
 
+    def existing_roles_for(self, namespace: str) -> tuple[str, ...]:
+        found: list[str] = []
+        for key, entries in self.namespace_existing_roles.items():
+            if glob_match(key, namespace):
+                found.extend(entries)
+        return tuple(dict.fromkeys(found))
+
+    def check_existing_role(self, namespace: str, role_arn: str, what: str) -> None:
+        """May `namespace` take over (adopt) or bring (spec.role.arn) the existing role `role_arn`?"""
+        allowed = self.existing_roles_for(namespace)
+        if any(re.match(existing_role_regex(entry), role_arn) for entry in allowed):
+            return
+        raise NeedsAttention(
+            "RoleNotAllowed",
+            f"Namespace {namespace} may not use the existing IAM role {role_arn} ({what}; allowed here: "
+            f"{', '.join(allowed) or 'none'}); nothing was changed. Ask the cluster admin to allow it for this "
+            f"namespace in {ENV_EXISTING_ROLES} (Helm: {HELM[ENV_EXISTING_ROLES]}).",
+        )
+
     def to_env(self) -> dict[str, str]:
         """The environment variables that give these rules (the sandbox and tests start operators with them)."""
         env = {
@@ -233,6 +270,7 @@ class Guardrails:
             ENV_BOUNDARY: self.permissions_boundary_arn or "",
             ENV_TARGETS: json.dumps({k: list(v) for k, v in self.namespace_targets.items()}),
             ENV_HOSTS: ",".join(self.opsramp_hosts),
+            ENV_EXISTING_ROLES: json.dumps({k: list(v) for k, v in self.namespace_existing_roles.items()}),
         }
         if self.default_opsramp_account:
             env[ENV_DEFAULT_ACCOUNT] = self.default_opsramp_account
@@ -265,3 +303,31 @@ def _parse_targets(raw: str) -> dict[str, tuple[str, ...]]:
                 )
         targets[namespace] = tuple(entries)
     return targets
+
+
+def _parse_existing_roles(raw: str) -> dict[str, tuple[str, ...]]:
+    if not raw.strip():
+        return dict(DEFAULT_NAMESPACE_EXISTING_ROLES)
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise GuardrailsError(f"{ENV_EXISTING_ROLES} is not JSON (an object: namespace -> list of roles)") from None
+    if not isinstance(value, dict):
+        raise GuardrailsError(f"{ENV_EXISTING_ROLES} must be a JSON object: namespace -> list of roles")
+    rules: dict[str, tuple[str, ...]] = {}
+    for namespace, entries in value.items():
+        if not isinstance(namespace, str) or not _NAMESPACE_PATTERN_RE.match(namespace):
+            raise GuardrailsError(f"{ENV_EXISTING_ROLES}: {namespace!r} is not a namespace name or pattern")
+        if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+            raise GuardrailsError(f"{ENV_EXISTING_ROLES}[{namespace!r}] must be a list of strings")
+        for entry in entries:
+            if (
+                entry != ANY_ROLE
+                and not _ACCOUNT_RE.match(entry)
+                and not (entry.startswith("arn:") and _PATTERN_RE.match(entry))
+            ):
+                raise GuardrailsError(
+                    f"{ENV_EXISTING_ROLES}[{namespace!r}]: {entry!r} is not '*', an account id or a role ARN pattern"
+                )
+        rules[namespace] = tuple(entries)
+    return rules

@@ -19,11 +19,12 @@ import kopf
 from pydantic import ValidationError
 
 from . import metrics, redaction
-from .conditions import PassResult, build_status, changed_only
-from .constants import GROUP, PLURAL, SECRET_WATCH_LABEL, SKIP_CLEANUP_ANNOTATION, VERSION
+from .conditions import EventToPost, PassResult, build_status, changed_only
+from .constants import GROUP, PLURAL, ROTATE_ANNOTATION, SECRET_WATCH_LABEL, SKIP_CLEANUP_ANNOTATION, VERSION
 from .errors import NeedsAttention, OperatorError, TransientError
-from .kube import SecretWatch
+from .kube import SecretWatch, patch_awsintegration_status, post_event, read_awsintegration
 from .models import AWSIntegrationSpec
+from .persistence import PolicyDiffBaseStorage, PolicyProgressStorage, observing
 from .service import ResourceRef, Service, salvage_spec
 from .settings import Settings
 
@@ -94,7 +95,25 @@ def _run_pass(
     status: Mapping[str, Any],
     patch: kopf.Patch,
 ) -> OperatorError | None:
-    ref = ResourceRef(namespace=meta["namespace"], name=meta["name"], uid=meta["uid"])
+    error, changes, events = compute_pass(service, spec, meta, status)
+    for key, value in changes.items():
+        patch.status[key] = value
+    for event in events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    return error
+
+
+def compute_pass(
+    service: Service, spec: Mapping[str, Any], meta: Mapping[str, Any], status: Mapping[str, Any]
+) -> tuple[OperatorError | None, dict[str, Any], list[EventToPost]]:
+    """One pass: (its error, the status fields to write, the Events to post), everything already redacted."""
+    rotate = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
+    ref = ResourceRef(
+        namespace=meta["namespace"],
+        name=meta["name"],
+        uid=meta["uid"],
+        rotate_request=str(rotate)[:256] if rotate else None,
+    )
     result = PassResult()
     started = time.monotonic()
     error: OperatorError | None = None
@@ -114,10 +133,8 @@ def _run_pass(
     service.passed(ref.uid)
     status_patch, events = build_status(result, status, meta.get("generation"), datetime.now(UTC))
     # Only what differs: a pass that changes nothing sends no status write at all.
-    for key, value in changed_only(_redacted(status_patch), status).items():
-        patch.status[key] = value
-    for event in events:
-        kopf.event(body, type=event.type, reason=event.reason, message=redaction.redact(event.message))
+    changes = changed_only(_redacted(status_patch), status)
+    redacted = [EventToPost(e.type, e.reason, redaction.redact(e.message)) for e in events]
     ready = next((c["status"] for c in status_patch["conditions"] if c["type"] == "Ready"), "Unknown")
     service.record_ready(ref.uid, ready)
     outcome = "ok" if error is None else "needs_attention" if isinstance(error, NeedsAttention) else "transient"
@@ -129,7 +146,7 @@ def _run_pass(
         # One line per pass (a resync interval apart): explains a spec change that seems ignored, and shows that
         # the operator still looks at the resource.
         log.info("%s is suspended (spec.suspend): nothing was changed", ref)
-    return error
+    return error, changes, redacted
 
 
 def reconcile_awsintegration(
@@ -141,10 +158,13 @@ def reconcile_awsintegration(
     patch: kopf.Patch,
     memo: kopf.Memo,
     retry: int,
-    **_: Any,
+    **kwargs: Any,
 ) -> None:
     """Create / update / resume: reconcile, write status, and let kopf retry with our delay on error."""
     error = run_pass(memo.service, body, spec, meta, status, patch)
+    if observing(body):
+        # Switched from Manage: the credentials Secret no longer needs protecting for this resource's cleanup.
+        release_unused_credentials(memo.service, spec, meta, kwargs["credentials_refs"])
     if error is not None:
         delay = retry_delay(error, retry, memo.service.settings)
         raise kopf.TemporaryError(redaction.redact(str(error)), delay=delay)
@@ -168,8 +188,9 @@ async def resync_awsintegration(
     """
     service: Service = memo.service
     uid = meta["uid"]
-    if meta.get("deletionTimestamp"):
-        # Being deleted: the cleanup handler owns it; a pass now would re-create what cleanup removes.
+    if meta.get("deletionTimestamp") or service.is_gone(uid):
+        # Being deleted: the cleanup handler owns it; a pass now would re-create what cleanup removes. Gone (deleted
+        # with its finalizer removed by hand): kopf keeps this timer running on the last body it saw.
         return
     if not service.pass_due(uid):
         return
@@ -244,20 +265,26 @@ def delete_awsintegration(
         log.info("Cleanup of %s: the spec no longer parses and status recorded nothing: nothing to clean up", ref)
     # Release the credentials Secret when no other resource still uses it.
     if desired is not None:
-        secret = desired.opsramp.credentials_secret_ref.name
-        credentials_refs: kopf.Index[tuple[str, str], str] = kwargs["credentials_refs"]
-        users = set(credentials_refs.get((ref.namespace, secret), ()))
-        # Resources deleted at the same moment (a namespace going away) may each still see the other in the index:
-        # those being deleted do not count, or neither would release the Secret and the namespace would wedge.
-        if not (users - {ref.uid} - service.deleting()):
-            try:
-                service.release_credentials(ref.namespace, secret)
-            except OperatorError as exc:
-                # Cleanup is done; only the Secret's finalizer is left. Retry soon, not after kopf's default.
-                raise kopf.TemporaryError(
-                    redaction.redact(str(exc)), delay=retry_delay(exc, 0, service.settings)
-                ) from None
+        release_unused_credentials(service, spec, meta, kwargs["credentials_refs"])
     service.forget(ref.uid)
+
+
+def release_unused_credentials(
+    service: Service, spec: Mapping[str, Any], meta: Mapping[str, Any], credentials_refs: Any
+) -> None:
+    """Drop the protection finalizer from the credentials Secret when no other Manage resource uses it."""
+    secret = ((spec.get("opsramp") or {}).get("credentialsSecretRef") or {}).get("name")
+    if not secret:
+        return
+    users = set(credentials_refs.get((meta["namespace"], secret), ()))
+    # Resources deleted at the same moment (a namespace going away) may each still see the other in the index:
+    # those being deleted do not count, or neither would release the Secret and the namespace would wedge.
+    if not (users - {meta["uid"]} - service.deleting()):
+        try:
+            service.release_credentials(meta["namespace"], secret)
+        except OperatorError as exc:
+            # Cleanup is done; only the Secret's finalizer is left. Retry soon, not after kopf's default.
+            raise kopf.TemporaryError(redaction.redact(str(exc)), delay=retry_delay(exc, 0, service.settings)) from None
 
 
 async def index_credentials(*, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> dict[tuple[str, str], str] | None:
@@ -267,7 +294,8 @@ async def index_credentials(*, spec: kopf.Spec, meta: kopf.Meta, **_: Any) -> di
     pool the reconcile passes fill during a burst (issue 18).
     """
     ref = (spec.get("opsramp") or {}).get("credentialsSecretRef") or {}
-    if not ref.get("name") or meta.get("deletionTimestamp"):
+    # An Observe resource needs no credentials for a cleanup (it has none to do).
+    if not ref.get("name") or meta.get("deletionTimestamp") or spec.get("managementPolicy") == "Observe":
         return None
     return {(meta["namespace"], ref["name"]): meta["uid"]}
 
@@ -283,6 +311,62 @@ def stop_secret_watch(memo: kopf.Memo, **_: Any) -> None:
     watch = getattr(memo, "secret_watch", None)
     if watch is not None:
         watch.stop()
+
+
+async def track_observed(*, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Keep the service's list of Observe resources (kopf's timers would put a finalizer on them, so the operator's
+    own loop, `observe_loop`, resyncs those), and note every resource that is gone."""
+    meta = body.get("metadata") or {}
+    watched = type != "DELETED" and observing(body) and not meta.get("deletionTimestamp")
+    memo.service.track_observed(meta.get("uid", ""), meta.get("namespace", ""), meta.get("name", ""), watched)
+    if type == "DELETED":
+        memo.service.mark_gone(meta.get("uid", ""))
+
+
+def resync_observed(service: Service, uid: str, namespace: str, name: str) -> None:
+    """One resync pass of an Observe resource, outside kopf: read it, pass, write status and Events directly."""
+    obj = read_awsintegration(namespace, name)
+    meta = (obj or {}).get("metadata") or {}
+    if obj is None or meta.get("uid") != uid or not observing(obj) or meta.get("deletionTimestamp"):
+        service.track_observed(uid, namespace, name, False)
+        return
+    if service.lock_for(uid).locked():
+        return  # a change handler's pass is running
+    error, changes, events = compute_pass(service, obj.get("spec") or {}, meta, obj.get("status") or {})
+    if changes:
+        patch_awsintegration_status(namespace, name, changes)
+    involved = {
+        "apiVersion": obj.get("apiVersion"),
+        "kind": obj.get("kind"),
+        "namespace": namespace,
+        "name": name,
+        "uid": uid,
+    }
+    for event in events:
+        post_event(involved, event.type, event.reason, event.message)
+    if isinstance(error, TransientError):
+        service.retry_in(uid, error.retry_after)
+
+
+async def observe_loop(service: Service) -> None:
+    while True:
+        await asyncio.sleep(service.settings.resync_tick_seconds)
+        for uid, namespace, name in service.observed_due():
+            try:
+                await asyncio.to_thread(resync_observed, service, uid, namespace, name)
+            except Exception:
+                log.exception("Resync of Observe resource %s/%s failed", namespace, name)
+
+
+async def start_observe_loop(memo: kopf.Memo, **_: Any) -> None:
+    # Async, so that it runs in the operator's event loop (a sync handler runs in a worker thread).
+    memo.observe_task = asyncio.get_running_loop().create_task(observe_loop(memo.service), name="observe-resync")
+
+
+def stop_observe_loop(memo: kopf.Memo, **_: Any) -> None:
+    task = getattr(memo, "observe_task", None)
+    if task is not None:
+        task.cancel()
 
 
 def jitter_for(settings: Settings) -> Any:
@@ -305,10 +389,10 @@ def configure(ours: Settings) -> Any:
     def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         # Our own names for everything kopf stores on the resource (DESIGN: prefix under our group).
         settings.persistence.finalizer = f"{GROUP}/cleanup"
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=GROUP, key="last-handled-configuration"
-        )
+        # In annotations, as always, except for managementPolicy Observe resources: those get no write beyond
+        # their status, so kopf keeps its bookkeeping there (persistence.py).
+        settings.persistence.progress_storage = PolicyProgressStorage()
+        settings.persistence.diffbase_storage = PolicyDiffBaseStorage()
         # persistence.consistency_timeout stays at kopf's 5 s: it bounds how long kopf waits for the echo of its
         # own patch before it trusts an older body. Our indexers are async so that an event is processed in
         # milliseconds, well inside it, even while every worker thread is busy (issue 18).
@@ -332,6 +416,10 @@ def configure(ours: Settings) -> Any:
     return startup
 
 
+def _manages(body: kopf.Body, **_: Any) -> bool:
+    return not observing(body)
+
+
 def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     """Attach every handler to `registry` with intervals from `settings`."""
     res = (GROUP, VERSION, PLURAL)
@@ -343,7 +431,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     kopf.on.create(*res, registry=registry, id="reconcile")(reconcile_awsintegration)
     kopf.on.update(*res, registry=registry, id="reconcile", field="spec")(reconcile_awsintegration)
     kopf.on.resume(*res, registry=registry, id="reconcile")(reconcile_awsintegration)
-    kopf.on.delete(*res, registry=registry, id="cleanup")(delete_awsintegration)
+    # Observe resources match no delete handler, so kopf puts no finalizer on them (and takes ours off one switched
+    # to Observe): deleting one touches nothing.
+    kopf.on.delete(*res, registry=registry, id="cleanup", when=_manages)(delete_awsintegration)
     kopf.on.startup(registry=registry)(start_secret_watch)
     kopf.on.cleanup(registry=registry)(stop_secret_watch)
     kopf.timer(
@@ -352,4 +442,9 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
         id="resync",
         interval=settings.resync_tick_seconds,
         initial_delay=jitter_for(settings),
+        # A kopf timer puts a finalizer on its resource: Observe resources are resynced by `observe_loop` instead.
+        when=_manages,
     )(resync_awsintegration)
+    kopf.on.event(*res, registry=registry, id="observed")(track_observed)
+    kopf.on.startup(registry=registry)(start_observe_loop)
+    kopf.on.cleanup(registry=registry)(stop_observe_loop)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import NeedsAttention, NotOwned
@@ -82,6 +82,8 @@ class IntegrationOutcome:
     # When the credential write was sent (epoch seconds): OpsRamp may judge the role before its answer reaches us,
     # so a verdict is new enough if it is newer than this, not than the moment the answer arrived.
     written_at: float | None = None
+    # This pass took over an integration the operator did not install (spec.adopt.integration).
+    adopted: bool = False
 
 
 def _observed(current: InstalledIntegration) -> dict[str, Any]:
@@ -175,6 +177,133 @@ def _cannot_identify(display_name: str, items: list[InstalledIntegration]) -> Ne
     )
 
 
+@dataclass(frozen=True)
+class Found:
+    """Which existing integration a pass works on (None: it installs one), and how it was found."""
+
+    current: InstalledIntegration | None
+    # "recorded" (status.integrationId), "found" (our name and role: installed by us before a lost answer),
+    # "adopted" (spec.adopt.integration: our name, another role), or "new".
+    how: str
+
+
+def _recorded_not_ours(current: InstalledIntegration) -> NotOwned:
+    return NotOwned(
+        f"OpsRamp integration {current.id} (recorded in status) now uses a role this resource does not "
+        "manage; the operator will not change it. Point it back at status.roleArn, remove "
+        "status.integrationId's integration by hand, or set spec.adopt.integration: true to take it over."
+    )
+
+
+def find_integration(
+    client: OpsRampClient,
+    desired: AwsIntegrationRequest,
+    recorded_id: str | None,
+    our_role_arns: Collection[str],
+    *,
+    observed: InstalledIntegration | None = None,
+    adopt: bool = False,
+) -> Found:
+    """The integration this resource has in OpsRamp (reads only); raises when it cannot tell or may not take it."""
+    if recorded_id:
+        current = observed if observed is not None and observed.id == recorded_id else client.get(recorded_id)
+        if current is not None:
+            if current.role_arn is not None and current.role_arn not in our_role_arns:
+                if not adopt:
+                    raise _recorded_not_ours(current)
+                return Found(current, "adopted")
+            return Found(current, "recorded")
+    ours, others, unidentified = identify(client, desired.display_name, desired.account_number, our_role_arns)
+    if ours:
+        # Installed by an earlier pass that crashed (or lost the answer) before recording the id: adopt it.
+        return Found(ours[0], "found")
+    if others and adopt:
+        foreign = [i for i in others if i.account_number not in (None, desired.account_number)]
+        if len(foreign) == len(others):
+            raise NeedsAttention(
+                "AdoptionRefused",
+                f"The OpsRamp integration named {desired.display_name!r} monitors another AWS account than "
+                f"{desired.account_number}, so spec.adopt.integration cannot take it over; nothing was changed. "
+                "Set spec.displayName to another name.",
+            )
+        return Found(next(i for i in others if i not in foreign), "adopted")
+    if others:
+        raise _name_in_use(desired.display_name, others)
+    if unidentified:
+        raise _cannot_identify(desired.display_name, unidentified)
+    return Found(None, "new")
+
+
+@dataclass(frozen=True)
+class IntegrationPlan:
+    """What `ensure_integration` would do, for plans and Observe: the action and the fields it changes."""
+
+    action: str  # "none", "install", "update", "replace"
+    integration_id: str | None
+    how: str  # as in `Found`
+    # (field, what OpsRamp shows or was last sent, what the spec wants); External IDs never appear.
+    fields: tuple[tuple[str, Any, Any], ...] = ()
+    operations: tuple[str, ...] = ()
+    current: InstalledIntegration | None = field(default=None, repr=False, compare=False)
+
+
+def plan_integration(
+    client: OpsRampClient,
+    desired: AwsIntegrationRequest,
+    recorded_id: str | None,
+    our_role_arns: Collection[str],
+    *,
+    force_credentials: bool = False,
+    observed: InstalledIntegration | None = None,
+    applied: Applied | None = None,
+    adopt: bool = False,
+) -> IntegrationPlan:
+    """Reads only: what `ensure_integration` would write, by the same rules (and the tenant's learned dialect)."""
+    found = find_integration(client, desired, recorded_id, our_role_arns, observed=observed, adopt=adopt)
+    current = found.current
+    if current is None:
+        return IntegrationPlan("install", None, found.how, _install_fields(desired), ("opsramp:install",), current)
+    diffs = differences(current, desired, applied)
+    if force_credentials and "External ID" not in diffs:
+        diffs.append("External ID")
+    if not diffs:
+        return IntegrationPlan("none", current.id, found.how, current=current)
+    seen, want, sent = _observed(current), _wanted(desired), _last_sent(applied)
+    fields = tuple(
+        (d, seen.get(d) if seen.get(d) is not None else sent.get(d), want.get(d))
+        if d != "External ID"
+        else (d, "<the External ID OpsRamp has>", "<the new External ID>")
+        for d in diffs
+    )
+    fields = tuple((f, _shown(b), _shown(a)) for f, b, a in fields)
+    credential = [d for d in diffs if d in CREDENTIAL_FIELDS]
+    updates = client.dialect.credential_updates
+    if credential and updates in ("ignored", "rejected"):
+        return IntegrationPlan(
+            "replace", current.id, found.how, fields, ("opsramp:uninstall", "opsramp:install"), current
+        )
+    unshown = [d for d in credential if seen.get(d) is None]
+    if credential and unshown and updates != "applied":
+        # converge updates, reads back, and reinstalls when nothing it sees proves the update was applied.
+        return IntegrationPlan(
+            "replace",
+            current.id,
+            found.how,
+            fields,
+            ("opsramp:update", "opsramp:uninstall", "opsramp:install"),
+            current,
+        )
+    return IntegrationPlan("update", current.id, found.how, fields, ("opsramp:update",), current)
+
+
+def _shown(value: Any) -> Any:
+    return sorted(value) if isinstance(value, set) else value
+
+
+def _install_fields(desired: AwsIntegrationRequest) -> tuple[tuple[str, Any, Any], ...]:
+    return tuple((key, None, _shown(value)) for key, value in _wanted(desired).items())
+
+
 def ensure_integration(
     client: OpsRampClient,
     desired: AwsIntegrationRequest,
@@ -184,36 +313,27 @@ def ensure_integration(
     force_credentials: bool = False,
     observed: InstalledIntegration | None = None,
     applied: Applied | None = None,
+    adopt: bool = False,
 ) -> IntegrationOutcome:
     """Make OpsRamp hold exactly one integration matching `desired`; writes only what differs.
 
     `observed` is the recorded integration as this pass already read it (saves a second GET); None reads it.
     `force_credentials`: the credential must be sent although nothing shown differs (the External ID changed).
+    `adopt` (spec.adopt.integration): take over an integration of our name (same AWS account) using another role.
     """
-    if recorded_id:
-        current = observed if observed is not None and observed.id == recorded_id else client.get(recorded_id)
-        if current is not None:
-            if current.role_arn is not None and current.role_arn not in our_role_arns:
-                raise NotOwned(
-                    f"OpsRamp integration {current.id} (recorded in status) now uses a role this resource does not "
-                    "manage; the operator will not change it. Point it back at status.roleArn or remove "
-                    "status.integrationId's integration by hand."
-                )
-            return converge(client, current, desired, applied, force_credentials)
-    ours, others, unidentified = identify(client, desired.display_name, desired.account_number, our_role_arns)
-    if ours:
-        # Installed by an earlier pass that crashed (or lost the answer) before recording the id: adopt it.
-        outcome = converge(client, ours[0], desired, applied, force_credentials)
+    found = find_integration(client, desired, recorded_id, our_role_arns, observed=observed, adopt=adopt)
+    if found.current is not None:
+        outcome = converge(client, found.current, desired, applied, force_credentials)
+        if found.how == "recorded":
+            return outcome
+        words = "adopted existing integration" if found.how == "found" else f"adopted integration {found.current.id}"
         return IntegrationOutcome(
             outcome.integration,
-            ("adopted existing integration", *outcome.changes),
+            (words, *outcome.changes),
             outcome.credentials_written,
             outcome.written_at,
+            adopted=found.how == "adopted",
         )
-    if others:
-        raise _name_in_use(desired.display_name, others)
-    if unidentified:
-        raise _cannot_identify(desired.display_name, unidentified)
     sent = time.time()
     try:
         installed = client.install_aws(desired)
@@ -221,7 +341,7 @@ def ensure_integration(
         if exc.reason != "DuplicateRefused":
             raise
         # OpsRamp refuses a second integration of this name: after a lost install answer, most likely ours.
-        ours, others, unidentified = identify(client, desired.display_name, desired.account_number, our_role_arns)
+        ours, others, _ = identify(client, desired.display_name, desired.account_number, our_role_arns)
         if ours:
             outcome = converge(client, ours[0], desired, applied, force_credentials)
             return IntegrationOutcome(

@@ -20,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from . import failpoints, metrics
+from .constants import GROUP, PLURAL, VERSION
 from .errors import NeedsAttention, TransientError
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,64 @@ def core_api() -> kubernetes.client.CoreV1Api:
                 kubernetes.config.load_kube_config()  # type: ignore[no-untyped-call]
             _api = kubernetes.client.CoreV1Api()
         return _api
+
+
+def configure_client(kubeconfig: str | None = None, context: str | None = None) -> None:
+    """Use this kubeconfig (and context) from now on (the plan command; the operator uses `core_api`'s default)."""
+    global _api  # noqa: PLW0603
+    kubernetes.config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
+    with _client_lock:
+        _api = kubernetes.client.CoreV1Api()
+
+
+def read_awsintegration(namespace: str, name: str) -> dict[str, Any] | None:
+    """The AWSIntegration as the cluster has it (None when absent): its UID and status, for plans."""
+    api = kubernetes.client.CustomObjectsApi(core_api().api_client)
+    try:
+        found = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise _classify(exc, f"AWSIntegration {namespace}/{name}") from None
+    except (Urllib3Error, OSError) as exc:
+        raise _classify(exc, f"AWSIntegration {namespace}/{name}") from None
+    return dict(found) if isinstance(found, dict) else None
+
+
+def patch_awsintegration_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    """Merge `status` into the AWSIntegration's status subresource (Observe resources' resync, outside kopf)."""
+    api = kubernetes.client.CustomObjectsApi(core_api().api_client)
+    what = f"AWSIntegration {namespace}/{name}"
+    try:
+        api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": dict(status)})
+    except ApiException as exc:
+        if exc.status == 404:
+            return
+        raise _classify(exc, what) from None
+    except (Urllib3Error, OSError) as exc:
+        raise _classify(exc, what) from None
+
+
+def post_event(involved: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
+    """A core/v1 Event about an AWSIntegration (`involved`: its apiVersion, kind, namespace, name and uid)."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    body: Any = {
+        "metadata": {"generateName": "opsramp-aws-operator-", "namespace": involved["namespace"]},
+        "type": event_type,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": "opsramp-aws-operator"},
+        "reportingComponent": "opsramp-aws-operator",
+        "involvedObject": dict(involved),
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+    }
+    try:
+        core_api().create_namespaced_event(involved["namespace"], body)
+    except ApiException as exc:
+        raise _classify(exc, f"Events in {involved['namespace']}") from None
+    except (Urllib3Error, OSError) as exc:
+        raise _classify(exc, f"Events in {involved['namespace']}") from None
 
 
 def reset_client() -> None:
@@ -261,6 +320,29 @@ class Secrets:
         except ApiException as exc:
             if exc.status == 404:
                 return
+            raise _classify(exc, what) from None
+        except (Urllib3Error, OSError) as exc:
+            raise _classify(exc, what) from None
+        finally:
+            self.changed(namespace, secret.name)
+        self._wrote(namespace, secret.name, patched)
+
+    def replace_data(self, namespace: str, secret: SecretData, data: Mapping[str, str]) -> None:
+        """Replace the Secret's data (a JSON patch guarded by the resourceVersion read: a concurrent change wins)."""
+        what = f"Secret {namespace}/{secret.name}"
+        encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+        ops: list[dict[str, Any]] = []
+        if secret.resource_version:
+            ops.append({"op": "test", "path": "/metadata/resourceVersion", "value": secret.resource_version})
+        ops.append({"op": "add", "path": "/data", "value": encoded})
+        metrics.API_CALLS.labels("kubernetes", "patch_secret").inc()
+        try:
+            patched = core_api().patch_namespaced_secret(secret.name, namespace, ops)
+        except ApiException as exc:
+            if exc.status in (409, 422):
+                raise TransientError(
+                    "KubernetesConflict", f"{what} changed while it was being replaced.", 1.0
+                ) from None
             raise _classify(exc, what) from None
         except (Urllib3Error, OSError) as exc:
             raise _classify(exc, what) from None

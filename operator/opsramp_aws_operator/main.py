@@ -43,8 +43,8 @@ class JsonFormatter(logging.Formatter):
 
 
 # kopf's per-invocation success lines of the resync timer (it ticks every few seconds per resource) and of the
-# Secret watch (every Secret event in the watched namespaces): noise at any fleet size.
-_QUIET = ("Timer 'resync' succeeded",)
+# event handler that follows Observe and deleted resources (every watch event): noise at any fleet size.
+_QUIET = ("Timer 'resync' succeeded", "Handler 'observed' succeeded")
 
 
 class QuietTicks(logging.Filter):
@@ -93,6 +93,11 @@ def build_service(settings: Settings) -> Service:
 
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["plan"]:
+        # What the operator would do for resources in files, writing nothing (docs/lifecycle.md).
+        from . import plan
+
+        return plan.main(args_in[1:])
     if args_in[:1] == ["probe"]:
         # Answers the open questions about OpsRamp's API for one tenant (docs/opsramp-api-assumptions.md).
         from .opsramp import probe
@@ -102,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="opsramp-aws-operator",
         description="Reconcile AWSIntegration resources into IAM roles and OpsRamp AWS integrations. "
         "Configured by OPERATOR_* environment variables (see docs/configuration.md). "
-        "`opsramp-aws-operator probe --help`: ask an OpsRamp tenant the open questions about its API.",
+        "`opsramp-aws-operator probe --help`: ask an OpsRamp tenant the open questions about its API. "
+        "`opsramp-aws-operator plan --help`: what the operator would do for resources in files, writing nothing.",
     )
     parser.add_argument("--version", action="version", version=__version__)
     parser.parse_args(args_in)

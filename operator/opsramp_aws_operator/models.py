@@ -41,6 +41,13 @@ RESOURCE_TYPE_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}$"
 START_TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$"
 DISPLAY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.:()@/-]{0,127}$"
 
+BYO_EXCLUSIVE_MESSAGE = (
+    "role.arn (a role someone else manages) excludes role.name, role.permissionsBoundaryArn, "
+    "role.managedPolicyArns and role.tags"
+)
+
+ADOPT_BYO_MESSAGE = "adopt.role takes over a role to manage it; role.arn names one managed elsewhere: not both"
+
 MAX_USER_TAGS = 45  # IAM allows 50 tags per role; the operator adds its own ownership tags.
 MAX_EXTRA_POLICIES = 9  # 10 managed policies per role by default quota; one is at least ours.
 
@@ -105,6 +112,34 @@ class OpsRampSpec(_Model):
 class RoleSpec(_Model):
     """The IAM role OpsRamp assumes in the AWS account."""
 
+    model_config = ConfigDict(
+        **_Model.model_config,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": (
+                        "!has(self.arn) || (!has(self.name) && !has(self.permissionsBoundaryArn) && "
+                        "(!has(self.managedPolicyArns) || size(self.managedPolicyArns) == 0) && "
+                        "(!has(self.tags) || size(self.tags) == 0))"
+                    ),
+                    "message": BYO_EXCLUSIVE_MESSAGE,
+                }
+            ]
+        },
+    )
+
+    arn: str | None = Field(
+        default=None,
+        pattern=ROLE_ARN_PATTERN,
+        max_length=2048,
+        description=(
+            "Bring your own role: the ARN of an existing role someone else manages (in the account the operator "
+            "acts in). The operator writes nothing in IAM: it checks that the role's trust lets OpsRamp's account "
+            "assume it with this resource's External ID and that its policies grant OpsRamp's read-only policy, "
+            "and manages only the OpsRamp side. Excludes name, permissionsBoundaryArn, managedPolicyArns and tags "
+            "(path, maxSessionDuration and attachOpsRampPolicy are ignored)."
+        ),
+    )
     name: str | None = Field(
         default=None,
         pattern=ROLE_NAME_PATTERN,
@@ -169,6 +204,14 @@ class RoleSpec(_Model):
             "policies named after the role). Set false to grant permissions only via managedPolicyArns."
         ),
     )
+
+    @model_validator(mode="after")
+    def _own_role_fields(self) -> RoleSpec:
+        if self.arn is not None and (
+            self.name is not None or self.permissions_boundary_arn is not None or self.managed_policy_arns or self.tags
+        ):
+            raise ValueError(BYO_EXCLUSIVE_MESSAGE)
+        return self
 
     @field_validator("tags")
     @classmethod
@@ -299,6 +342,30 @@ class MonitoringSpec(_Model):
     discovery: DiscoverySpec = Field(default_factory=DiscoverySpec, description="The discovery profile.")
 
 
+class AdoptSpec(_Model):
+    """Take over what exists but the operator did not create (or created for this resource before a restore)."""
+
+    role: bool = Field(
+        default=False,
+        description=(
+            "Take over the existing IAM role named by role.name (or the default name): one without ownership tags "
+            "(made by hand, a StackSet, AFT, Control Tower), or one tagged for this namespace and name under an "
+            "older UID (a backup restore). Only after checks: its trust admits only an allowed OpsRamp account, "
+            "with this resource's External ID; it carries no inline policy and no managed policy the cluster's "
+            "rules do not allow. Then it is tagged as this resource's and managed (and deleted) like one the "
+            "operator created. Recorded in status.adopted and an Event."
+        ),
+    )
+    integration: bool = Field(
+        default=False,
+        description=(
+            "Take over the existing OpsRamp AWS integration with this resource's display name although it uses "
+            "another role (an integration installed by hand); it must be for the same AWS account. Recorded in "
+            "status.adopted and an Event."
+        ),
+    )
+
+
 class AWSIntegrationSpec(_Model):
     """Desired state: one IAM role trusted by OpsRamp plus one OpsRamp AWS integration using it."""
 
@@ -311,7 +378,11 @@ class AWSIntegrationSpec(_Model):
                         "!(has(self.externalIdSecretRef) && has(self.generateExternalId) && self.generateExternalId)"
                     ),
                     "message": "set externalIdSecretRef or generateExternalId, not both",
-                }
+                },
+                {
+                    "rule": "!(has(self.role) && has(self.role.arn) && has(self.adopt) && self.adopt.role)",
+                    "message": ADOPT_BYO_MESSAGE,
+                },
             ]
         },
     )
@@ -383,6 +454,18 @@ class AWSIntegrationSpec(_Model):
         default=False,
         description="Stop acting on this resource (no writes to AWS or OpsRamp); status is kept.",
     )
+    management_policy: Literal["Manage", "Observe"] = Field(
+        default="Manage",
+        description=(
+            "Manage: make AWS and OpsRamp match the spec. Observe: read both sides and report every difference "
+            "from the spec (status.differences, conditions, Events) while writing nothing, not even a finalizer; "
+            "deleting an Observe resource touches nothing."
+        ),
+    )
+    adopt: AdoptSpec = Field(
+        default_factory=AdoptSpec,
+        description="Take over an existing IAM role and/or OpsRamp integration the operator did not create.",
+    )
 
     @model_validator(mode="after")
     def _one_external_id_source(self) -> AWSIntegrationSpec:
@@ -390,6 +473,8 @@ class AWSIntegrationSpec(_Model):
         # operator reports it as ExternalIdSourceUnset before touching anything.
         if self.external_id_secret_ref is not None and self.generate_external_id:
             raise ValueError("set externalIdSecretRef or generateExternalId, not both")
+        if self.role.arn is not None and self.adopt.role:
+            raise ValueError(ADOPT_BYO_MESSAGE)
         return self
 
     @field_validator("regions")
@@ -405,7 +490,19 @@ class AWSIntegrationSpec(_Model):
         return self.display_name or default_display_name(namespace, name)
 
     def effective_role_name(self, namespace: str, name: str) -> str:
+        if self.role.arn is not None:
+            return self.role.arn.rsplit("/", 1)[-1]
         return self.role.name or default_role_name(namespace, name)
+
+    def effective_role_path(self) -> str:
+        if self.role.arn is not None:
+            path = self.role.arn.split(":role", 1)[1]
+            return path[: path.rfind("/") + 1]
+        return self.role.path
+
+    @property
+    def observe_only(self) -> bool:
+        return self.management_policy == "Observe"
 
 
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -477,6 +574,50 @@ class AppliedIntegration(_Model):
     enabled: bool | None = Field(default=None, description="Whether the integration was last enabled or disabled.")
 
 
+class AdoptedObject(_Model):
+    """One object the operator took over (spec.adopt)."""
+
+    name: str = Field(description="The role's ARN or the integration's id.")
+    time: str = Field(description="When it was adopted (RFC 3339).", json_schema_extra={"format": "date-time"})
+    previous_owner: Literal["none", "restore", "integration"] = Field(
+        description=(
+            "What it carried before: none (no ownership tag), restore (this namespace and name's tags under an older "
+            "UID), integration (an OpsRamp integration using another role)."
+        )
+    )
+
+
+class AdoptedStatus(_Model):
+    """What this resource adopted (spec.adopt)."""
+
+    role: AdoptedObject | None = Field(default=None, description="The IAM role taken over.")
+    integration: AdoptedObject | None = Field(default=None, description="The OpsRamp integration taken over.")
+
+
+class RotationStatus(_Model):
+    """Where an External ID rotation is; values never appear, only digests."""
+
+    phase: Literal["Overlapping", "Switching", "Verifying", "Completed", "RolledBack"] = Field(
+        description=(
+            "Overlapping: the trust policy accepts the old and the new External ID; Switching: OpsRamp is being moved "
+            "to the new one; Verifying: waiting for OpsRamp's verdict with the new one (Monitoring); Completed: the "
+            "old one is dropped; RolledBack: the rotation could not complete, the old one is back (see message)."
+        )
+    )
+    from_digest: str = Field(description="Digest of the External ID rotated from.")
+    to_digest: str = Field(description="Digest of the External ID rotated to.")
+    started_time: str = Field(
+        description="When the rotation started (RFC 3339).", json_schema_extra={"format": "date-time"}
+    )
+    message: str = Field(default="", max_length=4096, description="What happened (why it rolled back).")
+    request: str | None = Field(
+        default=None,
+        max_length=256,
+        description="The value of the rotate-external-id annotation this rotation answered, if any.",
+    )
+    count: int = Field(default=0, ge=0, description="Rotations completed by this resource.")
+
+
 class AWSIntegrationStatus(_Model):
     """Observed state, written only by the operator."""
 
@@ -515,6 +656,29 @@ class AWSIntegrationStatus(_Model):
         description=(
             "Managed policies the operator attached to the role (its own and spec.role.managedPolicyArns), so "
             "an ARN removed from the spec is detached while policies attached by others are left alone."
+        ),
+    )
+    external_id_digest: str | None = Field(
+        default=None,
+        description=(
+            "Digest of the External ID OpsRamp was last given (keyed by the resource's UID; never the value): how a "
+            "changed External ID is recognised."
+        ),
+    )
+    external_id_rotation: RotationStatus | None = Field(
+        default=None, description="The last or current External ID rotation."
+    )
+    handled_rotation_request: str | None = Field(
+        default=None,
+        max_length=256,
+        description="The value of the rotate-external-id annotation the operator last acted on.",
+    )
+    adopted: AdoptedStatus | None = Field(default=None, description="What was taken over through spec.adopt.")
+    differences: list[str] | None = Field(
+        default=None,
+        description=(
+            "managementPolicy Observe: every difference between AWS / OpsRamp and the spec, one per line "
+            "(what Manage would change)."
         ),
     )
     last_sync_time: str | None = Field(

@@ -187,3 +187,89 @@ def judge(
         f"OpsRamp reported no verdict on role {inputs.role_arn} within {inputs.grace_seconds:.0f}s (this tenant's "
         f"activity API does not report AWS role checks) and no failure; {detail}.",
     )
+
+
+@dataclass(frozen=True)
+class MonitoringPlan:
+    """What `ensure_enabled` and `ensure_discovery` would write (plans and Observe): one entry per write."""
+
+    action: str  # "enable", "disable", "create", "update", "delete"
+    target: str
+    fields: tuple[tuple[str, Any, Any], ...] = ()
+    operations: tuple[str, ...] = ()
+
+
+def plan_monitoring(
+    client: OpsRampClient, integration: InstalledIntegration | None, inputs: MonitoringInputs
+) -> list[MonitoringPlan]:
+    """Reads only: the enable/disable and discovery-profile writes a pass would make for `integration` (None: one
+    about to be installed, which starts enabled with no profile)."""
+    want = inputs.spec.enabled
+    plans: list[MonitoringPlan] = []
+    if integration is None:
+        if not want:
+            plans.append(
+                MonitoringPlan("disable", "the new integration", (("enabled", True, False),), ("opsramp:disable",))
+            )
+            return plans
+        request = discovery_request(inputs, "<new>")
+        plans.append(
+            MonitoringPlan(
+                "create", f"discovery profile {request.name!r}", _profile_fields(request), ("opsramp:create-profile",)
+            )
+        )
+        return plans
+    seen = integration.enabled
+    current = seen if seen is not None else (inputs.applied_enabled if inputs.applied_enabled is not None else True)
+    if current != want:
+        plans.append(
+            MonitoringPlan(
+                "enable" if want else "disable",
+                f"integration {integration.id}",
+                (("enabled", current, want),),
+                (f"opsramp:{'enable' if want else 'disable'}",),
+            )
+        )
+    if not want:
+        return plans
+    request = discovery_request(inputs, integration.id)
+    profile: Mapping[str, Any] | None = None
+    if inputs.recorded_profile_id is not None:
+        profile = client.get_profile(inputs.recorded_profile_id)
+        if profile is not None and not belongs_to(profile, request):
+            plans.append(
+                MonitoringPlan(
+                    "delete", f"discovery profile {inputs.recorded_profile_id}", (), ("opsramp:delete-profile",)
+                )
+            )
+            profile = None
+    if profile is None:
+        found = [p for p in client.find_profiles(request.name) if belongs_to(p, request)]
+        profile = found[0] if found else None
+    if profile is None:
+        plans.append(
+            MonitoringPlan(
+                "create", f"discovery profile {request.name!r}", _profile_fields(request), ("opsramp:create-profile",)
+            )
+        )
+        return plans
+    diffs = profile_differences(profile, request)
+    if diffs:
+        plans.append(
+            MonitoringPlan(
+                "update",
+                f"discovery profile {profile.get('id')}",
+                tuple((d, "differs", "as the spec says") for d in diffs),
+                ("opsramp:update-profile",),
+            )
+        )
+    return plans
+
+
+def _profile_fields(request: DiscoveryRequest) -> tuple[tuple[str, Any, Any], ...]:
+    return (
+        ("resource types", None, list(request.resource_types)),
+        ("tags", None, dict(request.tags)),
+        ("schedule", None, f"{request.pattern_type} {request.pattern} from {request.start_time}"),
+        ("manage devices", None, request.manage_devices),
+    )

@@ -37,18 +37,23 @@ _LABEL_FIELDS: Final = ("Sid",)
 _PARTITION_RE: Final = re.compile(r"^aws(-[a-z]+)*$")
 
 
-def trust_policy(opsramp_account_id: str, external_id: str, partition: str = "aws") -> PolicyDocument:
+def trust_policy(
+    opsramp_account_id: str, external_id: str, partition: str = "aws", *, also_accept: Sequence[str] = ()
+) -> PolicyDocument:
     """Return the trust policy that lets OpsRamp's account assume the role only with our External ID.
 
-    The principal is in the role's own partition (an aws-cn role can only trust an aws-cn account).
+    The principal is in the role's own partition (an aws-cn role can only trust an aws-cn account). `also_accept`:
+    External IDs accepted besides `external_id` (the old one while a rotation overlaps both).
     """
     if not _PARTITION_RE.match(partition):
         raise ValueError(f"{partition!r} is not an AWS partition")
     if not isinstance(opsramp_account_id, str) or not _ACCOUNT_ID_RE.match(opsramp_account_id):
         raise ValueError("OpsRamp account id must be 12 digits")
     # The value itself never goes into the message: it is a secret.
-    if not isinstance(external_id, str) or not _EXTERNAL_ID_RE.match(external_id):
-        raise ValueError("External ID must be 2-1224 characters of letters, digits and +=,.@:/-_")
+    for value in (external_id, *also_accept):
+        if not isinstance(value, str) or not _EXTERNAL_ID_RE.match(value):
+            raise ValueError("External ID must be 2-1224 characters of letters, digits and +=,.@:/-_")
+    accepted = sorted({*also_accept, external_id})
     return {
         "Version": POLICY_VERSION,
         "Statement": [
@@ -56,7 +61,7 @@ def trust_policy(opsramp_account_id: str, external_id: str, partition: str = "aw
                 "Effect": "Allow",
                 "Principal": {"AWS": f"arn:{partition}:iam::{opsramp_account_id}:root"},
                 "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+                "Condition": {"StringEquals": {"sts:ExternalId": accepted[0] if len(accepted) == 1 else accepted}},
             }
         ],
     }
@@ -375,3 +380,165 @@ def load_opsramp_policy() -> PolicyDocument:
 @lru_cache(maxsize=1)
 def _opsramp_policy_text() -> str:
     return resources.files(_PACKAGE).joinpath("data", _OPSRAMP_POLICY_FILE).read_text(encoding="utf-8")
+
+
+# --- judging documents someone else wrote: trust (adoption, a brought role) and permissions (a brought role) ---
+
+_ASSUME_ACTIONS: Final = ("sts:assumerole",)
+
+
+def _action_matches(pattern: str, action: str) -> bool:
+    """IAM's action matching: case-insensitive, `*` any run of characters, `?` one character."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern.lower())
+    return re.fullmatch(regex, action.lower()) is not None
+
+
+def _statement_actions(stmt: Mapping[str, Any], action: str) -> bool:
+    """Does the statement's Action (or NotAction) cover `action`?"""
+    if "Action" in stmt:
+        return any(_action_matches(str(a), action) for a in _as_list(stmt["Action"]))
+    if "NotAction" in stmt:
+        return not any(_action_matches(str(a), action) for a in _as_list(stmt["NotAction"]))
+    return False
+
+
+def _principal_entries(principal: Any) -> list[str]:
+    """Every principal a statement names, as text ("*", ARNs, "service:...", "federated:...")."""
+    if principal == "*":
+        return ["*"]
+    if not isinstance(principal, Mapping):
+        return [str(principal)]
+    found: list[str] = []
+    for kind, ids in principal.items():
+        for value in _as_list(ids):
+            text = str(value)
+            if kind == "AWS":
+                found.append(f"arn:aws:iam::{text}:root" if _ACCOUNT_ID_RE.match(text) else text)
+            else:
+                found.append(f"{str(kind).lower()}:{text}")
+    return found
+
+
+def _account_root(entry: str, accounts: Iterable[str]) -> bool:
+    return any(re.fullmatch(rf"arn:aws(-[a-z]+)*:iam::{a}:root", entry) for a in accounts)
+
+
+def _requires_external_id(condition: Any, external_id: str | None) -> tuple[bool, bool]:
+    """(requires some External ID exactly, admits `external_id`) for a statement's Condition block."""
+    if not isinstance(condition, Mapping):
+        return False, False
+    required = False
+    admits = True
+    for operator, clauses in condition.items():
+        if not isinstance(clauses, Mapping):
+            continue
+        for key, values in clauses.items():
+            if str(key).lower() != "sts:externalid":
+                continue
+            if str(operator) == "StringEquals":
+                required = True
+                admits = admits and external_id is not None and external_id in {str(v) for v in _as_list(values)}
+            else:
+                # StringLike, ForAnyValue... and friends: not an exact requirement (a wildcard admits anyone's).
+                admits = False
+    return required, required and admits
+
+
+def trust_problems(
+    policy: Mapping[str, Any], opsramp_accounts: Sequence[str], external_id: str | None
+) -> tuple[bool, list[str]]:
+    """(admits OpsRamp with this External ID, the problems) of a trust policy someone else wrote.
+
+    The first answer is the proof a role is meant for this resource: an Allow of sts:AssumeRole to an allowed OpsRamp
+    account on the condition that the External ID equals this resource's (a secret only its owner knows). Only when it
+    holds are the other problems listed (principals besides OpsRamp's, OpsRamp admitted without the External ID):
+    another tenant's role must not be described to whoever names it. No External ID value ever appears.
+    """
+    admits = False
+    problems: list[str] = []
+    for stmt in _statements(parse_policy(policy)):
+        if stmt.get("Effect") != "Allow" or not any(_statement_actions(stmt, a) for a in _ASSUME_ACTIONS):
+            continue
+        if "NotPrincipal" in stmt:
+            problems.append("a statement uses NotPrincipal (it admits everyone it does not name)")
+            continue
+        entries = _principal_entries(stmt.get("Principal"))
+        required, ours = _requires_external_id(stmt.get("Condition"), external_id)
+        opsramp = [e for e in entries if _account_root(e, opsramp_accounts)]
+        others = [e for e in entries if e not in opsramp]
+        if opsramp and ours:
+            admits = True
+        if opsramp and not required:
+            problems.append(f"it admits {', '.join(opsramp)} without requiring the External ID (sts:ExternalId)")
+        for entry in others:
+            problems.append(f"it also admits {entry}")
+    return admits, list(dict.fromkeys(problems))
+
+
+def _covers_everything(stmt: Mapping[str, Any]) -> bool:
+    """An Allow that counts as granting an action: on every resource, without a condition."""
+    return (
+        "Condition" not in stmt
+        and "NotResource" not in stmt
+        and "*" in [str(r) for r in _as_list(stmt.get("Resource"))]
+    )
+
+
+def missing_actions(
+    required: Iterable[str], grants: Sequence[Mapping[str, Any]], boundary: Mapping[str, Any] | None = None
+) -> list[str]:
+    """The `required` actions the `grants` documents do not allow on every resource (or that a Deny or the
+    permissions `boundary` takes away), in the order given.
+
+    Conservative where IAM would need the request to decide: an Allow with a Condition or a narrower Resource does
+    not count as granting, and any Deny naming the action counts as denying. (IAM's policy simulator does this for
+    real; moto has none, and the operator would need one more permission for it.)
+    """
+    allow = [s for doc in grants for s in _statements(parse_policy(doc)) if s.get("Effect") == "Allow"]
+    deny = [s for doc in grants for s in _statements(parse_policy(doc)) if s.get("Effect") == "Deny"]
+    fence = [] if boundary is None else _statements(parse_policy(boundary))
+    missing: list[str] = []
+    for action in dict.fromkeys(required):
+        granted = any(_covers_everything(s) and _statement_actions(s, action) for s in allow)
+        denied = any(_statement_actions(s, action) for s in deny)
+        if boundary is not None:
+            granted = granted and any(
+                s.get("Effect") == "Allow" and _covers_everything(s) and _statement_actions(s, action) for s in fence
+            )
+            denied = denied or any(s.get("Effect") == "Deny" and _statement_actions(s, action) for s in fence)
+        if not granted or denied:
+            missing.append(action)
+    return missing
+
+
+def required_actions(doc: Mapping[str, Any]) -> list[str]:
+    """The actions a policy's Allow statements name, in document order, as written (OpsRamp's read-only policy)."""
+    found: list[str] = []
+    for stmt in _statements(parse_policy(doc)):
+        if stmt.get("Effect") == "Allow" and "Action" in stmt:
+            found.extend(str(a) for a in _as_list(stmt["Action"]))
+    return list(dict.fromkeys(found))
+
+
+def mask_external_ids(doc: Mapping[str, Any], names: Mapping[str, str] | None = None) -> PolicyDocument:
+    """A copy of a trust policy fit to show: every sts:ExternalId value replaced by a label (`names` maps values to
+    labels such as "<this resource's External ID>"; any other value becomes "<another External ID>")."""
+    out = parse_policy(doc)
+    labels = dict(names or {})
+    for stmt in _statements(out):
+        condition = stmt.get("Condition") if isinstance(stmt, dict) else None
+        if not isinstance(condition, dict):
+            continue
+        for clauses in condition.values():
+            if not isinstance(clauses, dict):
+                continue
+            for key in list(clauses):
+                if str(key).lower() == "sts:externalid":
+                    values = [labels.get(str(v), "<another External ID>") for v in _as_list(clauses[key])]
+                    clauses[key] = values[0] if len(values) == 1 else sorted(values)
+    return out
+
+
+def policy_text(doc: Mapping[str, Any]) -> str:
+    """A document as stable, indented JSON (for diffs a person reads)."""
+    return json.dumps(parse_policy(doc), indent=2, sort_keys=True, ensure_ascii=False)

@@ -27,12 +27,26 @@ from pydantic import ValidationError
 from . import metrics, redaction
 from .aws import AwsAccount, AwsSessions, known_regions
 from .conditions import PassResult, Step, format_time
-from .constants import API_VERSION, GROUP, KIND, MANAGED_BY_VALUE, SECRET_WATCH_LABEL, TAG_OWNER_UID
+from .constants import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    MANAGED_BY_VALUE,
+    ROTATE_ANNOTATION,
+    SECRET_WATCH_LABEL,
+    TAG_OWNER_UID,
+)
 from .errors import NeedsAttention, NotOwned, OperatorError, TransientError
-from .integrations import Applied, check_display_name_free, ensure_integration, remove_integration
+from .integrations import (
+    Applied,
+    check_display_name_free,
+    ensure_integration,
+    plan_integration,
+    remove_integration,
+)
 from .kube import OwnerReference, SecretData, Secrets
 from .models import EXTERNAL_ID_PATTERN, AWSIntegrationSpec, AwsSpec, OpsRampSpec, label_value
-from .monitoring import MonitoringInputs, ensure_discovery, ensure_enabled, judge
+from .monitoring import MonitoringInputs, ensure_discovery, ensure_enabled, judge, plan_monitoring
 from .opsramp import (
     AwsIntegrationRequest,
     InstalledIntegration,
@@ -41,8 +55,10 @@ from .opsramp import (
     OpsRampTimeouts,
     get_client,
 )
-from .policies import load_opsramp_policy, trust_policy
+from .planning import PlannedChange, ResourcePlan, integration_change, monitoring_changes, role_changes
+from .policies import load_opsramp_policy, required_actions, trust_policy
 from .roles import (
+    Adoption,
     DesiredRole,
     Owner,
     RoleOutcome,
@@ -50,8 +66,12 @@ from .roles import (
     delete_role,
     ensure_role,
     ensure_role_usable,
+    plan_role,
+    trust_external_ids,
     validate_desired,
+    verify_role,
 )
+from .rotation import ROLLBACK_REASONS, Rotation, RotationState
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,6 +84,8 @@ GENERATED_EXTERNAL_ID_LENGTH = 48
 MIN_EXTERNAL_ID_LENGTH = 16
 # Letters and digits: inside IAM's External ID set and safe to paste anywhere.
 _EXTERNAL_ID_ALPHABET = string.ascii_letters + string.digits
+# Stands in for an External ID the operator has not generated yet, in plans (always shown masked).
+PLACEHOLDER_EXTERNAL_ID = "not-yet-generated-External-ID-0000"
 _ROLE_ARN = re.compile(r"^arn:[^:]+:iam::(?P<account>[0-9]{12}):role(?P<path>/(?:.*/)?)(?P<name>[^/]+)$")
 
 
@@ -74,6 +96,8 @@ class ResourceRef:
     namespace: str
     name: str
     uid: str
+    # The rotate-external-id annotation's value (a new value asks for a rotation, or another try after a rollback).
+    rotate_request: str | None = None
 
     @property
     def owner(self) -> Owner:
@@ -229,6 +253,10 @@ class Service:
         self._secret_users: dict[tuple[str, str], set[str]] = {}
         self._secrets_of: dict[str, set[tuple[str, str]]] = {}
         self._deleting: dict[str, float] = {}
+        # managementPolicy Observe resources (uid -> namespace, name): resynced by the operator's own loop, since
+        # kopf's timers put a finalizer on every resource they run for.
+        self._observed: dict[str, tuple[str, str]] = {}
+        self._gone: dict[str, None] = {}
 
     # --- concurrency: one pass per resource at a time (change handlers and the drift timer) -------------
 
@@ -295,6 +323,35 @@ class Service:
             users = set(self._secret_users.get((namespace, name), ()))
         for uid in users:
             self.nudge(uid)
+
+    # Resources deleted while kopf still runs a timer for them (see `mark_gone`): at most this many remembered.
+    GONE_MEMORY = 10_000
+
+    def mark_gone(self, uid: str) -> None:
+        """The resource is gone from the API server. A resource deleted without our finalizer (removed by hand, as
+        after a backup restore) leaves kopf's timer running on its last body: its passes must not re-create what it
+        had, so the timer asks `is_gone` first."""
+        with self._locks_guard:
+            self._gone[uid] = None
+            while len(self._gone) > self.GONE_MEMORY:
+                self._gone.pop(next(iter(self._gone)))
+
+    def is_gone(self, uid: str) -> bool:
+        with self._locks_guard:
+            return uid in self._gone
+
+    def track_observed(self, uid: str, namespace: str, name: str, observed: bool) -> None:
+        with self._locks_guard:
+            if observed:
+                self._observed[uid] = (namespace, name)
+            else:
+                self._observed.pop(uid, None)
+
+    def observed_due(self) -> list[tuple[str, str, str]]:
+        """(uid, namespace, name) of the Observe resources whose resync is due now."""
+        with self._locks_guard:
+            tracked = list(self._observed.items())
+        return [(uid, ns, name) for uid, (ns, name) in tracked if self.pass_due(uid)]
 
     # How long a deleted resource still counts as "being deleted" for the credentials release (see handlers).
     DELETING_MEMORY_SECONDS = 300.0
@@ -381,16 +438,21 @@ class Service:
                 'spelling (e.g. us-east-1), or use ["All"].',
             )
 
-    def watched_secret(self, namespace: str, name: str) -> SecretData | None:
-        """A Secret the resource reads, labelled (once) so that the operator's Secret watch sees its changes."""
+    def watched_secret(self, namespace: str, name: str, *, watch: bool = True) -> SecretData | None:
+        """A Secret the resource reads, labelled (once) so that the operator's Secret watch sees its changes.
+
+        `watch=False` (Observe, plan) only reads: no label is added.
+        """
         secret = self.secrets.get(namespace, name)
-        if secret is not None and secret.labels.get(SECRET_WATCH_LABEL) != "true":
+        if watch and secret is not None and secret.labels.get(SECRET_WATCH_LABEL) != "true":
             self.secrets.add_label(namespace, secret, SECRET_WATCH_LABEL, "true")
         return secret
 
-    def credentials(self, spec: AWSIntegrationSpec, ref: ResourceRef, *, protect: bool) -> OpsRampCredentials:
+    def credentials(
+        self, spec: AWSIntegrationSpec, ref: ResourceRef, *, protect: bool, watch: bool = True
+    ) -> OpsRampCredentials:
         name = spec.opsramp.credentials_secret_ref.name
-        secret = self.watched_secret(ref.namespace, name)
+        secret = self.watched_secret(ref.namespace, name, watch=watch)
         if secret is None:
             raise NeedsAttention(
                 "CredentialsSecretNotFound",
@@ -423,26 +485,25 @@ class Service:
                 "changed in AWS or OpsRamp. See docs/upgrading.md.",
             )
 
-    def external_id(self, spec: AWSIntegrationSpec, ref: ResourceRef) -> tuple[str, str]:
-        """(External ID, name of the Secret holding it): the referenced Secret, or one we generate and own."""
+    def external_id(
+        self,
+        spec: AWSIntegrationSpec,
+        ref: ResourceRef,
+        status: Mapping[str, Any] | None = None,
+        result: PassResult | None = None,
+    ) -> tuple[str, str]:
+        """(External ID, name of the Secret holding it): the referenced Secret, or one we generate and own.
+
+        A new value of the rotate-external-id annotation replaces a generated External ID that already existed (the
+        rotation then moves the role and OpsRamp to it without a gap, see rotation.py).
+        """
         if spec.external_id_secret_ref is not None:
-            name = spec.external_id_secret_ref.name
-            secret = self.watched_secret(ref.namespace, name)
-            if secret is None:
-                raise NeedsAttention(
-                    "ExternalIdSecretNotFound",
-                    f"Secret {ref.namespace}/{name} (spec.externalIdSecretRef) does not exist: create it with key "
-                    "externalId holding the External ID from OpsRamp's 'Install AWS Integration' page.",
-                )
-            value = secret.data.get(EXTERNAL_ID_KEY, "")
-            if not value:
-                raise NeedsAttention(
-                    "ExternalIdSecretInvalid", f"Secret {ref.namespace}/{name} has no key externalId (or it is empty)."
-                )
-            check_external_id(value, f"Secret {ref.namespace}/{name} (spec.externalIdSecretRef)")
-            return value, name
+            return self._referenced_external_id(spec.external_id_secret_ref.name, ref, watch=True), (
+                spec.external_id_secret_ref.name
+            )
         name = generated_secret_name(ref.name)
         secret = self.watched_secret(ref.namespace, name)
+        created = secret is None
         if secret is None:
             value = generate_external_id()
             redaction.register(value)
@@ -469,14 +530,55 @@ class Service:
                 f"Secret {ref.namespace}/{name} no longer holds a valid generated External ID: delete it to "
                 "generate a new one.",
             )
+        handled = (status or {}).get("handledRotationRequest")
+        if ref.rotate_request is not None and ref.rotate_request != handled and not created:
+            value = generate_external_id()
+            redaction.register(value)
+            self.secrets.replace_data(ref.namespace, secret, {EXTERNAL_ID_KEY: value})
+            if result is not None:
+                result.changes.append(f"generated a new External ID in Secret {name} ({ROTATE_ANNOTATION})")
         return value, name
 
-    def account(self, spec: AWSIntegrationSpec, ref: ResourceRef) -> AwsAccount:
+    def _referenced_external_id(self, name: str, ref: ResourceRef, *, watch: bool) -> str:
+        secret = self.watched_secret(ref.namespace, name, watch=watch)
+        if secret is None:
+            raise NeedsAttention(
+                "ExternalIdSecretNotFound",
+                f"Secret {ref.namespace}/{name} (spec.externalIdSecretRef) does not exist: create it with key "
+                "externalId holding the External ID from OpsRamp's 'Install AWS Integration' page.",
+            )
+        value = secret.data.get(EXTERNAL_ID_KEY, "")
+        if not value:
+            raise NeedsAttention(
+                "ExternalIdSecretInvalid", f"Secret {ref.namespace}/{name} has no key externalId (or it is empty)."
+            )
+        check_external_id(value, f"Secret {ref.namespace}/{name} (spec.externalIdSecretRef)")
+        return value
+
+    def read_external_id(self, spec: AWSIntegrationSpec, ref: ResourceRef) -> tuple[str | None, str]:
+        """Like `external_id`, reading only: (None, name) when the operator would generate one now."""
+        if spec.external_id_secret_ref is not None:
+            name = spec.external_id_secret_ref.name
+            return self._referenced_external_id(name, ref, watch=False), name
+        name = generated_secret_name(ref.name)
+        secret = self.secrets.get(ref.namespace, name)
+        if secret is None:
+            return None, name
+        if ref.uid not in secret.owner_uids:
+            raise NotOwned(
+                f"Secret {ref.namespace}/{name} exists but is not owned by this AWSIntegration: delete it, or "
+                "put the External ID in a Secret of your own and set spec.externalIdSecretRef."
+            )
+        value = secret.data.get(EXTERNAL_ID_KEY, "")
+        redaction.register(value)
+        return (value or None), name
+
+    def account(self, spec: AWSIntegrationSpec, ref: ResourceRef, *, watch: bool = True) -> AwsAccount:
         """Where the role lives: the operator's own credentials, or spec.aws.assumeRoleArn (already allowed)."""
         external_id = None
         if spec.aws.assume_role_arn and spec.aws.external_id_secret_ref is not None:
             name = spec.aws.external_id_secret_ref.name
-            secret = self.watched_secret(ref.namespace, name)
+            secret = self.watched_secret(ref.namespace, name, watch=watch)
             if secret is None:
                 raise NeedsAttention(
                     "ExternalIdSecretNotFound",
@@ -508,11 +610,12 @@ class Service:
         opsramp_account: str,
         external_id: str,
         partition: str = "aws",
+        also_accept: tuple[str, ...] = (),
     ) -> DesiredRole:
         return DesiredRole(
             name=spec.effective_role_name(ref.namespace, ref.name),
             path=spec.role.path,
-            trust_policy=trust_policy(opsramp_account, external_id, partition),
+            trust_policy=trust_policy(opsramp_account, external_id, partition, also_accept=also_accept),
             max_session_duration=spec.role.max_session_duration,
             permissions_boundary_arn=self.settings.guardrails.permissions_boundary(spec.role.permissions_boundary_arn),
             tags=dict(spec.role.tags),
@@ -532,6 +635,9 @@ class Service:
             result.suspended = True
             return
         status = self.with_recorded_ids(ref.uid, status)
+        if spec.observe_only:
+            self.observe(spec, ref, status, result)
+            return
         recorded_id = status.get("integrationId") or None
         previous_arn = status.get("roleArn") or None
         display_name = spec.effective_display_name(ref.namespace, ref.name)
@@ -550,24 +656,24 @@ class Service:
             account = self.account(spec, ref)
             result.account_id = check_account(account, spec.aws.account_id)
             role_name = spec.effective_role_name(ref.namespace, ref.name)
-            role_arn = f"arn:{account.partition()}:iam::{result.account_id}:role{spec.role.path}{role_name}"
+            role_arn = self.role_arn(spec, ref, account, result.account_id)
         our_arns = {role_arn} | ({previous_arn} if previous_arn else set())
         observed = None
         with step(result, "integration"):
             if recorded_id:
                 # A cheap non-paged read that also proves the credentials work (and is reused below).
                 observed = client.get(recorded_id)
-            else:
+            elif not spec.adopt.integration:
                 check_display_name_free(client, display_name, result.account_id, our_arns, recorded_id)
 
         # 2. External ID (the first write: a Secret we own), then the role.
         with step(result, "role"):
-            external_id, secret_name = self.external_id(spec, ref)
+            external_id, secret_name = self.external_id(spec, ref, status, result)
             result.external_id_secret_name = secret_name
-            desired = self.desired_role(spec, ref, opsramp_account, external_id, account.partition())
-            validate_desired(desired)
-            outcome = ensure_role(account, desired, previously_attached=tuple(status.get("attachedPolicyArns") or ()))
-            result.attached_policy_arns = list(outcome.policy_arns)
+            rotation = self.rotation(spec, ref, status, account, role_name, external_id)
+            result.rotation = rotation.status
+            result.handled_rotation_request = ref.rotate_request
+            outcome = self._ensure_role(spec, ref, status, account, opsramp_account, rotation.trust, result)
             result.role = "done"
             renamed = previous_arn is not None and previous_arn != outcome.arn
             # status.roleArn names the role the integration uses: after a rename it keeps the old one until the
@@ -579,41 +685,187 @@ class Service:
                     f"IAM role {outcome.arn} matches the spec; the integration moves to it from {previous_arn}, "
                     "which is deleted afterwards."
                 )
-            result.policy_digest = outcome.policy_digest
             result.changes.extend(outcome.changes)
             our_arns.add(outcome.arn)
 
+        # 3-5. The integration (moved to the new External ID once the role accepts both), then OpsRamp's view.
+        try:
+            self._integration_and_monitoring(
+                spec,
+                ref,
+                status,
+                result,
+                client,
+                account,
+                outcome,
+                rotation,
+                recorded_id,
+                observed,
+                our_arns,
+                previous_arn,
+                display_name,
+            )
+        except NeedsAttention as exc:
+            if not rotation.switching or exc.reason not in ROLLBACK_REASONS:
+                raise
+            # The rotation cannot complete: back to the old External ID (OpsRamp, then the trust), and say why.
+            self._roll_back(spec, ref, status, result, client, account, opsramp_account, rotation, exc, display_name)
+            return
+        # 6. A rotation OpsRamp is shown to work with: drop the old External ID from the trust.
+        if rotation.switching and result.monitoring == "done":
+            with step(result, "role"):
+                done = rotation.completed()
+                self._ensure_role(spec, ref, status, account, opsramp_account, done.trust, result)
+                result.rotation = done.status
+                result.notices.append(
+                    (
+                        "ExternalIdRotated",
+                        f"OpsRamp works with the new External ID ({done.to_digest}); the old one "
+                        f"({done.from_digest}) was dropped from the trust policy of {outcome.arn}.",
+                    )
+                )
+        if rotation.holding:
+            with step(result, "integration"):
+                raise NeedsAttention(
+                    "ExternalIdRotationFailed",
+                    str(
+                        (status.get("externalIdRotation") or {}).get("message")
+                        or "The External ID rotation was rolled back."
+                    ),
+                )
+
+    def _ensure_role(
+        self,
+        spec: AWSIntegrationSpec,
+        ref: ResourceRef,
+        status: Mapping[str, Any],
+        account: AwsAccount,
+        opsramp_account: str,
+        trust: tuple[str, ...],
+        result: PassResult,
+    ) -> RoleOutcome:
+        """The role with `trust` (External IDs it accepts, the one to keep first): ours, adopted, or brought."""
+        if spec.role.arn is not None:
+            return verify_role(
+                account,
+                spec.role.arn,
+                opsramp_accounts=(opsramp_account,),
+                external_id=trust[0],
+                required_actions=required_actions(load_opsramp_policy()),
+                owner=ref.owner,
+            )
+        desired = self.desired_role(spec, ref, opsramp_account, trust[0], account.partition(), also_accept=trust[1:])
+        validate_desired(desired)
+        outcome = ensure_role(
+            account,
+            desired,
+            previously_attached=tuple(status.get("attachedPolicyArns") or ()),
+            adoption=self.adoption(spec, opsramp_account, trust[0]),
+        )
+        result.attached_policy_arns = list(outcome.policy_arns)
+        result.policy_digest = outcome.policy_digest
+        if outcome.adopted is not None:
+            result.adopted_role = (outcome.arn, outcome.adopted)
+            result.notices.append(
+                (
+                    "Adopted",
+                    f"Adopted IAM role {outcome.arn} (spec.adopt.role; it had "
+                    + (
+                        "no ownership tag"
+                        if outcome.adopted == "none"
+                        else "the tags of this resource before a restore"
+                    )
+                    + "): its trust admits only OpsRamp's account with this resource's External ID; it is now tagged "
+                    "and managed as this resource's.",
+                )
+            )
+        return outcome
+
+    def adoption(self, spec: AWSIntegrationSpec, opsramp_account: str, external_id: str) -> Adoption:
+        return Adoption(
+            requested=spec.adopt.role,
+            opsramp_accounts=(opsramp_account,),
+            external_id=external_id,
+            allowed_policy_patterns=self.settings.guardrails.managed_policy_patterns,
+        )
+
+    def role_arn(self, spec: AWSIntegrationSpec, ref: ResourceRef, account: AwsAccount, account_id: str) -> str:
+        """The role's ARN; for a role brought or adopted, once the cluster's rules allow this namespace it."""
+        rules = self.settings.guardrails
+        if spec.role.arn is not None:
+            rules.check_existing_role(ref.namespace, spec.role.arn, "spec.role.arn")
+            parsed = parse_role_arn(spec.role.arn)
+            if parsed is None or parsed[0] != account_id:
+                raise NeedsAttention(
+                    "AccountMismatch",
+                    f"spec.role.arn {spec.role.arn} is not in account {account_id}, where the operator acts for this "
+                    "resource (spec.aws); nothing was written. Name a role in that account, or set spec.aws.",
+                )
+            return spec.role.arn
+        name = spec.effective_role_name(ref.namespace, ref.name)
+        arn = f"arn:{account.partition()}:iam::{account_id}:role{spec.role.path}{name}"
+        if spec.adopt.role:
+            rules.check_existing_role(ref.namespace, arn, "spec.adopt.role")
+        return arn
+
+    def _integration_and_monitoring(
+        self,
+        spec: AWSIntegrationSpec,
+        ref: ResourceRef,
+        status: Mapping[str, Any],
+        result: PassResult,
+        client: OpsRampClient,
+        account: AwsAccount,
+        outcome: RoleOutcome,
+        rotation: Rotation,
+        recorded_id: str | None,
+        observed: InstalledIntegration | None,
+        our_arns: set[str],
+        previous_arn: str | None,
+        display_name: str,
+    ) -> None:
         # 3. Wait out IAM's propagation, then the integration.
         with step(result, "integration"):
             ensure_role_usable(outcome, self.clock(), self.settings.role_settle_seconds)
             applied = Applied.from_status(status.get("appliedIntegration"))
             request = AwsIntegrationRequest(
                 display_name=display_name,
-                account_number=result.account_id,
+                account_number=result.account_id or outcome.account_id,
                 role_arn=outcome.arn,
-                external_id=external_id,
+                external_id=rotation.send,
                 regions=tuple(spec.regions),
                 install_all_linked_accounts=spec.install_all_linked_accounts,
                 send_linked_accounts=bool(applied and applied.install_all_linked_accounts),
             )
-            # The integration is sent the External ID again only when it really changed (the role trusted
-            # another one before this pass), not whenever the trust policy was repaired.
-            previous_ids = outcome.previous_external_ids
-            external_id_changed = bool(previous_ids) and external_id not in (previous_ids or ())
+            if rotation.switching:
+                result.rotation = rotation.phase("Switching").status
             try:
                 integration = ensure_integration(
                     client,
                     request,
                     recorded_id,
                     our_arns,
-                    force_credentials=external_id_changed,
+                    force_credentials=rotation.force,
                     observed=observed,
                     applied=applied,
+                    adopt=spec.adopt.integration,
                 )
             except TransientError as exc:
                 raise self._escalate_assume_failure(exc, outcome, spec) from None
             result.integration = "done"
             result.integration_id = integration.integration.id
+            result.external_id_digest = rotation.send_digest
+            if rotation.switching:
+                result.rotation = rotation.phase("Verifying").status
+            if integration.adopted:
+                result.adopted_integration = integration.integration.id
+                result.notices.append(
+                    (
+                        "Adopted",
+                        f"Adopted OpsRamp integration {integration.integration.id} (spec.adopt.integration): it now "
+                        f"uses role {outcome.arn} and is managed as this resource's.",
+                    )
+                )
             self._remember(ref.uid, "integrationId", integration.integration.id)
             result.changes.extend(integration.changes)
             applied_status = Applied.of(request).to_status()
@@ -655,6 +907,297 @@ class Service:
                 (verdict_since, credentials_since),
                 display_name,
             )
+
+    def _roll_back(
+        self,
+        spec: AWSIntegrationSpec,
+        ref: ResourceRef,
+        status: Mapping[str, Any],
+        result: PassResult,
+        client: OpsRampClient,
+        account: AwsAccount,
+        opsramp_account: str,
+        rotation: Rotation,
+        cause: NeedsAttention,
+        display_name: str,
+    ) -> None:
+        """OpsRamp back on the old External ID first (the trust still accepts both), then the trust on it alone."""
+        back = rotation.rolled_back(cause)
+        result.rotation = back.status
+        result.error = None
+        result.failed_step = None
+        applied = Applied.from_status(status.get("appliedIntegration"))
+        with step(result, "integration"):
+            arn = result.role_arn or ""
+            request = AwsIntegrationRequest(
+                display_name=display_name,
+                account_number=result.account_id or "",
+                role_arn=arn,
+                external_id=back.send,
+                regions=tuple(spec.regions),
+                install_all_linked_accounts=spec.install_all_linked_accounts,
+                send_linked_accounts=bool(applied and applied.install_all_linked_accounts),
+            )
+            integration = ensure_integration(
+                client,
+                request,
+                result.integration_id or status.get("integrationId") or None,
+                {arn},
+                force_credentials=True,
+                applied=applied,
+            )
+            result.integration_id = integration.integration.id
+            result.external_id_digest = back.send_digest
+            result.changes.extend(integration.changes)
+            result.credentials_applied_time = format_time(self.clock())
+        with step(result, "role"):
+            self._ensure_role(spec, ref, status, account, opsramp_account, back.trust, result)
+        raise NeedsAttention("ExternalIdRotationFailed", str((back.status or {}).get("message")))
+
+    # --- External ID rotation -----------------------------------------------------------------------------
+
+    def rotation(
+        self,
+        spec: AWSIntegrationSpec,
+        ref: ResourceRef,
+        status: Mapping[str, Any],
+        account: AwsAccount,
+        role_name: str,
+        external_id: str,
+    ) -> Rotation:
+        """Where this pass stands in an External ID rotation (see rotation.py); reads the role only mid-rotation."""
+        previous = status.get("externalIdRotation") if isinstance(status.get("externalIdRotation"), Mapping) else None
+        applied = status.get("externalIdDigest") if isinstance(status.get("externalIdDigest"), str) else None
+        handled = (
+            status.get("handledRotationRequest") if isinstance(status.get("handledRotationRequest"), str) else None
+        )
+        state = RotationState.of(ref.uid, external_id, applied, previous, ref.rotate_request, handled, self.clock())
+        if not state.needs_trust or spec.role.arn is not None:
+            # Steady (or a role someone else manages, whose trust is theirs to change): no extra read.
+            return state.decide(None, brought=spec.role.arn is not None)
+        role = account.iam.get_role(role_name)
+        return state.decide(trust_external_ids(role.trust_policy) if role is not None else frozenset())
+
+    # --- Observe and plan: the same reads as a pass, and no write ----------------------------------------------
+
+    def plan(self, spec: AWSIntegrationSpec, ref: ResourceRef, status: Mapping[str, Any]) -> ResourcePlan:
+        """What a Manage pass would write now, from reads only, by the reconcilers' own rules (Observe, `plan`).
+
+        Errors a pass would stop on before its first write (bad credentials, guardrails, ...) are raised; the ones
+        it would stop on at an object (NotOwned, AdoptionRefused, a brought role's checks) go to `blocked`.
+        """
+        plan = ResourcePlan(ref.namespace, ref.name)
+        recorded_id = status.get("integrationId") or None
+        previous_arn = status.get("roleArn") or None
+        display_name = spec.effective_display_name(ref.namespace, ref.name)
+        self.check_guardrails(spec, ref)
+        self.check_external_id_source(spec, ref)
+        opsramp_account = self.opsramp_account_id(spec)
+        self.check_regions(spec)
+        client = self.client(spec, self.credentials(spec, ref, protect=False, watch=False))
+        account = self.account(spec, ref, watch=False)
+        account_id = check_account(account, spec.aws.account_id)
+        role_arn = self.role_arn(spec, ref, account, account_id)
+        role_name = spec.effective_role_name(ref.namespace, ref.name)
+        our_arns = {role_arn} | ({previous_arn} if previous_arn else set())
+        observed = client.get(recorded_id) if recorded_id else None
+
+        external_id, secret_name = self.read_external_id(spec, ref)
+        labels: dict[str, str] = {}
+        if external_id is None:
+            plan.changes.append(
+                PlannedChange(
+                    "kubernetes",
+                    "create",
+                    f"Secret {ref.namespace}/{secret_name}",
+                    (),
+                    ("kubernetes:create-secret",),
+                    "holding a generated External ID",
+                )
+            )
+            external_id = PLACEHOLDER_EXTERNAL_ID
+            labels[external_id] = "<the External ID to be generated>"
+        else:
+            labels[external_id] = "<this resource's External ID>"
+        rotation = self.rotation(spec, ref, status, account, role_name, external_id)
+        for value in rotation.trust[1:]:
+            labels[value] = "<the External ID OpsRamp has now>"
+        if rotation.switching:
+            plan.notes.append(
+                "External ID rotation: the trust accepts the old and the new External ID, OpsRamp moves to the new "
+                "one, and the old one is dropped once OpsRamp works with it"
+            )
+        elif rotation.holding:
+            plan.notes.append("External ID rotation rolled back: running on the old External ID")
+
+        role_changes_before = len(plan.changes)
+        if spec.role.arn is not None:
+            try:
+                self._ensure_role(spec, ref, status, account, opsramp_account, rotation.trust, PassResult())
+            except NeedsAttention as exc:
+                plan.blocked.append(("role", exc))
+            planned_arn = spec.role.arn
+            role_exists = True
+        else:
+            desired = self.desired_role(
+                spec, ref, opsramp_account, rotation.trust[0], account.partition(), also_accept=rotation.trust[1:]
+            )
+            validate_desired(desired)
+            role_plan = plan_role(
+                account,
+                desired,
+                previously_attached=tuple(status.get("attachedPolicyArns") or ()),
+                adoption=self.adoption(spec, opsramp_account, rotation.trust[0]),
+                strict=False,
+            )
+            if role_plan.blocked is not None:
+                plan.blocked.append(("role", role_plan.blocked))
+            plan.changes.extend(role_changes(role_plan, labels))
+            planned_arn = role_plan.role.arn if role_plan.role is not None else role_arn
+            role_exists = role_plan.role is not None
+        our_arns.add(planned_arn)
+        if previous_arn and previous_arn != planned_arn and (parsed := parse_role_arn(previous_arn)) is not None:
+            plan.changes.append(
+                PlannedChange(
+                    "iam",
+                    "delete",
+                    f"role {parsed[2]}",
+                    (),
+                    ("iam:DeleteRole",),
+                    "the role before the rename, once the integration has moved",
+                )
+            )
+        plan.role_changes = len(plan.changes) - role_changes_before
+
+        applied = Applied.from_status(status.get("appliedIntegration"))
+        request = AwsIntegrationRequest(
+            display_name=display_name,
+            account_number=account_id,
+            role_arn=planned_arn,
+            external_id=rotation.send,
+            regions=tuple(spec.regions),
+            install_all_linked_accounts=spec.install_all_linked_accounts,
+            send_linked_accounts=bool(applied and applied.install_all_linked_accounts),
+        )
+        try:
+            found = plan_integration(
+                client,
+                request,
+                recorded_id,
+                our_arns,
+                force_credentials=rotation.force and role_exists,
+                observed=observed,
+                applied=applied,
+                adopt=spec.adopt.integration,
+            )
+        except NeedsAttention as exc:
+            plan.blocked.append(("integration", exc))
+            return plan
+        change = integration_change(found, display_name)
+        if change is not None:
+            plan.changes.append(change)
+        current = found.current if found.action in ("none", "update") else None
+        recorded_profile = status.get("discoveryProfileId")
+        inputs = self._monitoring_inputs(
+            spec,
+            display_name,
+            status,
+            recorded_profile if found.how == "recorded" and isinstance(recorded_profile, int) else None,
+            planned_arn,
+        )
+        plan.changes.extend(monitoring_changes(plan_monitoring(client, current, inputs)))
+        if current is not None and current.enabled is not False:
+            verdict = client.verdict(current.id, 0.0)
+            plan.verdict = verdict
+            if verdict is not None:
+                plan.notes.append(
+                    f"OpsRamp's last verdict on the role: {'assumed it' if verdict.ok else 'could not assume it'}"
+                    + ("" if verdict.ok else f" ({verdict.message})")
+                )
+        plan.integration_id = current.id if current is not None else None
+        return plan
+
+    def observe(
+        self, spec: AWSIntegrationSpec, ref: ResourceRef, status: Mapping[str, Any], result: PassResult
+    ) -> None:
+        """managementPolicy Observe: read both sides, report every difference from the spec, write nothing."""
+        result.observing = True
+        with step(result, "role"):
+            plan = self.plan(spec, ref, status)
+        result.differences = plan.differences()
+        by_side: dict[str, list[str]] = {"role": [], "integration": [], "monitoring": []}
+        for side, blocked in plan.blocked:
+            by_side[side].append(f"Manage would stop here: {blocked.reason}: {blocked.message}")
+        for index, change in enumerate(plan.changes):
+            if change.system in ("iam", "kubernetes") or index < plan.role_changes:
+                side = "role"
+            elif change.target.startswith("integration"):
+                side = "integration"
+            else:
+                side = "monitoring"
+            by_side[side].extend(change.lines())
+        verdict = plan.verdict
+        monitoring: tuple[str, str, str]
+        if plan.integration_id is None:
+            monitoring = ("Unknown", "NoIntegration", "No OpsRamp integration of this resource to judge.")
+        elif by_side["monitoring"]:
+            monitoring = ("False", "MonitoringDiffers", "; ".join(by_side["monitoring"]))
+        elif verdict is None:
+            monitoring = (
+                "Unknown",
+                "NoVerdict",
+                f"OpsRamp has reported no verdict on integration {plan.integration_id}.",
+            )
+        elif verdict.ok:
+            monitoring = (
+                "True",
+                "RoleAssumed",
+                f"OpsRamp reports it assumed the role of integration {plan.integration_id}.",
+            )
+        else:
+            monitoring = ("False", "OpsRampCannotAssumeRole", f"OpsRamp reports: {verdict.message}")
+        result.observed_conditions = [
+            (
+                "RoleReady",
+                "False" if by_side["role"] else "True",
+                "RoleDiffers" if by_side["role"] else "RoleMatches",
+                "; ".join(by_side["role"]) or "The IAM role matches the spec (Observe: nothing is written).",
+            ),
+            (
+                "IntegrationReady",
+                "False" if by_side["integration"] else "True",
+                "IntegrationDiffers" if by_side["integration"] else "IntegrationMatches",
+                "; ".join(by_side["integration"])
+                or f"OpsRamp integration {plan.integration_id} matches the spec (Observe: nothing is written).",
+            ),
+            ("Monitoring", *monitoring),
+        ]
+
+    def _monitoring_inputs(
+        self,
+        spec: AWSIntegrationSpec,
+        display_name: str,
+        status: Mapping[str, Any],
+        recorded_profile: int | None,
+        role_arn: str,
+    ) -> MonitoringInputs:
+        applied = status.get("appliedIntegration") or {}
+        return MonitoringInputs(
+            display_name=display_name,
+            spec=spec.monitoring,
+            recorded_profile_id=recorded_profile,
+            applied_enabled=applied.get("enabled") if isinstance(applied.get("enabled"), bool) else None,
+            verdict_since=None,
+            credentials_since=None,
+            settled=None,
+            now=time.time(),
+            grace_seconds=self.settings.monitoring_grace_seconds,
+            role_arn=role_arn,
+            role_last_changed=None,
+            assume_grace_seconds=self.settings.assume_grace_seconds,
+            generated_external_id=spec.external_id_secret_ref is None,
+            linked_accounts_requested=spec.install_all_linked_accounts,
+        )
 
     def _ensure_monitoring(
         self,

@@ -260,6 +260,10 @@ class OpsRampEmulator:
         """Enable or disable an integration as a person in the console would."""
         return self._state.set_enabled(tenant_id, integration_id, enabled)
 
+    def assume(self, role_arn: str, external_id: str) -> bool:
+        """Could OpsRamp assume `role_arn` with `external_id` now (the check its installs get)?"""
+        return self._checker.check(role_arn, external_id).ok
+
     def discovery_profiles(self, tenant_id: str) -> list[dict[str, Any]]:
         return self._state.list_profiles(tenant_id)
 

@@ -35,6 +35,7 @@ STRICT = {
         "allowedManagedPolicyArns": [ALLOWED_POLICY],
         "permissionsBoundaryArn": BOUNDARY,
         "namespaceTargets": {"*": ["default"], "team-b": [TARGET]},
+        "namespaceExistingRoles": {"*": None, "team-b": ["123456789012"]},
     },
 }
 LENIENT = {
@@ -62,6 +63,10 @@ ATTACKS: list[tuple[str, str, dict[str, Any], tuple[str, str]]] = [
      ("EndpointNotAllowed", "guardrails.allowedOpsRampHosts")),
     ("ip-and-port", "team-a", {"opsramp": {"endpoint": "https://10.0.0.7:8443"}},
      ("EndpointNotAllowed", "guardrails.allowedOpsRampHosts")),
+    ("bring-a-role", "team-a", {"role": {"arn": "arn:aws:iam::123456789012:role/team-b-opsramp"}},
+     ("RoleNotAllowed", "guardrails.namespaceExistingRoles")),
+    ("adopt-a-role", "team-a", {"adopt": {"role": True}},
+     ("RoleNotAllowed", "guardrails.namespaceExistingRoles")),
 ]  # fmt: skip
 ALLOWED: list[tuple[str, str, dict[str, Any]]] = [
     ("plain", "team-a", {}),
@@ -69,6 +74,8 @@ ALLOWED: list[tuple[str, str, dict[str, Any]]] = [
     ("allowed-policy", "team-a", {"role": {"managedPolicyArns": [ALLOWED_POLICY]}}),
     ("required-boundary", "team-a", {"role": {"permissionsBoundaryArn": BOUNDARY}}),
     ("own-target", "team-b", {"aws": {"assumeRoleArn": TARGET}}),
+    ("own-brought-role", "team-b", {"role": {"arn": "arn:aws:iam::123456789012:role/team-b-opsramp"}}),
+    ("own-adoption", "team-b", {"adopt": {"role": True}}),
     ("upper-case-host-default-port", "team-a", {"opsramp": {"endpoint": "https://ACME.api.opsramp.com:443"}}),
 ]
 

@@ -302,6 +302,7 @@ def test_default_env_reaches_the_operator(default_docs: list[Manifest]) -> None:
         "OPERATOR_ALLOWED_MANAGED_POLICY_ARNS": "",
         "OPERATOR_PERMISSIONS_BOUNDARY_ARN": "",
         "OPERATOR_NAMESPACE_TARGETS": '{"*":["default"]}',
+        "OPERATOR_NAMESPACE_EXISTING_ROLES": '{"*":["*"]}',
         "OPERATOR_ALLOWED_OPSRAMP_HOSTS": "*.opsramp.com",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
@@ -318,12 +319,15 @@ def test_guardrail_values_reach_the_operator(render: Renderer, tmp_path: Path) -
             "allowedManagedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnlyAccess"],
             "permissionsBoundaryArn": "arn:aws:iam::123456789012:policy/b",
             "namespaceTargets": {"team-a": ["default", "222233334444"]},
+            "namespaceExistingRoles": {"*": None, "team-a": ["arn:aws:iam::*:role/stackset/*"]},
             "allowedOpsRampHosts": ["acme.api.opsramp.com"],
         },
     }
     (tmp_path / "values.yaml").write_text(yaml.safe_dump(values))
     docs = render(tmp_path / "values.yaml")
     rules = Settings.from_env(env_of(one(docs, "Deployment"))).guardrails
+    assert rules.existing_roles_for("team-a") == ("arn:aws:iam::*:role/stackset/*",)
+    assert rules.existing_roles_for("team-b") == ()
     assert rules.allowed_accounts == ("999988887777", "111122223333")
     assert rules.managed_policy_patterns == ("arn:aws:iam::aws:policy/ReadOnlyAccess",)
     assert rules.permissions_boundary_arn == "arn:aws:iam::123456789012:policy/b"
@@ -456,6 +460,8 @@ def test_shared_cluster_example_values_render_the_rules_they_describe(render: Re
     assert rules.targets_for("payments") == ("arn:aws:iam::210987654321:role/opsramp-operator",)
     assert rules.targets_for("data-lake") == ("333344445555",)
     assert rules.targets_for("other") == ()
+    assert rules.existing_roles_for("payments") == ("arn:aws:iam::210987654321:role/stacksets/*",)
+    assert rules.existing_roles_for("data-lake") == ()
     assert rules.permissions_boundary_arn is not None
     assert sorted(r["metadata"]["namespace"] for r in by_kind(docs, "Role")) == [
         "data-lake",
@@ -473,6 +479,7 @@ def test_admission_policy_literals_agree_with_the_operators_rules(render: Render
             "allowedOpsRampAwsAccountIds": ["111122223333"],
             "allowedManagedPolicyArns": ["arn:aws:iam::aws:policy/ReadOnly*", "arn:aws:iam::1234567890?2:policy/a.b"],
             "namespaceTargets": {"*": ["default"], "team-?": ["222233334444"], "ops": ["arn:aws:iam::*:role/op-*"]},
+            "namespaceExistingRoles": {"*": None, "team-?": ["222233334444"], "ops": ["arn:aws:iam::*:role/ss-*"]},
             "allowedOpsRampHosts": ["*.api.opsramp.com", "127.0.0.1:8443", "Mixed.Example.com"],
         },
     }
@@ -507,6 +514,20 @@ def test_admission_policy_literals_agree_with_the_operators_rules(render: Render
                 for key, entries in targets.items()
             )
             assert admitted == operator_allows(rules.check_target, namespace, target), (namespace, target)
+    existing = json.loads(variables["existingRoleRules"])
+    for namespace in ("team-a", "team-ab", "ops", "other"):
+        for role in (
+            "arn:aws:iam::222233334444:role/x",
+            "arn:aws:iam::222233334444:role/path/x",
+            "arn:aws-cn:iam::222233334444:role/x",
+            "arn:aws:iam::555566667777:role/ss-1",
+            "arn:aws:iam::555566667777:role/x-ss-1",
+        ):
+            admitted = any(
+                re.match(key, namespace) and any(re.match(r, role) for r in entries)
+                for key, entries in existing.items()
+            )
+            assert admitted == operator_allows(rules.check_existing_role, namespace, role, "x"), (namespace, role)
     for endpoint in (
         "https://acme.api.opsramp.com",
         "https://acme.api.opsramp.com:443",

@@ -18,7 +18,7 @@ from ship_support import ROOT
 from opsramp_aws_operator.aws import AwsSessions, AwsSettings
 from opsramp_aws_operator.policies import trust_policy
 from opsramp_aws_operator.ratelimit import RateLimiter
-from opsramp_aws_operator.roles import DesiredRole, Owner, delete_role, ensure_role, policy_arn
+from opsramp_aws_operator.roles import DesiredRole, Owner, delete_role, ensure_role, policy_arn, verify_role
 from opsramp_codegen import iam_permissions
 from opsramp_codegen.iam_permissions import (
     RESOURCE_KIND,
@@ -74,7 +74,7 @@ def test_policy_is_scoped_to_the_path_and_partition() -> None:
     resources = {s["Sid"]: s["Resource"] for s in policy["Statement"]}
     assert resources["ManageRolesOnPath"] == "arn:aws-cn:iam::123456789012:role/team-x/opsramp/*"
     assert resources["ManagePoliciesOnPath"] == "arn:aws-cn:iam::123456789012:policy/team-x/opsramp/*"
-    assert resources["LookUpRolesByName"] == "arn:aws-cn:iam::123456789012:role/*"
+    assert resources["ReadRolesAnywhere"] == "arn:aws-cn:iam::123456789012:role/*"
     assert "AssumeTargetAccountRoles" not in resources
     for bad in ("opsramp", "/opsramp", "/*/", "/a b/"):
         with pytest.raises(ValueError, match="path"):
@@ -86,6 +86,7 @@ def test_every_action_exists_and_is_scoped_to_the_resource_iam_checks() -> None:
     needle = {
         "role": ":role/",
         "any-role": ":role/",
+        "any-policy": ":policy/",
         "target-role": ":role/",
         "policy": ":policy/",
         "instance-profile": ":instance-profile/",
@@ -289,6 +290,26 @@ def test_lifecycle_needs_exactly_the_generated_policy(aws_env: None, moto: MotoH
     second = ensure_role(target, dataclasses.replace(want, permission_policy=_big_permissions()))
     third = ensure_role(target, _desired(), previously_attached=second.policy_arns)
     assert third.policy_arns == (ours,)
+
+    # A role someone else manages on another path (spec.role.arn): read only, its policies wherever they live.
+    brought = customer.create_role(
+        RoleName="brought-by-hand",
+        AssumeRolePolicyDocument=json.dumps(trust_policy("111122223333", EXTERNAL_ID)),
+        PermissionsBoundary=boundary_arn,
+    )["Role"]["Arn"]
+    customer.attach_role_policy(RoleName="brought-by-hand", PolicyArn=extra_arn)
+    customer.put_role_policy(
+        RoleName="brought-by-hand", PolicyName="ec2", PolicyDocument=json.dumps(_permissions("ec2:Describe*"))
+    )
+    verified = verify_role(
+        target,
+        brought,
+        opsramp_accounts=("111122223333",),
+        external_id=EXTERNAL_ID,
+        required_actions=["ec2:DescribeInstances", "s3:ListBucket"],
+        owner=OWNER,
+    )
+    assert verified.arn == brought
 
     # Delete, with an inline policy and an instance profile someone added by hand.
     customer.put_role_policy(RoleName=name, PolicyName="by-hand", PolicyDocument=json.dumps(_permissions("s3:*")))

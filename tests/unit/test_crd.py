@@ -212,7 +212,7 @@ BAD_RESOURCES: list[tuple[str, str, Any, str]] = [
     ("suspend-not-bool", "spec.suspend", "yes", "spec.suspend"),
     ("linked-accounts-not-bool", "spec.installAllLinkedAccounts", "true", "spec.installAllLinkedAccounts"),
     ("unknown-top-field", "spec.region", ["us-east-1"], "spec"),
-    ("unknown-nested-field", "spec.role.arn", "arn:aws:iam::123456789012:role/x", "spec.role"),
+    ("unknown-nested-field", "spec.role.color", "blue", "spec.role"),
     ("endpoint-http-public", "spec.opsramp.endpoint", "http://acme.api.opsramp.com", "spec.opsramp.endpoint"),
     ("endpoint-not-url", "spec.opsramp.endpoint", "acme.api.opsramp.com", "spec.opsramp.endpoint"),
     (

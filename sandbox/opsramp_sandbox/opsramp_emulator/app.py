@@ -4,6 +4,7 @@ faults, rate limits, and each tenant's answers to the open questions (its `Contr
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
@@ -675,6 +676,32 @@ async def admin_seed_integration(request: web.Request) -> web.Response:
     return _json(200, public_view(stored))
 
 
+async def admin_assume(request: web.Request) -> web.Response:
+    """OpsRamp's assume attempt, now: `{"roleArn", "externalId"}`, or `{"tenant", "displayName"}` for what that
+    integration holds. Answers `{"ok", "reason"}` (and the integration's id and a hash of its External ID)."""
+    body = await request.json()
+    if not isinstance(body, dict):
+        return _error(400, "body must be an object")
+    state = request.app[STATE_KEY]
+    extra: dict[str, Any] = {}
+    if "displayName" in body:
+        found = [
+            r
+            for r in state.list_integrations(str(body.get("tenant") or ""))
+            if r.get("displayName") == body["displayName"]
+        ]
+        if not found:
+            return _json(200, {"ok": False, "reason": "no integration of that name", "integrationId": None})
+        credential = found[0].get("credential") or {}
+        role_arn, external_id = str(credential.get("AssumeRoleARN", "")), str(credential.get("ExternalId", ""))
+        extra = {"integrationId": found[0]["id"], "externalIdSha256": hashlib.sha256(external_id.encode()).hexdigest()}
+    else:
+        role_arn, external_id = str(body.get("roleArn", "")), str(body.get("externalId", ""))
+    checker = request.app[CHECKER_KEY]
+    verdict = await asyncio.get_running_loop().run_in_executor(None, checker.check, role_arn, external_id)
+    return _json(200, {"ok": verdict.ok, "reason": verdict.reason, **extra})
+
+
 async def admin_get_contract(request: web.Request) -> web.Response:
     return _json(200, request.app[STATE_KEY].contracts.snapshot())
 
@@ -794,6 +821,7 @@ def build_app(state: EmulatorState, checker: TrustChecker) -> web.Application:
     r.add_get(ADMIN_PREFIX + "/config", admin_get_config)
     r.add_post(ADMIN_PREFIX + "/tenants/{tenantId}/integrations", admin_seed_integration)
     r.add_get(ADMIN_PREFIX + "/tenants/{tenantId}/console", admin_console)
+    r.add_post(ADMIN_PREFIX + "/assume", admin_assume)
     r.add_get(ADMIN_PREFIX + "/contract", admin_get_contract)
     r.add_post(ADMIN_PREFIX + "/contract", admin_set_contract)
     r.add_delete(ADMIN_PREFIX + "/contract", admin_clear_contract)

@@ -4,8 +4,10 @@ moto accepts any AssumeRole, so the emulator does the judging itself, the way ST
 OpsRamp's AWS account carrying the install's External ID: an explicit Deny wins, then an Allow whose
 Principal, Action and Condition all match. On top of STS, two stricter rules make operator bugs visible:
 a trust policy without an `sts:ExternalId` condition is refused (it is the confused-deputy hole the External
-ID exists to close), and a role created or re-trusted less than `propagation_delay` ago is refused, as IAM's
-eventual consistency does to a real AssumeRole.
+ID exists to close), and a role created less than `propagation_delay` ago is refused, as IAM's eventual consistency
+does to a real AssumeRole. A trust policy changed less than `propagation_delay` ago may still be served in its old
+version by some of STS's endpoints and already in its new one by others, so only a call both versions allow succeeds
+then (a rotation that adds a new External ID beside the old one keeps the old one working throughout).
 """
 
 from __future__ import annotations
@@ -204,8 +206,8 @@ class TrustChecker:
         self.require_external_id_condition = require_external_id_condition
         self._clock = clock
         self._lock = threading.Lock()
-        # role ARN -> (trust policy as canonical JSON, when we first saw that version)
-        self._seen: dict[str, tuple[str, float]] = {}
+        # role ARN -> (trust policy as canonical JSON, when we first saw that version, the version before it)
+        self._seen: dict[str, tuple[str, float, dict[str, Any] | None]] = {}
 
     def check(self, role_arn: str, external_id: str) -> TrustVerdict:
         if self.reader is None:
@@ -224,12 +226,22 @@ class TrustChecker:
             if seen is None or seen[0] != canonical:
                 # First sight counts as a change only if we saw an older version before.
                 changed_at = now if seen is not None else role.created_at
-                self._seen[role_arn] = (canonical, changed_at)
-            changed_at = self._seen[role_arn][1]
-        if now - max(role.created_at, changed_at) < self.propagation_delay:
+                before = json.loads(seen[0]) if seen is not None else None
+                self._seen[role_arn] = (canonical, changed_at, before)
+            _, changed_at, before = self._seen[role_arn]
+        if now - role.created_at < self.propagation_delay:
             return TrustVerdict(False, "the role is inside its propagation delay")
+        verdict = self._judge(role.trust_policy, external_id)
+        if now - changed_at < self.propagation_delay:
+            # Either version may answer: the call must pass both.
+            old = self._judge(before, external_id) if before is not None else TrustVerdict(False)
+            if not (verdict.ok and old.ok):
+                return TrustVerdict(False, "the role is inside its propagation delay")
+        return verdict
+
+    def _judge(self, policy: Mapping[str, Any], external_id: str) -> TrustVerdict:
         return evaluate_trust(
-            role.trust_policy,
+            policy,
             self.opsramp_account,
             external_id,
             require_external_id_condition=self.require_external_id_condition,

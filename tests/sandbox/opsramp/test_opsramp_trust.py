@@ -129,3 +129,22 @@ def test_missing_role_and_unreachable_iam_fail() -> None:
     verdict = TrustChecker(Broken(), OPS).check(ARN, EXT)
     assert not verdict.ok
     assert "unreachable" in verdict.reason
+
+
+def test_a_change_keeping_the_old_external_id_keeps_it_working_while_the_new_one_propagates() -> None:
+    """Trust old → old+new → new: the old ID works until it is dropped, the new one once propagated; never neither."""
+    clock = FakeClock()
+    both = {"Statement": [allow({"AWS": OPS}, {"StringEquals": {"sts:ExternalId": ["old-id", EXT]}})]}
+    reader = FakeReader(RoleView(ARN, good_policy("old-id"), created_at=clock.now - 3600))
+    checker = TrustChecker(reader, OPS, propagation_delay=30, clock=clock)
+    assert checker.check(ARN, "old-id").ok
+    reader.role = RoleView(ARN, both, created_at=clock.now - 3600)
+    clock.now += 1
+    assert checker.check(ARN, "old-id").ok  # both versions admit it
+    assert not checker.check(ARN, EXT).ok  # the old version does not admit it yet
+    clock.now += 30
+    assert checker.check(ARN, "old-id").ok and checker.check(ARN, EXT).ok
+    reader.role = RoleView(ARN, good_policy(EXT), created_at=clock.now - 3600)
+    clock.now += 1
+    assert checker.check(ARN, EXT).ok
+    assert not checker.check(ARN, "old-id").ok

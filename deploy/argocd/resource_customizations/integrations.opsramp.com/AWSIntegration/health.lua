@@ -1,7 +1,8 @@
 -- Argo CD health check for integrations.opsramp.com/AWSIntegration (Lua 5.1, as gopher-lua runs it).
 -- Healthy: Ready=True for the current generation. Degraded: Stalled=True, or Ready=False for a reason a person
--- must fix. Suspended: spec.suspend, or monitoring disabled by spec.monitoring.enabled. Progressing: everything
--- else, with the operator's message.
+-- must fix (with managementPolicy Observe: AWS or OpsRamp differs from the spec, DriftDetected). Suspended:
+-- spec.suspend, or monitoring disabled by spec.monitoring.enabled. Progressing: everything else, with the
+-- operator's message.
 local hs = {}
 
 -- Reasons that will not clear by retrying: the operator waits for a person to change something. The operator
@@ -29,6 +30,13 @@ local needsPerson = {
   UnknownRegion = true,
   KubernetesForbidden = true,
   KubernetesRejected = true,
+  AdoptionRefused = true,
+  RoleNotAllowed = true,
+  RoleNotFound = true,
+  RoleTrustInvalid = true,
+  RolePermissionsMissing = true,
+  ExternalIdRotationFailed = true,
+  DriftDetected = true,
 }
 
 -- Aws* reasons that clear by themselves: "Aws" + the AWS error codes the operator retries (throttling,
