@@ -139,7 +139,7 @@ SCHEMA_CASES: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("deletion policy unknown", _set("spec.deletionPolicy", "Orphan"), "spec.deletionPolicy"),
     ("suspend as string", _set("spec.suspend", "true"), "spec.suspend"),
     ("typo regoins", _set("spec.regoins", ["us-east-1"]), "spec.regoins"),
-    ("unknown role field", _set("spec.role.arn", "arn:aws:iam::123456789012:role/x"), "spec.role.arn"),
+    ("unknown role field", _set("spec.role.trustPolicy", {"Version": "2012-10-17"}), "spec.role.trustPolicy"),
     ("secret inline", _set("spec.opsramp.clientSecret", "inline-secret-value"), "spec.opsramp.clientSecret"),
 ]
 
