@@ -63,6 +63,7 @@ lint: $(STAMP)
 TEST_DIRS = $(sort $(patsubst %/,%,$(dir $(wildcard tests/*/*.py tests/*/*/*.py))))
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy tests/conftest.py
 	@for dir in $(TEST_DIRS); do \
 		echo "mypy $$dir"; MYPYPATH=$$dir:tests/e2e $(BIN)/mypy $$dir || exit 1; \
 	done
@@ -76,8 +77,11 @@ format: $(STAMP)
 controlplane: $(STAMP)
 	$(BIN)/python -m opsramp_sandbox.controlplane build
 
+# Most of the suite waits (on the operator, a control plane, a subprocess), so a few workers overlap the waits even
+# on 2 cores. tests/conftest.py groups the tests and orders the groups (longest first). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
 test: lint checkov-venv controlplane
-	$(BIN)/pytest
+	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder)
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

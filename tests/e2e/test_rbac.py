@@ -237,9 +237,10 @@ def test_with_exactly_the_chart_rules_a_resource_lives_and_nothing_is_denied(
 
 
 @pytest.mark.after_all
-def test_the_suites_operator_was_never_denied(sandbox: Sandbox) -> None:
+def test_the_suites_operator_was_never_denied(sandbox: Sandbox, e2e_shard: str) -> None:
     """Across the whole e2e suite the operator, running with exactly the chart's default rules, got no 403 at all
-    (and made requests: the audit log is not empty)."""
+    (and made requests: the audit log is not empty). Runs at the end of each e2e shard (tests/conftest.py)."""
+    del e2e_shard
     assert sandbox.plane is not None
     user = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{CHART_RELEASE}"
     assert sandbox.plane.audit_events(user), "the audit log holds no request of the operator"

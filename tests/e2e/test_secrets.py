@@ -21,15 +21,20 @@ def _external_ids_in_cluster(kube: Kube) -> set[str]:
 
 
 def test_no_secret_in_output_events_or_status(
-    sandbox: Sandbox, kube: Kube, operator_process: Operator, recorder: ObjectRecorder
+    sandbox: Sandbox, kube: Kube, operator_process: Operator, recorder: ObjectRecorder, e2e_shard: str
 ) -> None:
-    """The client secrets and every External ID appear in no operator output, Event or AWSIntegration version."""
+    """The client secrets and every External ID appear in no operator output, Event or AWSIntegration version.
+
+    Runs at the end of each e2e shard (tests/conftest.py), over what that shard's session produced."""
+    del e2e_shard
     secrets = {s for s in SECRETS_SEEN | _external_ids_in_cluster(kube) if s}
     assert sandbox.client_secret in secrets
     assert len(secrets) > 1, "the suite should have seen at least one External ID"
 
     outputs = [op.output() for op in ALL_OPERATORS]
-    assert all(outputs), "every operator process should have logged something"
+    # An operator stopped right after it started may have printed nothing (the session one, when the shard's first
+    # module takes an exclusive operator); the scan must still have read the others' output.
+    assert any(outputs), "the operator processes should have logged something"
     events = kube.api_client.sanitize_for_serialization(kube.core.list_event_for_all_namespaces().items)
     objects = kube.all_objects()
     haystacks = {
