@@ -23,6 +23,7 @@ from .conditions import EventToPost, PassResult, build_status, changed_only
 from .constants import GROUP, PLURAL, ROTATE_ANNOTATION, SECRET_WATCH_LABEL, SKIP_CLEANUP_ANNOTATION, VERSION
 from .errors import NeedsAttention, OperatorError, TransientError
 from .kube import SecretWatch, patch_awsintegration_status, post_event, read_awsintegration
+from .kube import login as kube_login
 from .models import AWSIntegrationSpec
 from .persistence import PolicyDiffBaseStorage, PolicyProgressStorage, observing
 from .service import ResourceRef, Service, salvage_spec
@@ -425,8 +426,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     res = (GROUP, VERSION, PLURAL)
     kopf.on.startup(registry=registry)(configure(settings))
     # A fresh registry has no login handlers: authenticate like the kubernetes client does (in-cluster service
-    # account, else KUBECONFIG), the same way kube.py does for Secrets.
-    kopf.on.login(registry=registry)(kopf.login_via_client)
+    # account, else KUBECONFIG), the same way kube.py does for Secrets, and never while kube.py loads it too.
+    kopf.on.login(registry=registry)(kube_login)
     kopf.index(*res, registry=registry, id="credentials_refs")(index_credentials)
     kopf.on.create(*res, registry=registry, id="reconcile")(reconcile_awsintegration)
     kopf.on.update(*res, registry=registry, id="reconcile", field="spec")(reconcile_awsintegration)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import kopf
 import kubernetes
 import kubernetes.watch
 from kubernetes.client.exceptions import ApiException
@@ -25,6 +26,10 @@ from .errors import NeedsAttention, TransientError
 
 log = logging.getLogger(__name__)
 
+# Held for every load of the kubernetes client's configuration in this process, kopf's login included. The client
+# writes an inline CA (`certificate-authority-data`) to a temporary file it names in a process-wide cache *before*
+# writing it, so a second load in another thread meanwhile gets the name of an empty file: kopf's login then built
+# its TLS context from it and the operator died at startup with "NO_CERTIFICATE_OR_CRL_FOUND".
 _client_lock = threading.Lock()
 _api: kubernetes.client.CoreV1Api | None = None
 
@@ -45,9 +50,15 @@ def core_api() -> kubernetes.client.CoreV1Api:
 def configure_client(kubeconfig: str | None = None, context: str | None = None) -> None:
     """Use this kubeconfig (and context) from now on (the plan command; the operator uses `core_api`'s default)."""
     global _api  # noqa: PLW0603
-    kubernetes.config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
     with _client_lock:
+        kubernetes.config.load_kube_config(config_file=kubeconfig, context=context)  # type: ignore[no-untyped-call]
         _api = kubernetes.client.CoreV1Api()
+
+
+def login(**kwargs: Any) -> Any:
+    """kopf's `login_via_client` (in-cluster service account, else KUBECONFIG), never beside another config load."""
+    with _client_lock:
+        return kopf.login_via_client(**kwargs)
 
 
 def read_awsintegration(namespace: str, name: str) -> dict[str, Any] | None:
