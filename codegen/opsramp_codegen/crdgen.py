@@ -47,6 +47,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "jsonPath": ".status.integrationId",
         "description": "The installed integration's id in OpsRamp.",
     },
+    {
+        "name": "Accounts",
+        "type": "string",
+        "jsonPath": ".status.accountsReady",
+        "description": "Many accounts: Ready accounts / selected accounts.",
+    },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
 

@@ -503,8 +503,17 @@ def _version_number(version_id: str) -> int:
 class AwsAccount:
     """One credential target: knows its account id (cached) and carries the `IamRoles` adapter."""
 
-    def __init__(self, iam_client: Any, sts_client: Any, label: str, secrets: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        iam_client: Any,
+        sts_client: Any,
+        label: str,
+        secrets: Iterable[str] = (),
+        organizations_client: Callable[[], Any] | None = None,
+    ) -> None:
         self.iam = IamRoles(iam_client, secrets)
+        self._organizations_client = organizations_client
+        self._organizations: Organizations | None = None
         self.sts_client = sts_client
         self.label = label
         self._secrets = tuple(s for s in secrets if s)
@@ -536,6 +545,16 @@ class AwsAccount:
         """The ARN partition of the account ("aws", "aws-cn", "aws-us-gov"), from the caller's ARN."""
         parts = self._identity()[1].split(":")
         return parts[1] if len(parts) > 1 and parts[1] else "aws"
+
+    @property
+    def organizations(self) -> Organizations:
+        """AWS Organizations as these credentials see it (the client is made on first use)."""
+        with self._lock:
+            if self._organizations is None:
+                if self._organizations_client is None:
+                    raise NeedsAttention("AwsError", f"{self.label}: no AWS Organizations client")
+                self._organizations = Organizations(self._organizations_client(), self._secrets)
+            return self._organizations
 
     def __repr__(self) -> str:
         return f"AwsAccount({self.label})"
@@ -678,7 +697,10 @@ class AwsSessions:
         with self._lock:
             if self._default is None:
                 self._default = AwsAccount(
-                    self._client(self._base, "iam"), self._client(self._base, "sts"), "default credentials"
+                    self._client(self._base, "iam"),
+                    self._client(self._base, "sts"),
+                    "default credentials",
+                    organizations_client=lambda: self._client(self._base, "organizations"),
                 )
             return self._default
 
@@ -750,5 +772,59 @@ class AwsSessions:
             "credential_provider", CredentialResolver(providers=[_FixedCredentialProvider(credentials)])
         )
         return AwsAccount(
-            self._client(session, "iam"), self._client(session, "sts"), f"assumed role {role_arn}", secrets
+            self._client(session, "iam"),
+            self._client(session, "sts"),
+            f"assumed role {role_arn}",
+            secrets,
+            organizations_client=lambda: self._client(session, "organizations"),
         )
+
+
+@dataclass(frozen=True)
+class OrgAccount:
+    """A member account as AWS Organizations lists it."""
+
+    account_id: str
+    status: str  # ACTIVE, SUSPENDED, PENDING_CLOSURE
+    parent_id: str
+
+
+class Organizations:
+    """AWS Organizations reads: which accounts the organization, or some of its OUs (nested ones too), holds."""
+
+    def __init__(self, client: Any, secrets: Iterable[str] = ()) -> None:
+        self.client = client
+        self._secrets = tuple(s for s in secrets if s)
+
+    def _pages(self, operation: str, key: str, subject: str, **params: Any) -> list[Any]:
+        method: Callable[..., dict[str, Any]] = getattr(self.client, _snake(operation))
+        items: list[Any] = []
+        token: str | None = None
+        while True:
+            try:
+                page = method(**(dict(params, NextToken=token) if token else params))
+            except (ClientError, BotoCoreError) as exc:
+                raise classify_error(exc, operation, subject, self._secrets) from None
+            items.extend(page.get(key, []))
+            token = page.get("NextToken")
+            if not token:
+                return items
+
+    def roots(self) -> list[str]:
+        return [str(r["Id"]) for r in self._pages("ListRoots", "Roots", "the organization")]
+
+    def accounts_under(self, parent_id: str) -> list[OrgAccount]:
+        """Every account under `parent_id` (a root or an OU), nested OUs included, breadth first."""
+        found: list[OrgAccount] = []
+        queue = [parent_id]
+        seen: set[str] = set()
+        while queue:
+            parent = queue.pop(0)
+            if parent in seen:
+                continue
+            seen.add(parent)
+            for account in self._pages("ListAccountsForParent", "Accounts", parent, ParentId=parent):
+                found.append(OrgAccount(str(account["Id"]), str(account.get("Status", "ACTIVE")), parent))
+            for unit in self._pages("ListOrganizationalUnitsForParent", "OrganizationalUnits", parent, ParentId=parent):
+                queue.append(str(unit["Id"]))
+        return found

@@ -10,18 +10,23 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import NeedsAttention, OperatorError, TransientError
+
+if TYPE_CHECKING:
+    from .fleet import FleetResult
 
 READY = "Ready"
 ROLE_READY = "RoleReady"
 INTEGRATION_READY = "IntegrationReady"
 # OpsRamp's own view: the integration enabled, its discovery profile in place, and OpsRamp's verdict on the role.
 MONITORING = "Monitoring"
+# Many accounts (spec.accounts / spec.organization): how many of the selected accounts are Ready.
+ACCOUNTS_READY = "AccountsReady"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
-ORDER = (READY, ROLE_READY, INTEGRATION_READY, MONITORING, RECONCILING, STALLED)
+ORDER = (READY, ROLE_READY, INTEGRATION_READY, MONITORING, ACCOUNTS_READY, RECONCILING, STALLED)
 
 Step = Literal["role", "integration", "monitoring"]
 StepState = Literal["pending", "done", "failed", "disabled"]
@@ -74,6 +79,8 @@ class PassResult:
     observing: bool = False
     differences: list[str] | None = None
     observed_conditions: list[tuple[str, str, str, str]] | None = None
+    # Many accounts: every account's row (fleet.py); None for a one-account resource.
+    fleet: FleetResult | None = None
 
 
 def format_time(moment: datetime) -> str:
@@ -113,6 +120,8 @@ def desired_updates(result: PassResult) -> list[ConditionUpdate]:
         ]
     if result.observing and result.observed_conditions is not None and result.error is None:
         return _observed_updates(result)
+    if result.fleet is not None:
+        return _fleet_updates(result, result.fleet)
     role = _step_condition(
         ROLE_READY,
         result.role,
@@ -159,6 +168,56 @@ def desired_updates(result: PassResult) -> list[ConditionUpdate]:
     )
     # An unexpected error (neither kind) is reported like a transient one: retried, not stalled.
     return [ready, role, integration, monitoring, reconciling, stalled]
+
+
+def _fleet_updates(result: PassResult, fleet: FleetResult) -> list[ConditionUpdate]:
+    """Many accounts: AccountsReady with counts; Ready only when every selected account is (and none is left over)."""
+    error = result.error
+    total = len(fleet.members)
+    ready_count = fleet.ready
+    all_ready = error is None and ready_count == total and not fleet.removing
+    roles = sum(1 for m in fleet.members.values() if m.role_arn and m.state == "Ready")
+    if all_ready:
+        accounts = ConditionUpdate(ACCOUNTS_READY, "True", "AllAccountsReady", f"{ready_count}/{total} accounts Ready.")
+        role = ConditionUpdate(
+            ROLE_READY, "True", "RoleReconciled", f"The IAM role matches the spec in {roles} accounts."
+        )
+        integration = ConditionUpdate(
+            INTEGRATION_READY, "True", "IntegrationReconciled", f"{total} OpsRamp integrations match the spec."
+        )
+        ready = ConditionUpdate(
+            READY,
+            "True",
+            "Reconciled",
+            f"The IAM role and the OpsRamp integration match the spec in all {total} accounts.",
+        )
+    else:
+        reason = error.reason if error is not None else "Reconciling"
+        message = error.message if error is not None else "Reconciliation is in progress."
+        accounts = ConditionUpdate(ACCOUNTS_READY, "False", reason, f"{ready_count}/{total} accounts Ready. {message}")
+        if result.failed_step == "role" and error is not None and not fleet.members:
+            role = ConditionUpdate(ROLE_READY, "False", error.reason, error.message)
+        else:
+            role = ConditionUpdate(
+                ROLE_READY, "Unknown", "Pending", f"The IAM role matches the spec in {roles} accounts."
+            )
+        integration = ConditionUpdate(
+            INTEGRATION_READY, "Unknown", "Pending", f"{ready_count}/{total} OpsRamp integrations match the spec."
+        )
+        ready = ConditionUpdate(READY, "False", reason, message)
+    transient = isinstance(error, TransientError)
+    attention = isinstance(error, NeedsAttention)
+    reconciling = (
+        ConditionUpdate(RECONCILING, "True", error.reason if error else "Progressing", error.message if error else "")
+        if transient or (error is None and not all_ready)
+        else ConditionUpdate(RECONCILING, "False", "Idle", "")
+    )
+    stalled = (
+        ConditionUpdate(STALLED, "True", error.reason, error.message)
+        if attention and error is not None
+        else ConditionUpdate(STALLED, "False", "Progressing" if error else "Idle", "")
+    )
+    return [ready, role, integration, accounts, reconciling, stalled]
 
 
 def _observed_updates(result: PassResult) -> list[ConditionUpdate]:
@@ -282,6 +341,8 @@ def build_status(
     adopted = _adopted(result, previous.get("adopted"), now)
     if adopted is not None:
         patch["adopted"] = adopted
+    if result.fleet is not None:
+        patch.update(result.fleet.status_fields())
     if result.observing and result.differences is not None:
         patch["differences"] = result.differences
     elif previous.get("differences") is not None and not result.suspended:

@@ -39,7 +39,11 @@ ENV_BOUNDARY: Final = "OPERATOR_PERMISSIONS_BOUNDARY_ARN"
 ENV_TARGETS: Final = "OPERATOR_NAMESPACE_TARGETS"
 ENV_HOSTS: Final = "OPERATOR_ALLOWED_OPSRAMP_HOSTS"
 ENV_EXISTING_ROLES: Final = "OPERATOR_NAMESPACE_EXISTING_ROLES"
+ENV_ORGANIZATIONS: Final = "OPERATOR_NAMESPACE_ORGANIZATIONS"
+# The entry that lets a namespace select a whole organization (and any of its OUs).
+ANY_ORGANIZATION_UNIT: Final = "*"
 HELM: Final = {
+    ENV_ORGANIZATIONS: "guardrails.namespaceOrganizations",
     ENV_EXISTING_ROLES: "guardrails.namespaceExistingRoles",
     ENV_ACCOUNTS: "guardrails.allowedOpsRampAwsAccountIds",
     ENV_DEFAULT_ACCOUNT: "operator.opsrampAwsAccountId",
@@ -124,6 +128,9 @@ class Guardrails:
     namespace_existing_roles: Mapping[str, tuple[str, ...]] = field(
         default_factory=lambda: dict(DEFAULT_NAMESPACE_EXISTING_ROLES)
     )
+    # Namespace (glob) → organizational unit / root ids it may select with spec.organization ("*": any, and the whole
+    # organization). Default: none, so no namespace reads the organization unless the admin says so.
+    namespace_organizations: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Guardrails:
@@ -153,6 +160,7 @@ class Guardrails:
             namespace_targets=_parse_targets(env.get(ENV_TARGETS, "")),
             opsramp_hosts=tuple(h.lower() for h in hosts),
             namespace_existing_roles=_parse_existing_roles(env.get(ENV_EXISTING_ROLES, "")),
+            namespace_organizations=_parse_organizations(env.get(ENV_ORGANIZATIONS, "")),
         )
 
     # --- the rules -------------------------------------------------------------------------------------------
@@ -262,6 +270,48 @@ class Guardrails:
             f"namespace in {ENV_EXISTING_ROLES} (Helm: {HELM[ENV_EXISTING_ROLES]}).",
         )
 
+    def organization_units_for(self, namespace: str) -> tuple[str, ...]:
+        found: list[str] = []
+        for key, entries in self.namespace_organizations.items():
+            if glob_match(key, namespace):
+                found.extend(entries)
+        return tuple(dict.fromkeys(found))
+
+    def check_organization(self, namespace: str, units: tuple[str, ...] | list[str]) -> None:
+        """May `namespace` select these OUs (none: the whole organization) with spec.organization?"""
+        allowed = self.organization_units_for(namespace)
+        if ANY_ORGANIZATION_UNIT in allowed:
+            return
+        if not units:
+            what = "the whole organization (spec.organization without organizationalUnits)"
+        else:
+            refused = [u for u in units if u not in allowed]
+            if not refused:
+                return
+            what = f"organizational unit(s) {', '.join(refused)}"
+        raise NeedsAttention(
+            "OrganizationNotAllowed",
+            f"Namespace {namespace} may not select {what} (allowed here: {', '.join(allowed) or 'none'}); nothing "
+            f"was read or created. Select allowed OUs, or ask the cluster admin to allow them for this namespace in "
+            f"{ENV_ORGANIZATIONS} (Helm: {HELM[ENV_ORGANIZATIONS]}).",
+        )
+
+    def member_target_allowed(self, namespace: str, role_arn: str) -> bool:
+        """May `namespace` act in a member account through `role_arn` (the same rule as spec.aws.assumeRoleArn)?"""
+        return any(re.match(target_regex(entry), role_arn) for entry in self.targets_for(namespace))
+
+    def check_member_targets(self, namespace: str, role_arns: list[str]) -> None:
+        refused = [arn for arn in role_arns if not self.member_target_allowed(namespace, arn)]
+        if refused:
+            shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
+            raise NeedsAttention(
+                "TargetNotAllowed",
+                f"Namespace {namespace} may not act in spec.accounts through {shown} (allowed here: "
+                f"{', '.join(self.targets_for(namespace)) or 'nothing'}); nothing was created. Remove those "
+                f"accounts, or ask the cluster admin to allow them for this namespace in {ENV_TARGETS} "
+                f"(Helm: {HELM[ENV_TARGETS]}).",
+            )
+
     def to_env(self) -> dict[str, str]:
         """The environment variables that give these rules (the sandbox and tests start operators with them)."""
         env = {
@@ -271,6 +321,7 @@ class Guardrails:
             ENV_TARGETS: json.dumps({k: list(v) for k, v in self.namespace_targets.items()}),
             ENV_HOSTS: ",".join(self.opsramp_hosts),
             ENV_EXISTING_ROLES: json.dumps({k: list(v) for k, v in self.namespace_existing_roles.items()}),
+            ENV_ORGANIZATIONS: json.dumps({k: list(v) for k, v in self.namespace_organizations.items()}),
         }
         if self.default_opsramp_account:
             env[ENV_DEFAULT_ACCOUNT] = self.default_opsramp_account
@@ -329,5 +380,29 @@ def _parse_existing_roles(raw: str) -> dict[str, tuple[str, ...]]:
                 raise GuardrailsError(
                     f"{ENV_EXISTING_ROLES}[{namespace!r}]: {entry!r} is not '*', an account id or a role ARN pattern"
                 )
+        rules[namespace] = tuple(entries)
+    return rules
+
+
+_ORG_ENTRY_RE: Final = re.compile(r"^(\*|r-[0-9a-z]{4,32}|ou-[0-9a-z]{4,32}-[a-z0-9]{8,32})$")
+
+
+def _parse_organizations(raw: str) -> dict[str, tuple[str, ...]]:
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise GuardrailsError(f"{ENV_ORGANIZATIONS} is not JSON (an object: namespace -> list of OU ids)") from None
+    if not isinstance(value, dict):
+        raise GuardrailsError(f"{ENV_ORGANIZATIONS} must be a JSON object: namespace -> list of OU ids")
+    rules: dict[str, tuple[str, ...]] = {}
+    for namespace, entries in value.items():
+        if not isinstance(namespace, str) or not _NAMESPACE_PATTERN_RE.match(namespace):
+            raise GuardrailsError(f"{ENV_ORGANIZATIONS}: {namespace!r} is not a namespace name or pattern")
+        if not isinstance(entries, list) or not all(isinstance(e, str) and _ORG_ENTRY_RE.match(e) for e in entries):
+            raise GuardrailsError(
+                f"{ENV_ORGANIZATIONS}[{namespace!r}] must be a list of '*', root ids (r-...) or OU ids (ou-...)"
+            )
         rules[namespace] = tuple(entries)
     return rules

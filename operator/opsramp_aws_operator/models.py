@@ -40,6 +40,10 @@ TAG_VALUE_PATTERN = r"^[A-Za-z0-9 _.:/=+@-]{0,256}$"
 RESOURCE_TYPE_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}$"
 START_TIME_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]$"
 DISPLAY_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 _.:()@/-]{0,127}$"
+# AWS Organizations ids: the root (r-...) and organizational units (ou-<root>-<suffix>).
+ORG_PARENT_PATTERN = r"^(r-[0-9a-z]{4,32}|ou-[0-9a-z]{4,32}-[a-z0-9]{8,32})$"
+MEMBER_ROLE_NAME_PATTERN = r"^[A-Za-z0-9_+=,.@-]{1,64}$"
+MAX_ACCOUNTS = 1000  # explicit spec.accounts; an organization selector may select more
 
 BYO_EXCLUSIVE_MESSAGE = (
     "role.arn (a role someone else manages) excludes role.name, role.permissionsBoundaryArn, "
@@ -47,6 +51,18 @@ BYO_EXCLUSIVE_MESSAGE = (
 )
 
 ADOPT_BYO_MESSAGE = "adopt.role takes over a role to manage it; role.arn names one managed elsewhere: not both"
+
+FLEET_EXCLUSIVE_MESSAGE = (
+    "accounts and organization give the role to many accounts: role.arn, adopt, installAllLinkedAccounts and "
+    "managementPolicy Observe apply to one account only, not together with them"
+)
+FLEET_CEL = (
+    "!((has(self.accounts) && size(self.accounts) > 0) || has(self.organization)) || "
+    "(!(has(self.role) && has(self.role.arn)) && !(has(self.adopt) && ((has(self.adopt.role) && self.adopt.role) || "
+    "(has(self.adopt.integration) && self.adopt.integration))) && "
+    "!(has(self.installAllLinkedAccounts) && self.installAllLinkedAccounts) && "
+    "!(has(self.managementPolicy) && self.managementPolicy == 'Observe'))"
+)
 
 MAX_USER_TAGS = 45  # IAM allows 50 tags per role; the operator adds its own ownership tags.
 MAX_EXTRA_POLICIES = 9  # 10 managed policies per role by default quota; one is at least ours.
@@ -366,6 +382,32 @@ class AdoptSpec(_Model):
     )
 
 
+class OrganizationSpec(_Model):
+    """Select member accounts of the AWS Organization the operator's credentials (spec.aws) manage."""
+
+    organizational_units: list[Annotated[str, StringConstraints(pattern=ORG_PARENT_PATTERN)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description=(
+            "Organizational unit ids (ou-...) or the root id (r-...) whose accounts, nested OUs included, are "
+            "selected. Empty: every account of the organization."
+        ),
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    include_accounts: list[AccountId] = Field(
+        default_factory=list,
+        max_length=MAX_ACCOUNTS,
+        description="Member accounts selected besides those of organizationalUnits (they must be in the organization).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    exclude_accounts: list[AccountId] = Field(
+        default_factory=list,
+        max_length=MAX_ACCOUNTS,
+        description="Accounts never selected (their role and integration are removed as deletionPolicy says).",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+
 class AWSIntegrationSpec(_Model):
     """Desired state: one IAM role trusted by OpsRamp plus one OpsRamp AWS integration using it."""
 
@@ -382,6 +424,10 @@ class AWSIntegrationSpec(_Model):
                 {
                     "rule": "!(has(self.role) && has(self.role.arn) && has(self.adopt) && self.adopt.role)",
                     "message": ADOPT_BYO_MESSAGE,
+                },
+                {
+                    "rule": FLEET_CEL,
+                    "message": FLEET_EXCLUSIVE_MESSAGE,
                 },
             ]
         },
@@ -466,6 +512,31 @@ class AWSIntegrationSpec(_Model):
         default_factory=AdoptSpec,
         description="Take over an existing IAM role and/or OpsRamp integration the operator did not create.",
     )
+    accounts: list[AccountId] = Field(
+        default_factory=list,
+        max_length=MAX_ACCOUNTS,
+        description=(
+            "Many accounts (docs/organizations.md): the AWS accounts that each get the same IAM role and an OpsRamp "
+            "integration of their own. The operator reaches each through memberRoleName. Empty (and no "
+            "organization): the one account of spec.aws."
+        ),
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    organization: OrganizationSpec | None = Field(
+        default=None,
+        description=(
+            "Many accounts from AWS Organizations: the accounts of the organization (or of some of its OUs) that "
+            "spec.aws's credentials manage, scanned again every organization scan interval (an operator setting)."
+        ),
+    )
+    member_role_name: str | None = Field(
+        default=None,
+        pattern=MEMBER_ROLE_NAME_PATTERN,
+        description=(
+            "With accounts or organization: the role the operator assumes in each member account to manage the "
+            "OpsRamp role there. Unset: the operator's setting (OrganizationAccountAccessRole by default)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _one_external_id_source(self) -> AWSIntegrationSpec:
@@ -475,6 +546,14 @@ class AWSIntegrationSpec(_Model):
             raise ValueError("set externalIdSecretRef or generateExternalId, not both")
         if self.role.arn is not None and self.adopt.role:
             raise ValueError(ADOPT_BYO_MESSAGE)
+        if self.fleet and (
+            self.role.arn is not None
+            or self.adopt.role
+            or self.adopt.integration
+            or self.install_all_linked_accounts
+            or self.observe_only
+        ):
+            raise ValueError(FLEET_EXCLUSIVE_MESSAGE)
         return self
 
     @field_validator("regions")
@@ -503,6 +582,11 @@ class AWSIntegrationSpec(_Model):
     @property
     def observe_only(self) -> bool:
         return self.management_policy == "Observe"
+
+    @property
+    def fleet(self) -> bool:
+        """Many accounts (spec.accounts and/or spec.organization): one role per account, one integration each."""
+        return bool(self.accounts) or self.organization is not None
 
 
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
@@ -618,6 +702,22 @@ class RotationStatus(_Model):
     count: int = Field(default=0, ge=0, description="Rotations completed by this resource.")
 
 
+class AccountStatus(_Model):
+    """One member account of a many-account resource (status.accounts)."""
+
+    account_id: str = Field(description="The AWS account.")
+    state: Literal["Ready", "Pending", "Failed", "Removing"] = Field(
+        description=(
+            "Ready: the role and the integration match the spec; Pending: in progress; Failed: this account needs "
+            "attention (reason, message), the others go on; Removing: no longer selected, being cleaned up."
+        )
+    )
+    role_arn: str | None = Field(default=None, description="The role in this account.")
+    integration_id: str | None = Field(default=None, description="This account's integration in OpsRamp.")
+    reason: str | None = Field(default=None, description="Why the account is not Ready (CamelCase).")
+    message: str | None = Field(default=None, max_length=1024, description="What to fix, when Failed.")
+
+
 class AWSIntegrationStatus(_Model):
     """Observed state, written only by the operator."""
 
@@ -681,6 +781,23 @@ class AWSIntegrationStatus(_Model):
             "(what Manage would change)."
         ),
     )
+    accounts: list[AccountStatus] | None = Field(
+        default=None,
+        description=(
+            "Many accounts: one row per account, those not Ready first, at most the operator's status limit "
+            "(accountsOmitted counts the Ready rows left out, so the object stays small at thousands of accounts)."
+        ),
+    )
+    account_ids: list[str] | None = Field(
+        default=None,
+        description=(
+            "Many accounts: every account the operator has acted in for this resource (recorded before its first "
+            "write there), so an account no longer selected, and every account on delete, is cleaned up."
+        ),
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    accounts_ready: str | None = Field(default=None, description="Many accounts: Ready accounts / selected accounts.")
+    accounts_omitted: int | None = Field(default=None, ge=0, description="Ready rows left out of status.accounts.")
     last_sync_time: str | None = Field(
         default=None,
         description=(

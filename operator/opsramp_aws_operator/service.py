@@ -37,6 +37,7 @@ from .constants import (
     TAG_OWNER_UID,
 )
 from .errors import NeedsAttention, NotOwned, OperatorError, TransientError
+from .fleet import Fleet
 from .integrations import (
     Applied,
     check_display_name_free,
@@ -44,7 +45,7 @@ from .integrations import (
     plan_integration,
     remove_integration,
 )
-from .kube import OwnerReference, SecretData, Secrets
+from .kube import OwnerReference, SecretData, Secrets, patch_awsintegration_status
 from .models import EXTERNAL_ID_PATTERN, AWSIntegrationSpec, AwsSpec, OpsRampSpec, label_value
 from .monitoring import MonitoringInputs, ensure_discovery, ensure_enabled, judge, plan_monitoring
 from .opsramp import (
@@ -223,6 +224,7 @@ class Service:
         aws: AwsSessions | None = None,
         opsramp_factory: Callable[..., OpsRampClient] = get_client,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        record_accounts: Callable[[str, str, Mapping[str, Any]], None] | None = patch_awsintegration_status,
     ) -> None:
         self.settings = settings
         self.secrets = secrets_api or Secrets()
@@ -257,6 +259,10 @@ class Service:
         # kopf's timers put a finalizer on every resource they run for.
         self._observed: dict[str, tuple[str, str]] = {}
         self._gone: dict[str, None] = {}
+        # Many accounts (spec.accounts / spec.organization): fleet.py; its account list is recorded in status before
+        # the first write in a new account.
+        self.fleet = Fleet(self, record=record_accounts)
+        self._scanning: set[str] = set()
 
     # --- concurrency: one pass per resource at a time (change handlers and the drift timer) -------------
 
@@ -271,6 +277,9 @@ class Service:
         with self._locks_guard:
             fraction = (zlib.crc32(uid.encode()) % 1000) / 1000.0
             interval = self.settings.resync_interval_seconds * (0.9 + 0.2 * fraction)
+            if uid in self._scanning:
+                # An organization is scanned for new and removed accounts on its own interval.
+                interval = min(interval, self.settings.organization_scan_seconds)
             self._next_pass[uid] = time.monotonic() + interval
             self._nudged.discard(uid)
 
@@ -378,7 +387,9 @@ class Service:
             self._ready.pop(uid, None)
             self._verdict_read.pop(uid, None)
             self._recorded.pop(uid, None)
+            self._scanning.discard(uid)
             self._publish_ready()
+        self.fleet.forget(uid)
 
     def with_recorded_ids(self, uid: str, status: Mapping[str, Any]) -> Mapping[str, Any]:
         """`status`, with the ids this process's last pass recorded for `uid` where it has none.
@@ -637,6 +648,11 @@ class Service:
         status = self.with_recorded_ids(ref.uid, status)
         if spec.observe_only:
             self.observe(spec, ref, status, result)
+            return
+        if spec.fleet:
+            with self._locks_guard:
+                (self._scanning.add if spec.organization is not None else self._scanning.discard)(ref.uid)
+            self.fleet.reconcile(spec, ref, status, result)
             return
         recorded_id = status.get("integrationId") or None
         previous_arn = status.get("roleArn") or None
@@ -1291,6 +1307,8 @@ class Service:
     def cleanup(self, spec: AWSIntegrationSpec, ref: ResourceRef, status: Mapping[str, Any]) -> list[str]:
         """Uninstall the integration, then delete the role and our policies; already gone counts as done."""
         done: list[str] = []
+        if spec.fleet or status.get("accountIds"):
+            return self.fleet.cleanup(spec, ref, status)
         if spec.deletion_policy == "Retain":
             return ["deletionPolicy is Retain: the role and the integration are kept"]
         status = self.with_recorded_ids(ref.uid, status)

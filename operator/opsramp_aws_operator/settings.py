@@ -41,6 +41,13 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float = 0
     return value
 
 
+def _member_role(env: Mapping[str, str]) -> str:
+    value = env.get("OPERATOR_MEMBER_ROLE_NAME", "").strip() or "OrganizationAccountAccessRole"
+    if not re.match(r"^[A-Za-z0-9_+=,.@-]{1,64}$", value):
+        raise SettingsError(f"OPERATOR_MEMBER_ROLE_NAME={value!r} is not an IAM role name")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything configurable about the operator. Environment names are in `from_env`."""
@@ -91,6 +98,11 @@ class Settings:
     # Assumed-role sessions (one per spec.aws.assumeRoleArn): at most this many, each for at most this long.
     aws_session_cache_size: int = 16
     aws_session_cache_seconds: float = 3600.0
+    # Many accounts (docs/organizations.md): the role assumed in each member account unless the spec names one, how
+    # often an organization is scanned for accounts that came or went, and how many rows status.accounts lists.
+    member_role_name: str = "OrganizationAccountAccessRole"
+    organization_scan_seconds: float = 300.0
+    accounts_status_rows: int = 50
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -142,4 +154,7 @@ class Settings:
             max_wait_in_pass_seconds=_float(env, "OPERATOR_MAX_WAIT_IN_PASS_SECONDS", 10.0, minimum=0.0),
             aws_session_cache_size=_int(env, "OPERATOR_AWS_SESSION_CACHE_SIZE", 16, minimum=1),
             aws_session_cache_seconds=_float(env, "OPERATOR_AWS_SESSION_CACHE_SECONDS", 3600.0, minimum=60.0),
+            member_role_name=_member_role(env),
+            organization_scan_seconds=_float(env, "OPERATOR_ORGANIZATION_SCAN_SECONDS", 300.0, minimum=1.0),
+            accounts_status_rows=_int(env, "OPERATOR_ACCOUNTS_STATUS_ROWS", 50, minimum=1),
         )
