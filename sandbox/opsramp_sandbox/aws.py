@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
 import threading
+import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,11 +40,60 @@ class SerializedMotoServer(ThreadedMotoServer):
 
         def serialized(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             with lock:
+                refused = _refused_assume(environ)
+                if refused is not None:
+                    start_response(
+                        "403 Forbidden", [("Content-Type", "text/xml"), ("Content-Length", str(len(refused)))]
+                    )
+                    return [refused]
                 return list(app(environ, start_response))
 
         self._server = make_server(self._ip_address, self._port, serialized, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever()
+
+
+def _refused_assume(environ: dict[str, Any]) -> bytes | None:
+    """STS's answer to an AssumeRole of a role that does not exist in a member account of the organization, else None.
+
+    moto lets anyone assume any role, even a missing one. For a member account of a moto organization the sandbox
+    answers as AWS does when the member role (OrganizationAccountAccessRole) is gone: AccessDenied, so that "one
+    member account refuses" is a real answer over the wire. Other accounts keep moto's behaviour.
+    """
+    if environ.get("REQUEST_METHOD") != "POST":
+        return None
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if length <= 0 or length > 65536:
+        return None
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    if b"Action=AssumeRole" not in body:
+        return None
+    params = urllib.parse.parse_qs(body.decode(errors="replace"))
+    if params.get("Action", [""])[0] != "AssumeRole":
+        return None
+    arn = params.get("RoleArn", [""])[0]
+    parts = arn.split(":")
+    if len(parts) < 6 or not parts[5].startswith("role/"):
+        return None
+    account, name = parts[4], parts[5].rsplit("/", 1)[-1]
+    from moto.iam.models import iam_backends
+    from moto.organizations.models import organizations_backends
+
+    if account not in organizations_backends.master_accounts:
+        return None
+    roles = iam_backends[account]["global"].roles.values()
+    if any(role.name == name for role in roles):
+        return None
+    message = f"User is not authorized to perform: sts:AssumeRole on resource: {arn}"
+    return (
+        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+        f"<Code>AccessDenied</Code><Message>{message}</Message></Error><RequestId>{uuid.uuid4()}</RequestId>"
+        "</ErrorResponse>"
+    ).encode()
 
 
 @dataclass
@@ -122,3 +174,100 @@ def moto_json(moto_url: str, path: str) -> Any:
     """GET one of moto's own JSON endpoints (e.g. /moto-api/data.json) for debugging tests."""
     with urllib.request.urlopen(f"{moto_url}{path}", timeout=10) as response:
         return json.loads(response.read())
+
+
+# The sandbox organization's member role (what AWS Organizations creates in every account it creates).
+MEMBER_ROLE = "OrganizationAccountAccessRole"
+
+
+@dataclass
+class SandboxOrganization:
+    """An AWS Organization in moto: the management account (moto's default), its root, OUs and member accounts."""
+
+    moto_url: str
+    root_id: str
+    units: dict[str, str]  # OU name -> id
+    accounts: dict[str, list[str]]  # OU name -> member account ids
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "organizations",
+            endpoint_url=self.moto_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def add_account(self, unit: str, name: str) -> str:
+        """Create a member account and move it into `unit`; returns its id."""
+        client = self.client()
+        status = client.create_account(AccountName=name, Email=f"{name}@example.com")["CreateAccountStatus"]
+        account_id = str(status["AccountId"])
+        client.move_account(AccountId=account_id, SourceParentId=self.root_id, DestinationParentId=self.units[unit])
+        self.accounts.setdefault(unit, []).append(account_id)
+        return account_id
+
+    def move(self, account_id: str, source: str, destination: str) -> None:
+        self.client().move_account(
+            AccountId=account_id, SourceParentId=self.units[source], DestinationParentId=self.units[destination]
+        )
+        self.accounts[source].remove(account_id)
+        self.accounts.setdefault(destination, []).append(account_id)
+
+    def break_member_role(self, account_id: str) -> None:
+        """Delete the member role in `account_id`: the operator's AssumeRole there is refused from now on."""
+        iam = member_iam(self.moto_url, account_id)
+        iam.delete_role(RoleName=MEMBER_ROLE)
+
+    @property
+    def all_accounts(self) -> list[str]:
+        return [a for ids in self.accounts.values() for a in ids]
+
+
+def member_iam(moto_url: str, account_id: str) -> Any:
+    """An IAM client acting in `account_id` (moto's account header), for checks and fixtures."""
+    import boto3
+
+    client: Any = boto3.client(
+        "iam",
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+    def add_account_header(request: Any, **_: Any) -> None:
+        request.headers[ACCOUNT_HEADER] = account_id
+
+    client.meta.events.register("before-sign.iam", add_account_header)
+    return client
+
+
+def create_organization(moto_url: str, units: dict[str, int], prefix: str = "member") -> SandboxOrganization:
+    """An organization managed by moto's default account, with one OU per `units` entry holding that many accounts.
+
+    moto creates OrganizationAccountAccessRole (trusting the management account) in every account it creates, as
+    AWS Organizations does. An organization exists once per moto server: a second call reuses it and adds OUs.
+    """
+    import boto3
+
+    client: Any = boto3.client(
+        "organizations",
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    with contextlib.suppress(client.exceptions.AlreadyInOrganizationException):
+        client.create_organization(FeatureSet="ALL")
+    root_id = str(client.list_roots()["Roots"][0]["Id"])
+    org = SandboxOrganization(moto_url, root_id, {}, {})
+    for unit, count in units.items():
+        org.units[unit] = str(
+            client.create_organizational_unit(ParentId=root_id, Name=unit)["OrganizationalUnit"]["Id"]
+        )
+        for index in range(count):
+            org.add_account(unit, f"{prefix}-{unit}-{index}-{uuid.uuid4().hex[:6]}")
+    return org
