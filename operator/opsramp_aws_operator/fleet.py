@@ -235,7 +235,7 @@ class Fleet:
         fleet = FleetResult(rows=svc.settings.accounts_status_rows)
         result.fleet = fleet
         previous_rows = {str(r.get("accountId")): r for r in (status.get("accounts") or []) if isinstance(r, Mapping)}
-        recorded = {str(a) for a in (status.get("accountIds") or [])} | set(previous_rows) | self.known(ref.uid)
+        recorded = {str(a) for a in (status.get("accountIds") or [])} | self.known(ref.uid)
         fleet.account_ids = sorted(recorded)
         with step(result, "role"):
             svc.check_guardrails(spec, ref)
@@ -396,7 +396,7 @@ class Fleet:
         if spec.deletion_policy == "Retain":
             return ["deletionPolicy is Retain: the roles and the integrations are kept in every account"]
         rows = {str(r.get("accountId")): r for r in (status.get("accounts") or []) if isinstance(r, Mapping)}
-        recorded = {str(a) for a in (status.get("accountIds") or [])} | set(rows)
+        recorded = {str(a) for a in (status.get("accountIds") or [])}
         svc.settings.guardrails.check_endpoint(spec.opsramp.endpoint)
         client = svc.client(spec, svc.credentials(spec, ref, protect=False))
         base = svc.account(spec, ref)
