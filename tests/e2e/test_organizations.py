@@ -151,11 +151,13 @@ def test_organization_fan_out_isolation_scan_exclude_and_delete(
     selected.discard(excluded)
     obj = wait_for(
         "excluded account cleaned",
-        lambda: (o := kube.get(namespace, name))
-        and excluded not in _rows(o)
-        and excluded not in o["status"].get("accountIds", [])
-        and o["status"].get("accountsReady") == "11/12"
-        and o,
+        lambda: (
+            (o := kube.get(namespace, name))
+            and excluded not in _rows(o)
+            and excluded not in o["status"].get("accountIds", [])
+            and o["status"].get("accountsReady") == "11/12"
+            and o
+        ),
         timeout=120,
     )
     _assert_exactly(sandbox, selected - {broken}, everywhere, role_name, prefix)

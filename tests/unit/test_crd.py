@@ -130,6 +130,7 @@ def test_crd_names_columns_and_subresource() -> None:
         "Reason",
         "Role ARN",
         "Integration",
+        "Accounts",
         "Age",
     ]
 

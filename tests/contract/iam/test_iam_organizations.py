@@ -37,8 +37,10 @@ def test_member_role_credentials_write_in_the_member_account(moto: MotoHandle, s
     account = sessions.for_target(f"arn:aws:iam::{member}:role/{MEMBER_ROLE}")
     assert account.caller_account_id() == member
     account.iam.client.create_role(RoleName="landed-here", AssumeRolePolicyDocument=TRUST)
-    assert member_iam(moto.url, member).get_role(RoleName="landed-here")["Role"]["Arn"].startswith(
-        f"arn:aws:iam::{member}:"
+    assert (
+        member_iam(moto.url, member)
+        .get_role(RoleName="landed-here")["Role"]["Arn"]
+        .startswith(f"arn:aws:iam::{member}:")
     )
     assert sessions.default().iam.get_role("landed-here") is None
 

@@ -99,7 +99,7 @@ def check_server_side_apply(result: Result) -> None:
 
 
 def check_get_wide(result: Result) -> None:
-    assert re.match(r"NAME\s+READY\s+REASON\s+ROLE ARN\s+INTEGRATION\s+AGE\n", result.stdout)
+    assert re.match(r"NAME\s+READY\s+REASON\s+ROLE ARN\s+INTEGRATION\s+ACCOUNTS\s+AGE\n", result.stdout)
     assert re.search(r"^production\s+True\s+\w+\s+arn:aws:iam::\d{12}:role/\S+\s+\S+\s+\d+[smh]", result.stdout, re.M)
 
 
