@@ -4,7 +4,8 @@ Set `OPERATOR_FAILPOINTS` to a comma-separated list of `point` or `point@N` (the
 reached, default the first), e.g. `iam:CreateRole` or `opsramp:install@2`. Points are reached only after a
 write succeeded: `iam:<Operation>` for every IAM/STS write, `opsramp:install|update|uninstall`,
 `opsramp:create_profile|delete_profile`,
-`kube:create_secret`. Unset (production), `hit` is a dictionary lookup and nothing else.
+`kube:create_secret`, `kube:record_accounts` (many accounts: status.accountIds recorded). Unset (production),
+`hit` is a dictionary lookup and nothing else.
 
 SIGKILL, not an exception: the point is to prove that a process dying between any two external calls leaves
 nothing duplicated or orphaned, exactly as an OOM kill or a node loss would.

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from . import failpoints
 from .aws import AwsAccount
 from .conditions import PassResult
 from .errors import NeedsAttention, NotOwned, OperatorError, TransientError
@@ -278,6 +279,7 @@ class Fleet:
             if self._record is not None:
                 with step(result, "role"):
                     self._record(ref.namespace, ref.name, {"accountIds": fleet.account_ids})
+                failpoints.hit("kube:record_accounts")
             self._remember(ref.uid, fleet.account_ids)
         display = spec.effective_display_name(ref.namespace, ref.name)
         previously_attached = tuple(status.get("attachedPolicyArns") or ())

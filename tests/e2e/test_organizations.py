@@ -82,7 +82,7 @@ def _rows(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
 
 
 def _assert_exactly(sandbox: Sandbox, accounts: set[str], everywhere: list[str], role_name: str, prefix: str) -> None:
-    """A role (with its policy) in each of `accounts` and in no other of `everywhere`; one integration each, no other."""
+    """A role (and its policy) in each of `accounts`, in no other of `everywhere`; one integration each, no other."""
     for account_id in everywhere:
         role = _role(sandbox, account_id, role_name)
         if account_id in accounts:
