@@ -77,3 +77,41 @@ def test_killed_mid_fan_out_converges_without_duplicates_or_orphans(
         _assert_exactly(sandbox, set(), list(accounts), role_name, prefix)
     finally:
         op.stop()
+
+
+def test_killed_mid_fan_out_then_excluded_leaves_no_orphan(
+    sandbox: Sandbox, kube: Kube, quiet: None, namespace: str
+) -> None:
+    """SIGKILL after the second account's role exists (no status written yet), then every account is excluded before
+    the restart: the roles made before the crash are found through status.accountIds and removed."""
+    org = create_organization(sandbox.moto.url, {"orphans": 3}, prefix="orphan")
+    accounts = org.accounts["orphans"]
+    name, role_name = "orphan", f"e2e-orphan-{namespace}"[:64]
+    selector = {"organizationalUnits": [org.units["orphans"]]}
+    op = Operator(sandbox, extra_env={**ORG_ENV, "OPERATOR_FAILPOINTS": "iam:CreateRole@2"})
+    ALL_OPERATORS.append(op)
+    op.start()
+    try:
+        kube.create(_resource(sandbox, namespace, name, role_name, organization=selector))
+        wait_for("operator killed", lambda: _died(op), timeout=180)
+        made = [a for a in accounts if _role_exists(sandbox, a, role_name)]
+        assert made, "the crash came before any role was made"
+        kube.patch_spec(namespace, name, {"organization": {**selector, "excludeAccounts": accounts}})
+        op.extra_env = dict(ORG_ENV)
+        op.start()
+        wait_for(
+            "excluded accounts cleaned",
+            lambda: (o := kube.get(namespace, name)) and not (o.get("status") or {}).get("accountIds") and o,
+            timeout=180,
+        )
+        _assert_exactly(sandbox, set(), list(accounts), role_name, f"{namespace}/{name}")
+        kube.delete(namespace, name)
+        wait_for(f"{namespace}/{name} gone", lambda: kube.get(namespace, name) is None, timeout=180)
+    finally:
+        op.stop()
+
+
+def _role_exists(sandbox: Sandbox, account_id: str, role_name: str) -> bool:
+    from test_organizations import _role
+
+    return _role(sandbox, account_id, role_name) is not None
