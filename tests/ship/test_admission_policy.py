@@ -28,6 +28,7 @@ ALLOWED_POLICY = "arn:aws:iam::123456789012:policy/team-extra"
 ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
 BOUNDARY = "arn:aws:iam::123456789012:policy/opsramp-boundary"
 TARGET = "arn:aws:iam::111122223333:role/opsramp-operator"
+OU = "ou-ab12-cdefgh12"
 
 STRICT = {
     "operator": {"opsrampAwsAccountId": OPSRAMP},
@@ -36,6 +37,7 @@ STRICT = {
         "permissionsBoundaryArn": BOUNDARY,
         "namespaceTargets": {"*": ["default"], "team-b": [TARGET]},
         "namespaceExistingRoles": {"*": None, "team-b": ["123456789012"]},
+        "namespaceOrganizations": {"team-b": [OU]},
     },
 }
 LENIENT = {
@@ -46,6 +48,7 @@ LENIENT = {
         "permissionsBoundaryArn": "",
         "namespaceTargets": {"*": ["default", "111122223333"]},
         "allowedOpsRampHosts": ["*.opsramp.com", "evil.example.com", "10.0.0.7:8443"],
+        "namespaceOrganizations": {"*": ["*"]},
     },
 }
 
@@ -67,6 +70,12 @@ ATTACKS: list[tuple[str, str, dict[str, Any], tuple[str, str]]] = [
      ("RoleNotAllowed", "guardrails.namespaceExistingRoles")),
     ("adopt-a-role", "team-a", {"adopt": {"role": True}},
      ("RoleNotAllowed", "guardrails.namespaceExistingRoles")),
+    ("whole-org", "team-b", {"organization": {}},
+     ("OrganizationNotAllowed", "guardrails.namespaceOrganizations")),
+    ("other-ou", "team-b", {"organization": {"organizationalUnits": [OU, "ou-ab12-zzzzzzzz"]}},
+     ("OrganizationNotAllowed", "guardrails.namespaceOrganizations")),
+    ("any-ou", "team-a", {"organization": {"organizationalUnits": [OU]}},
+     ("OrganizationNotAllowed", "guardrails.namespaceOrganizations")),
 ]  # fmt: skip
 ALLOWED: list[tuple[str, str, dict[str, Any]]] = [
     ("plain", "team-a", {}),
@@ -76,6 +85,7 @@ ALLOWED: list[tuple[str, str, dict[str, Any]]] = [
     ("own-target", "team-b", {"aws": {"assumeRoleArn": TARGET}}),
     ("own-brought-role", "team-b", {"role": {"arn": "arn:aws:iam::123456789012:role/team-b-opsramp"}}),
     ("own-adoption", "team-b", {"adopt": {"role": True}}),
+    ("own-ou", "team-b", {"organization": {"organizationalUnits": [OU]}}),
     ("upper-case-host-default-port", "team-a", {"opsramp": {"endpoint": "https://ACME.api.opsramp.com:443"}}),
 ]
 
