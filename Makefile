@@ -102,8 +102,9 @@ crds generate: $(STAMP)
 	$(BIN)/python -m opsramp_codegen.refdoc --write
 	$(BIN)/python -m opsramp_codegen.iam_permissions --write
 
+# DEMO_ARGS=--organization: a three-account AWS Organization onboarded by one resource (docs/organizations.md).
 demo: $(STAMP)
-	$(BIN)/python -m opsramp_sandbox.demo
+	$(BIN)/python -m opsramp_sandbox.demo $(DEMO_ARGS)
 
 # Regenerate every lock with hashes (run by hand, commit the result): constraints-build.txt (pip, setuptools),
 # constraints.txt (the project with [test], resolved for any Python 3.11.x), constraints-checkov.txt and

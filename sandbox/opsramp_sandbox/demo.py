@@ -205,15 +205,102 @@ def run_demo(directory: Path) -> int:
     return 0
 
 
+def run_organization_demo(directory: Path) -> int:
+    """`make demo DEMO_ARGS=--organization`: an AWS Organization of three member accounts onboarded by one resource."""
+    from .aws import MEMBER_ROLE, create_organization, member_iam
+
+    # What the cluster admin allows (the launcher hands OPERATOR_* variables to the operator).
+    os.environ["OPERATOR_NAMESPACE_TARGETS"] = json.dumps({"*": ["default", f"arn:aws:iam::*:role/{MEMBER_ROLE}"]})
+    os.environ["OPERATOR_NAMESPACE_ORGANIZATIONS"] = json.dumps({"*": ["*"]})
+    os.environ.setdefault("OPERATOR_ORGANIZATION_SCAN_SECONDS", "10")
+    choice = launcher.default_kube()
+    say(launcher.choose_kube(choice)[1])
+    heading("1. Starting the sandbox, and an AWS Organization in moto: one OU of three member accounts")
+    started = time.monotonic()
+    env = launcher.up(directory, operator=True, kube=choice)
+    org = create_organization(env["AWS_ENDPOINT_URL"], {"workloads": 3}, prefix="demo")
+    say(f"   organization root {org.root_id}, OU workloads {org.units['workloads']}")
+    for account_id in org.accounts["workloads"]:
+        say(f"   member account {account_id} (with {MEMBER_ROLE}, trusted by the management account)")
+
+    api = kubernetes.config.new_client_from_config(env["KUBECONFIG"])  # type: ignore[no-untyped-call]
+    core: Any = kubernetes.client.CoreV1Api(api)
+    custom: Any = kubernetes.client.CustomObjectsApi(api)
+    heading("2. kubectl apply -f examples/awsintegration-organization.yaml (pointed at the sandbox)")
+    secret = load_example("opsramp-credentials.yaml")
+    secret["stringData"] = {"clientId": env["OPSRAMP_CLIENT_ID"], "clientSecret": env["OPSRAMP_CLIENT_SECRET"]}
+    namespace = secret["metadata"]["namespace"]
+    core.create_namespaced_secret(namespace, secret)
+    console = requests.get(f"{env['OPSRAMP_ADMIN_URL']}/tenants/{env['OPSRAMP_TENANT_ID']}/console", timeout=10).json()
+    external_id_secret = load_example("external-id-secret.yaml")
+    external_id_secret["stringData"] = {"externalId": console["externalId"]}
+    core.create_namespaced_secret(namespace, external_id_secret)
+    resource = load_example("awsintegration-organization.yaml")
+    resource["metadata"]["namespace"] = namespace
+    resource["spec"]["opsramp"].update(
+        endpoint=env["OPSRAMP_ENDPOINT"], tenantId=env["OPSRAMP_TENANT_ID"], awsAccountId=env["OPSRAMP_AWS_ACCOUNT_ID"]
+    )
+    resource["spec"]["organization"] = {"organizationalUnits": [org.units["workloads"]]}
+    del resource["spec"]["accounts"]
+    name = resource["metadata"]["name"]
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, resource)
+    say(f"   awsintegration.{GROUP}/{name} created: spec.organization.organizationalUnits = [workloads]")
+
+    heading("3. Waiting for every account to be Ready")
+    seen = ""
+    obj: dict[str, Any] = {}
+    deadline = time.monotonic() + READY_TIMEOUT * 2
+    while time.monotonic() < deadline:
+        obj = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        ready = next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
+        counts = obj.get("status", {}).get("accountsReady", "-")
+        now = f"ACCOUNTS {counts}  Ready={ready.get('status')} {ready.get('reason')}"
+        if now != seen:
+            seen = now
+            say(f"   {time.monotonic() - started:5.1f}s  {now}")
+        if ready.get("status") == "True":
+            break
+        time.sleep(0.5)
+    else:
+        say("   The resource did not become Ready in time; see the operator log in " + str(directory / "logs"))
+        return 1
+    table = kubectl(env, "get", "awsintegrations", "-n", namespace)
+    if table is not None:
+        say(table.rstrip())
+    say()
+    for row in obj["status"]["accounts"]:
+        say(f"   {row['accountId']}  {row['state']:<6} {row.get('roleArn', '')}  {row.get('integrationId', '')}")
+
+    heading(f"4. kubectl delete awsintegration {name}: every account cleaned")
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                break
+        time.sleep(0.5)
+    role_name = obj["status"]["accounts"][0]["roleArn"].rsplit("/", 1)[-1]
+    for account_id in org.accounts["workloads"]:
+        left = [r["RoleName"] for r in member_iam(env["AWS_ENDPOINT_URL"], account_id).list_roles()["Roles"]]
+        say(f"   {account_id}: {'role left: ' + role_name if role_name in left else 'no OpsRamp role left'}")
+    say(f"\nDemo finished in {time.monotonic() - started:.1f}s.")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--dir", type=Path, help="sandbox directory (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="leave the sandbox running afterwards")
+    parser.add_argument(
+        "--organization", action="store_true", help="a three-account AWS Organization onboarded by one resource"
+    )
     args = parser.parse_args(argv)
     directory = args.dir or Path(tempfile.mkdtemp(prefix="opsramp-demo-"))
     code = 1
     try:
-        code = run_demo(directory)
+        code = run_organization_demo(directory) if args.organization else run_demo(directory)
     finally:
         if args.keep:
             say(f"\nSandbox left running: `opsramp-sandbox status --dir {directory}`, then `down`.")
