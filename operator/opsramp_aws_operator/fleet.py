@@ -39,6 +39,22 @@ _BUDGET_REASONS = frozenset({"OpsRampRateLimited", "OpsRampThrottled"})
 _ACTIVE = "ACTIVE"
 
 
+# Accounts are entered, recorded and written a chunk at a time: one status write records a chunk's new accounts,
+# and a spent budget leaves the later chunks untouched (not even entered) until the next pass.
+CHUNK = 25
+
+
+def _carried(account_id: str, prior: Mapping[str, Any] | None, stop: TransientError) -> Member:
+    """An account this pass did not get to (a budget was spent): its last row, Pending unless it was Ready."""
+    prior = prior or {}
+    member = Member(account_id, role_arn=prior.get("roleArn"), integration_id=prior.get("integrationId"))
+    if prior.get("state") == "Ready":
+        member.state = "Ready"
+    else:
+        member.fail(stop)
+    return member
+
+
 def member_role_arn(partition: str, account_id: str, role_name: str) -> str:
     return f"arn:{partition}:iam::{account_id}:role/{role_name}"
 
@@ -259,66 +275,62 @@ class Fleet:
             result.external_id_secret_name = secret_name
             desired = svc.desired_role(spec, ref, opsramp_account, external_id, partition)
             validate_desired(desired)
-        # Reach every account first (assume its member role: reads only), so that an account the operator cannot
-        # enter is reported on its own, and is never recorded (nothing can have been written there).
-        reached: dict[str, AwsAccount] = {}
-        for account_id in selected:
-            member = Member(account_id)
-            fleet.members[account_id] = member
-            prior = previous_rows.get(account_id) or {}
-            member.role_arn = prior.get("roleArn")
-            member.integration_id = prior.get("integrationId")
-            try:
-                reached[account_id] = self.account_for(spec, ref, base, base_id, account_id)
-            except OperatorError as exc:
-                member.fail(exc)
-        # Before the first write in a new account: record it, so that whatever happens next it is cleaned up.
-        new = [a for a in reached if a not in recorded]
-        if new:
-            fleet.account_ids = sorted(recorded | set(new))
-            if self._record is not None:
-                with step(result, "role"):
-                    self._record(ref.namespace, ref.name, {"accountIds": fleet.account_ids})
-                failpoints.hit("kube:record_accounts")
-            self._remember(ref.uid, fleet.account_ids)
         display = spec.effective_display_name(ref.namespace, ref.name)
         previously_attached = tuple(status.get("attachedPolicyArns") or ())
+        # Accounts not Ready last time go first: after a spent budget, the next pass starts where work is left.
+        ordered = sorted(selected, key=lambda a: ((previous_rows.get(a) or {}).get("state") == "Ready", a))
         stop: TransientError | None = None
-        for account_id, account in reached.items():
-            member = fleet.members[account_id]
+        for start in range(0, len(ordered), CHUNK):
+            chunk = ordered[start : start + CHUNK]
             if stop is not None:
-                member.fail(stop)
+                for account_id in chunk:
+                    fleet.members[account_id] = _carried(account_id, previous_rows.get(account_id), stop)
                 continue
-            try:
-                outcome = ensure_role(
-                    account,
-                    desired,
-                    previously_attached=previously_attached,
-                    adoption=svc.adoption(spec, opsramp_account, external_id),
-                )
-                member.role_arn = outcome.arn
-                result.changes.extend(f"{account_id}: {c}" for c in outcome.changes)
-                result.attached_policy_arns = list(outcome.policy_arns)
-                result.policy_digest = outcome.policy_digest
-                ensure_role_usable(outcome, svc.clock(), svc.settings.role_settle_seconds)
-                request = AwsIntegrationRequest(
-                    display_name=member_display_name(display, account_id),
-                    account_number=account_id,
-                    role_arn=outcome.arn,
-                    external_id=external_id,
-                    regions=tuple(spec.regions),
-                )
+            reached = self._reach(spec, ref, base, base_id, chunk, previous_rows, fleet)
+            # Before the first write in a new account: record it, so that whatever happens next it is cleaned up.
+            new = [a for a in reached if a not in fleet.account_ids]
+            if new:
+                fleet.account_ids = sorted({*fleet.account_ids, *new})
+                if self._record is not None:
+                    with step(result, "role"):
+                        self._record(ref.namespace, ref.name, {"accountIds": fleet.account_ids})
+                    failpoints.hit("kube:record_accounts")
+                self._remember(ref.uid, fleet.account_ids)
+            for account_id, account in reached.items():
+                member = fleet.members[account_id]
+                if stop is not None:
+                    fleet.members[account_id] = _carried(account_id, previous_rows.get(account_id), stop)
+                    continue
                 try:
-                    integration = ensure_integration(client, request, member.integration_id, {outcome.arn})
-                except TransientError as exc:
-                    raise svc._escalate_assume_failure(exc, outcome, spec) from None
-                member.integration_id = integration.integration.id
-                result.changes.extend(f"{account_id}: {c}" for c in integration.changes)
-                member.state, member.reason, member.message = "Ready", None, None
-            except OperatorError as exc:
-                member.fail(exc)
-                if isinstance(exc, TransientError) and exc.reason in _BUDGET_REASONS:
-                    stop = exc
+                    outcome = ensure_role(
+                        account,
+                        desired,
+                        previously_attached=previously_attached,
+                        adoption=svc.adoption(spec, opsramp_account, external_id),
+                    )
+                    member.role_arn = outcome.arn
+                    result.changes.extend(f"{account_id}: {c}" for c in outcome.changes)
+                    result.attached_policy_arns = list(outcome.policy_arns)
+                    result.policy_digest = outcome.policy_digest
+                    ensure_role_usable(outcome, svc.clock(), svc.settings.role_settle_seconds)
+                    request = AwsIntegrationRequest(
+                        display_name=member_display_name(display, account_id),
+                        account_number=account_id,
+                        role_arn=outcome.arn,
+                        external_id=external_id,
+                        regions=tuple(spec.regions),
+                    )
+                    try:
+                        integration = ensure_integration(client, request, member.integration_id, {outcome.arn})
+                    except TransientError as exc:
+                        raise svc._escalate_assume_failure(exc, outcome, spec) from None
+                    member.integration_id = integration.integration.id
+                    result.changes.extend(f"{account_id}: {c}" for c in integration.changes)
+                    member.state, member.reason, member.message = "Ready", None, None
+                except OperatorError as exc:
+                    member.fail(exc)
+                    if isinstance(exc, TransientError) and exc.reason in _BUDGET_REASONS:
+                        stop = exc
         # Accounts no longer selected: cleaned up as deletionPolicy says, forgotten once done.
         for account_id in sorted(recorded - set(selected)):
             member = Member(account_id, state="Removing")
@@ -336,6 +348,29 @@ class Fleet:
                 fleet.removing[account_id] = member
         self._remember(ref.uid, fleet.account_ids)
         self._finish(fleet, result)
+
+    def _reach(
+        self,
+        spec: AWSIntegrationSpec,
+        ref: ResourceRef,
+        base: AwsAccount,
+        base_id: str,
+        chunk: list[str],
+        previous_rows: Mapping[str, Mapping[str, Any]],
+        fleet: FleetResult,
+    ) -> dict[str, AwsAccount]:
+        """Enter each account of `chunk` (assume its member role: no write), so that an account the operator cannot
+        enter is reported on its own, and is never recorded (nothing can have been written there)."""
+        reached: dict[str, AwsAccount] = {}
+        for account_id in chunk:
+            prior = previous_rows.get(account_id) or {}
+            member = Member(account_id, role_arn=prior.get("roleArn"), integration_id=prior.get("integrationId"))
+            fleet.members[account_id] = member
+            try:
+                reached[account_id] = self.account_for(spec, ref, base, base_id, account_id)
+            except OperatorError as exc:
+                member.fail(exc)
+        return reached
 
     def _finish(self, fleet: FleetResult, result: PassResult) -> None:
         """The pass's error: failures need a person (after the pending ones are through), pending ones a retry."""

@@ -252,7 +252,9 @@ def run_organization_demo(directory: Path) -> int:
     deadline = time.monotonic() + READY_TIMEOUT * 2
     while time.monotonic() < deadline:
         obj = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        ready = next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {})
+        ready: dict[str, Any] = next(
+            (c for c in obj.get("status", {}).get("conditions", []) if c["type"] == "Ready"), {}
+        )
         counts = obj.get("status", {}).get("accountsReady", "-")
         now = f"ACCOUNTS {counts}  Ready={ready.get('status')} {ready.get('reason')}"
         if now != seen:

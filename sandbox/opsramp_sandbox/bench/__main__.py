@@ -16,7 +16,9 @@ counting proxy in front of moto, and measures:
 - ratelimited: the OpsRamp emulator at the documented 50 writes (and 50 paged GETs) per window, with the window
   scaled down; 429s seen and writes achieved per window against the limit;
 - burst: the operator with the sandbox's settings and OpsRamp's documented limits: the idle latency, a burst of
-  --burst-n, one more resource right after it, and the creation passes per resource of the burst.
+  --burst-n, one more resource right after it, and the creation passes per resource of the burst;
+- organization: one AWSIntegration over an AWS Organization of --org-n member accounts (organization.py), OpsRamp at
+  its documented write limit: time to all Ready against the write-limit floor, calls per account, RSS, delete.
 
 Writes bench/results/latest.json and bench/results/latest.md. Figures are printed, never asserted.
 """
@@ -45,13 +47,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from .. import launcher
 from ..faultproxy import FaultProxy
+from . import organization
 from .fleet import Fleet, kube_url
 from .meter import Calls, Meter
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
-PHASES = ("floor", "latency", "fleet", "resync", "delete", "ratelimited", "burst")
+PHASES = ("floor", "latency", "fleet", "resync", "delete", "ratelimited", "burst", "organization")
 # The operator's worker pool (handlers.py: settings.execution.max_workers); the floor uses as many threads.
 CONCURRENCY = 16
 UNLIMITED = 1_000_000
@@ -674,6 +677,25 @@ def markdown(r: dict[str, Any]) -> str:
             f"| seconds to all Ready (floor at the limit) | {limited['seconds_to_all_ready']} "
             f"({limited['floor_seconds']}) |",
         ]
+    org = r.get("organization")
+    if org:
+        lines += [
+            "",
+            f"Organization: one AWSIntegration over {org['accounts']} member accounts, OpsRamp at "
+            f"{org['writes_limit_per_window']} writes per {org['window_seconds']:g}s window, IAM/STS at "
+            f"{org['iam_calls_per_second']} calls/s.",
+            "",
+            "| figure | value |",
+            "|---|---|",
+            f"| seconds to all accounts Ready | {org['seconds_to_all_ready']} |",
+            f"| write-limit floor / IAM floor (s) | {org['write_limit_floor_seconds']} / {org['iam_floor_seconds']} |",
+            f"| calls per account | {_cell(org['calls_per_account'])} |",
+            f"| floor calls per account | {_cell(org['floor_calls_per_account'])} |",
+            f"| `opsramp_429` | {org['opsramp_429']} |",
+            f"| operator peak RSS (MiB) | {org['operator_peak_rss_mb']} |",
+            f"| seconds to deleted / accounts with a role left | {org.get('seconds_to_deleted')} / "
+            f"{org.get('accounts_with_a_role_left')} |",
+        ]
     burst = r.get("burst")
     if burst:
         lines += [
@@ -707,6 +729,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate-window", type=float, default=6.0, help="the scaled-down OpsRamp rate window (s)")
     parser.add_argument("--burst-n", type=int, default=100, help="size of the burst phase's burst")
     parser.add_argument("--burst-idle-samples", type=int, default=5)
+    parser.add_argument("--org-n", type=int, default=200, help="member accounts of the organization phase")
+    parser.add_argument("--org-iam-per-second", type=int, default=10, help="the operator's IAM/STS budget there")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
         "--operator-env", action="append", default=[], metavar="NAME=VALUE", help="extra environment of the operator"
@@ -757,6 +781,8 @@ def main(argv: list[str] | None = None) -> int:
                     op.stop()
             if "ratelimited" in phases:
                 bench.ratelimited(args.ratelimited_n, args.rate_window)
+            if "organization" in phases:
+                results["organization"] = organization.run(bench, args.org_n, args.rate_window, args.org_iam_per_second)
             if "burst" in phases:
                 bench.burst(args.burst_n, args.burst_idle_samples)
         finally:

@@ -3,7 +3,8 @@
 No timing is asserted (figures are the benchmark's output, not a test's). What is asserted is what the counts
 must be whatever the machine: the floor sends exactly its minimal sequence, a resync of an unchanged fleet
 writes nothing and reads what the floor's verification reads, the rate-limited run never meets a 429, kopf
-finishes each resource's creation once, and deleting the fleet leaves nothing behind.
+finishes each resource's creation once, and deleting the fleet (and the organization phase's resource) leaves nothing
+behind.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def test_bench_smoke_run_reports_every_figure(tmp_path: Path) -> None:
             "--rate-window", "2",
             "--burst-n", "3",
             "--burst-idle-samples", "1",
+            "--org-n", "6",
             "--out", str(tmp_path),
         ]
     )  # fmt: skip
@@ -53,6 +55,10 @@ def test_bench_smoke_run_reports_every_figure(tmp_path: Path) -> None:
     ):
         assert key in results, key
     assert results["n"] == 6
+    org = results["organization"]
+    # One resource over 6 member accounts: every account onboarded once, no 429, nothing left after delete.
+    assert org["accounts"] == 6 and org["opsramp_429"] == 0 and org["accounts_with_a_role_left"] == 0
+    assert org["calls"]["opsramp_writes"] >= 6
     floor = results["floor_calls_per_resource"]
     # OpsRamp: the install and the discovery profile; a drift check reads both.
     assert (floor["iam_writes"], floor["opsramp_writes"], floor["iam_reads"]) == (3, 2, 0)
