@@ -79,6 +79,8 @@ def run(bench: Bench, n: int, window: float, iam_per_second: int) -> dict[str, A
             "window_seconds": window,
             "writes_limit_per_window": limits["writes"],
             "iam_calls_per_second": iam_per_second,
+            # Every member account's session kept (0.65 to 3 MiB each): fewer STS calls, more memory.
+            "aws_session_cache_size": n + 1,
             "seconds_to_all_ready": round(seconds, 1),
             "write_limit_floor_seconds": round(floor, 1),
             "iam_floor_seconds": round(iam_floor, 1),
