@@ -1002,6 +1002,12 @@ class Service:
         Errors a pass would stop on before its first write (bad credentials, guardrails, ...) are raised; the ones
         it would stop on at an object (NotOwned, AdoptionRefused, a brought role's checks) go to `blocked`.
         """
+        if spec.fleet:
+            raise NeedsAttention(
+                "PlanUnsupported",
+                "plan covers one-account resources; this one has spec.accounts or spec.organization, whose per-account "
+                "state is in status.accounts (docs/organizations.md).",
+            )
         plan = ResourcePlan(ref.namespace, ref.name)
         recorded_id = status.get("integrationId") or None
         previous_arn = status.get("roleArn") or None
