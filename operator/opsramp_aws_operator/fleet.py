@@ -32,9 +32,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# Errors that say "this tenant's or this process's budget is spent": the rest of the fan-out waits for the next pass
-# instead of drawing the same refusal once per account.
-_BUDGET_REASONS = frozenset({"OpsRampRateLimited", "OpsRampThrottled"})
+# The OpsRamp tenant's write budget is spent (its limiter, or a 429 it honours): the rest of the fan-out waits for the
+# next pass instead of drawing the same refusal once per account. (IAM throttles per account: not a reason to stop.)
+_BUDGET_REASONS = frozenset({"OpsRampRateLimited"})
 # Org accounts in these states cannot be acted in: they are left out of the selection.
 _ACTIVE = "ACTIVE"
 
