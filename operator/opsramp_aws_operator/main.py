@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
@@ -16,7 +15,7 @@ from prometheus_client import start_http_server
 
 from . import __version__, handlers, redaction
 from .aws import AwsSessions, AwsSettings
-from .kube import Secrets, core_api
+from .kube import Secrets
 from .service import Service
 from .settings import Settings, SettingsError
 
@@ -124,11 +123,6 @@ def main(argv: list[str] | None = None) -> int:
     if settings.peering_name:
         # Fix this replica's priority once, for both kopf.run and the startup settings.
         settings = dataclasses.replace(settings, peering_priority=handlers.peering_priority(settings))
-    # The Kubernetes client's configuration, loaded once before kopf starts: the client names the temp file for a
-    # kubeconfig's CA before it writes it, so kopf's login and the Secret watch loading it at the same moment let one
-    # of them read an empty CA ("no certificate or crl found": the operator stopped at start, seen after restarts).
-    with contextlib.suppress(Exception):
-        core_api()
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings)
     log.info(
