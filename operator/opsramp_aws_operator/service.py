@@ -392,7 +392,8 @@ class Service:
         self.fleet.forget(uid)
 
     def with_recorded_ids(self, uid: str, status: Mapping[str, Any]) -> Mapping[str, Any]:
-        """`status`, with the ids this process's last pass recorded for `uid` where it has none.
+        """`status`, with the ids (and credentialsAppliedTime) this process's last pass recorded for `uid` where it
+        has none.
 
         The body a handler gets can be older than the status our own last pass wrote (kopf handles a watch event
         queued before that patch), so its status may lack status.integrationId or status.discoveryProfileId;
@@ -895,6 +896,10 @@ class Service:
                 credentials_since = integration.written_at or time.time()
                 verdict_since = credentials_since if integration.credentials_written else 0.0
                 result.credentials_applied_time = format_time(datetime.fromtimestamp(credentials_since, UTC))
+                # A later pass handed a body older than this pass's status (no credentialsAppliedTime) must still
+                # wait out the grace from this write: without it, it found no verdict yet and no grace to wait, and
+                # settled at once on "no failure reported" (Ready, even for a role OpsRamp was about to fail).
+                self._remember(ref.uid, "credentialsAppliedTime", result.credentials_applied_time)
 
         # 4. A renamed role: the integration has moved, so the old one (if ours) can go.
         if previous_arn and previous_arn != outcome.arn:

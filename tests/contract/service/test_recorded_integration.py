@@ -23,6 +23,7 @@ import requests
 from opsramp_aws_operator import kube as kube_mod
 from opsramp_aws_operator import opsramp as opsramp_mod
 from opsramp_aws_operator.conditions import PassResult, build_status
+from opsramp_aws_operator.errors import TransientError
 from opsramp_aws_operator.handlers import parse_spec
 from opsramp_aws_operator.kube import Secrets
 from opsramp_aws_operator.monitoring import CLOCK_SKEW_SECONDS
@@ -190,3 +191,28 @@ def test_a_verdict_given_before_the_install_answer_arrived_counts(
     assert result.error is None, result.error
     assert result.monitoring == "done", (result.monitoring, result.monitoring_reason, result.monitoring_message)
     assert result.monitoring_reason == "RoleAssumed", result.monitoring_message
+
+
+def test_a_pass_on_a_stale_status_still_waits_for_the_verdict(world: World) -> None:
+    """Found by the contract matrix under load: the pass after an install, handed a body older than the install
+    pass's own status (no credentialsAppliedTime), found no verdict yet and, with no write of its own to start a
+    grace from, settled at once on "no failure reported" (Ready; for a role OpsRamp was about to fail too). It must
+    wait out the grace from the install's credential write, as a pass on the current status does."""
+    tenant = world.sandbox.OPSRAMP_TENANT_ID
+    world.sandbox.opsramp.set_contract(tenant, role_check="never")  # no verdict comes: only the grace decides
+    service = new_service(world, OPERATOR_MONITORING_GRACE_SECONDS="600")
+    ref = new_resource(world, "stale-verdict")
+
+    def awaiting(status: dict[str, Any]) -> PassResult:
+        """One pass, which must end waiting for OpsRamp's verdict (a retry), not settled."""
+        result = PassResult()
+        with pytest.raises(TransientError) as raised:
+            service.reconcile(parse_spec(world.spec), ref, status, result)
+        assert raised.value.reason == "AwaitingOpsRampVerdict", raised.value
+        assert result.monitoring != "done", (result.monitoring_reason, result.monitoring_message)
+        return result
+
+    first = awaiting({})
+    assert first.credentials_applied_time is not None
+    awaiting(written_status(first))
+    awaiting({})
