@@ -75,6 +75,19 @@ def columns(obj: dict[str, Any]) -> str:
     )
 
 
+def _delete_and_wait(custom: Any, namespace: str, name: str, *, timeout: float, poll: float) -> None:
+    """`kubectl delete awsintegration NAME` and wait (up to `timeout`) until the operator has let it go."""
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+        time.sleep(poll)
+
+
 def run_demo(directory: Path) -> int:
     choice = launcher.default_kube()
     say(launcher.choose_kube(choice)[1])
@@ -190,15 +203,7 @@ def run_demo(directory: Path) -> int:
     say("\n".join("   " + line for line in json.dumps(integration, indent=2).splitlines()))
 
     heading(f"7. kubectl delete awsintegration {name}: the operator uninstalls and removes the role")
-    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        except ApiException as exc:
-            if exc.status == 404:
-                break
-        time.sleep(0.3)
+    _delete_and_wait(custom, namespace, name, timeout=60, poll=0.3)
     roles_left = [r["RoleName"] for r in iam.list_roles()["Roles"] if r["RoleName"] == role_name]
     say(f"   resource gone; role left in IAM: {roles_left or 'none'}")
     say(f"\nDemo finished in {time.monotonic() - started:.1f}s.")
@@ -274,15 +279,7 @@ def run_organization_demo(directory: Path) -> int:
         say(f"   {row['accountId']}  {row['state']:<6} {row.get('roleArn', '')}  {row.get('integrationId', '')}")
 
     heading(f"4. kubectl delete awsintegration {name}: every account cleaned")
-    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-        except ApiException as exc:
-            if exc.status == 404:
-                break
-        time.sleep(0.5)
+    _delete_and_wait(custom, namespace, name, timeout=120, poll=0.5)
     role_name = obj["status"]["accounts"][0]["roleArn"].rsplit("/", 1)[-1]
     for account_id in org.accounts["workloads"]:
         left = [r["RoleName"] for r in member_iam(env["AWS_ENDPOINT_URL"], account_id).list_roles()["Roles"]]
