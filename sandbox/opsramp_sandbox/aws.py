@@ -40,12 +40,11 @@ class SerializedMotoServer(ThreadedMotoServer):
 
         def serialized(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
             with lock:
-                refused = _refused_assume(environ)
+                refused = _refused(environ)
                 if refused is not None:
-                    start_response(
-                        "403 Forbidden", [("Content-Type", "text/xml"), ("Content-Length", str(len(refused)))]
-                    )
-                    return [refused]
+                    status, body = refused
+                    start_response(status, [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+                    return [body]
                 return list(app(environ, start_response))
 
         self._server = make_server(self._ip_address, self._port, serialized, True, request_handler=MotoRequestHandler)
@@ -53,12 +52,10 @@ class SerializedMotoServer(ThreadedMotoServer):
         self._server.serve_forever()
 
 
-def _refused_assume(environ: dict[str, Any]) -> bytes | None:
-    """STS's answer to an AssumeRole of a role that does not exist in a member account of the organization, else None.
+def _refused(environ: dict[str, Any]) -> tuple[str, bytes] | None:
+    """The HTTP status and error body AWS would answer where moto is more lenient than AWS, else None (moto answers).
 
-    moto lets anyone assume any role, even a missing one. For a member account of a moto organization the sandbox
-    answers as AWS does when the member role (OrganizationAccountAccessRole) is gone: AccessDenied, so that "one
-    member account refuses" is a real answer over the wire. Other accounts keep moto's behaviour.
+    Reads the form body (and puts it back for moto) only for the actions below.
     """
     if environ.get("REQUEST_METHOD") != "POST":
         return None
@@ -70,12 +67,36 @@ def _refused_assume(environ: dict[str, Any]) -> bytes | None:
         return None
     body = environ["wsgi.input"].read(length)
     environ["wsgi.input"] = io.BytesIO(body)
-    if b"Action=AssumeRole" not in body:
+    if not any(action in body for action in _STRICT_ACTIONS):
         return None
-    params = urllib.parse.parse_qs(body.decode(errors="replace"))
-    if params.get("Action", [""])[0] != "AssumeRole":
-        return None
-    arn = params.get("RoleArn", [""])[0]
+    params = {key: values[0] for key, values in urllib.parse.parse_qs(body.decode(errors="replace")).items()}
+    action = params.get("Action", "")
+    if action == "AssumeRole":
+        return _refused_assume(params.get("RoleArn", ""))
+    if action in ("CreateRole", "PutRolePermissionsBoundary"):
+        return _refused_boundary(params.get("PermissionsBoundary", ""))
+    return None
+
+
+_STRICT_ACTIONS = (b"Action=AssumeRole", b"Action=CreateRole", b"Action=PutRolePermissionsBoundary")
+
+
+def _error(namespace: str, code: str, message: str) -> bytes:
+    """AWS's query-protocol error document."""
+    return (
+        f'<ErrorResponse xmlns="{namespace}"><Error><Type>Sender</Type>'
+        f"<Code>{code}</Code><Message>{message}</Message></Error><RequestId>{uuid.uuid4()}</RequestId>"
+        "</ErrorResponse>"
+    ).encode()
+
+
+def _refused_assume(arn: str) -> tuple[str, bytes] | None:
+    """STS's answer to an AssumeRole of a role that does not exist in a member account of the organization, else None.
+
+    moto lets anyone assume any role, even a missing one. For a member account of a moto organization the sandbox
+    answers as AWS does when the member role (OrganizationAccountAccessRole) is gone: AccessDenied, so that "one
+    member account refuses" is a real answer over the wire. Other accounts keep moto's behaviour.
+    """
     parts = arn.split(":")
     if len(parts) < 6 or not parts[5].startswith("role/"):
         return None
@@ -89,11 +110,25 @@ def _refused_assume(environ: dict[str, Any]) -> bytes | None:
     if any(role.name == name for role in roles):
         return None
     message = f"User is not authorized to perform: sts:AssumeRole on resource: {arn}"
-    return (
-        '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
-        f"<Code>AccessDenied</Code><Message>{message}</Message></Error><RequestId>{uuid.uuid4()}</RequestId>"
-        "</ErrorResponse>"
-    ).encode()
+    return "403 Forbidden", _error("https://sts.amazonaws.com/doc/2011-06-15/", "AccessDenied", message)
+
+
+def _refused_boundary(arn: str) -> tuple[str, bytes] | None:
+    """IAM's answer to a permissions boundary that names a customer-managed policy that does not exist, else None.
+
+    moto stores any well-formed boundary ARN; IAM refuses CreateRole and PutRolePermissionsBoundary with
+    NoSuchEntity and creates nothing. AWS-managed boundaries (account `aws`) keep moto's behaviour, since whether
+    moto knows them depends on MOTO_IAM_LOAD_MANAGED_POLICIES.
+    """
+    parts = arn.split(":")
+    if len(parts) < 6 or not parts[4].isdigit() or not parts[5].startswith("policy/"):
+        return None
+    from moto.iam.models import iam_backends
+
+    if arn in iam_backends[parts[4]]["global"].managed_policies:
+        return None
+    message = f"Scope ARN: {arn} does not exist or is not attachable."
+    return "404 Not Found", _error("https://iam.amazonaws.com/doc/2010-05-08/", "NoSuchEntity", message)
 
 
 @dataclass

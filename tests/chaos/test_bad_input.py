@@ -290,13 +290,7 @@ def semantic_cases(namespace: str, foreign_role: str) -> list[Case]:
 
 
 # Cases the operator does not handle as the issue expects today (reported; the tests document the expectation).
-KNOWN_GAPS = {
-    "boundary-missing": (
-        "moto accepts a permissions boundary that does not exist; real IAM refuses it at CreateRole "
-        "(NoSuchEntity), so nothing is created there. A preflight GetPolicy would need iam:GetPolicy on every "
-        "policy in the operator's own IAM policy: not done yet"
-    ),
-}
+KNOWN_GAPS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")

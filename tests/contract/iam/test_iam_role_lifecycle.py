@@ -332,6 +332,25 @@ def test_boundary_is_put_changed_and_removed(account: AwsAccount, raw_iam: Any) 
     assert "PermissionsBoundary" not in raw_iam.get_role(RoleName=desired().name)["Role"]
 
 
+def test_missing_boundary_is_needs_attention_and_creates_nothing(account: AwsAccount, raw_iam: Any) -> None:
+    """A boundary that does not exist is refused by IAM (the sandbox answers as IAM does): NoSuchEntity naming it,
+    no role and no policy left behind; on an existing role the boundary it has stays."""
+    missing = f"arn:aws:iam::{ACCOUNT}:policy/boundary-does-not-exist"
+    with pytest.raises(NeedsAttention) as caught:
+        ensure_role(account, desired(permissions_boundary_arn=missing))
+    assert caught.value.reason == "AwsNoSuchEntity"
+    assert missing in caught.value.message
+    assert [r["RoleName"] for r in raw_iam.list_roles()["Roles"] if r["RoleName"] == desired().name] == []
+    assert local_policy_names(raw_iam) == set()
+    kept = foreign_policy(raw_iam, "boundary-kept")
+    ensure_role(account, desired(permissions_boundary_arn=kept))
+    with pytest.raises(NeedsAttention) as caught:
+        ensure_role(account, desired(permissions_boundary_arn=missing))
+    assert caught.value.reason == "AwsNoSuchEntity"
+    role = raw_iam.get_role(RoleName=desired().name)["Role"]
+    assert role["PermissionsBoundary"]["PermissionsBoundaryArn"] == kept
+
+
 def test_role_path_cannot_move(account: AwsAccount, calls: CallLog) -> None:
     """IAM cannot move a role to another path: the reconciler says so instead of writing."""
     ensure_role(account, desired())
