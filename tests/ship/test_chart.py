@@ -301,6 +301,8 @@ def test_default_env_reaches_the_operator(default_docs: list[Manifest]) -> None:
         "OPERATOR_MEMBER_ROLE_NAME": "OrganizationAccountAccessRole",
         "OPERATOR_ORGANIZATION_SCAN_SECONDS": "300",
         "OPERATOR_ACCOUNTS_STATUS_ROWS": "50",
+        "OPERATOR_MONITORING_GRACE_SECONDS": "180",
+        "OPERATOR_MONITORING_RECHECK_SECONDS": "3600",
         "OPERATOR_ALLOWED_OPSRAMP_AWS_ACCOUNT_IDS": "",
         "OPERATOR_ALLOWED_MANAGED_POLICY_ARNS": "",
         "OPERATOR_PERMISSIONS_BOUNDARY_ARN": "",
