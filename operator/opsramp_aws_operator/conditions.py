@@ -176,7 +176,26 @@ def _fleet_updates(result: PassResult, fleet: FleetResult) -> list[ConditionUpda
     total = len(fleet.members)
     ready_count = fleet.ready
     all_ready = error is None and ready_count == total and not fleet.removing
-    roles = sum(1 for m in fleet.members.values() if m.role_arn and m.state == "Ready")
+    disabled = error is None and not all_ready and bool(fleet.disabled) and not fleet.pending and not fleet.failed
+    roles = sum(1 for m in fleet.members.values() if m.role_arn and m.state in ("Ready", "Installed", "Disabled"))
+    installed = fleet.installed
+    awaiting = sum(1 for m in fleet.members.values() if m.state == "Installed")
+    if all_ready:
+        monitoring = ConditionUpdate(
+            MONITORING,
+            "True",
+            "AllAccountsMonitored",
+            f"OpsRamp monitors all {total} accounts (its verdict on each role, or no failure reported).",
+        )
+    elif disabled:
+        monitoring = ConditionUpdate(MONITORING, "False", "Disabled", result.monitoring_message)
+    else:
+        monitoring = ConditionUpdate(
+            MONITORING,
+            "Unknown",
+            "AwaitingOpsRampVerdict" if awaiting else "Pending",
+            f"OpsRamp monitors {ready_count}/{total} accounts; {awaiting} installed, awaiting its verdict on the role.",
+        )
     if all_ready:
         accounts = ConditionUpdate(ACCOUNTS_READY, "True", "AllAccountsReady", f"{ready_count}/{total} accounts Ready.")
         role = ConditionUpdate(
@@ -192,8 +211,14 @@ def _fleet_updates(result: PassResult, fleet: FleetResult) -> list[ConditionUpda
             f"The IAM role and the OpsRamp integration match the spec in all {total} accounts.",
         )
     else:
-        reason = error.reason if error is not None else "Reconciling"
-        message = error.message if error is not None else "Reconciliation is in progress."
+        reason = error.reason if error is not None else "MonitoringDisabled" if disabled else "Reconciling"
+        message = (
+            error.message
+            if error is not None
+            else result.monitoring_message
+            if disabled
+            else "Reconciliation is in progress."
+        )
         accounts = ConditionUpdate(ACCOUNTS_READY, "False", reason, f"{ready_count}/{total} accounts Ready. {message}")
         if result.failed_step == "role" and error is not None and not fleet.members:
             role = ConditionUpdate(ROLE_READY, "False", error.reason, error.message)
@@ -202,14 +227,19 @@ def _fleet_updates(result: PassResult, fleet: FleetResult) -> list[ConditionUpda
                 ROLE_READY, "Unknown", "Pending", f"The IAM role matches the spec in {roles} accounts."
             )
         integration = ConditionUpdate(
-            INTEGRATION_READY, "Unknown", "Pending", f"{ready_count}/{total} OpsRamp integrations match the spec."
+            INTEGRATION_READY, "Unknown", "Pending", f"{installed}/{total} OpsRamp integrations match the spec."
         )
         ready = ConditionUpdate(READY, "False", reason, message)
+        if disabled:
+            integration = ConditionUpdate(
+                INTEGRATION_READY, "True", "IntegrationReconciled", f"{total} OpsRamp integrations match the spec."
+            )
+            ready = ConditionUpdate(READY, "False", "MonitoringDisabled", result.monitoring_message)
     transient = isinstance(error, TransientError)
     attention = isinstance(error, NeedsAttention)
     reconciling = (
         ConditionUpdate(RECONCILING, "True", error.reason if error else "Progressing", error.message if error else "")
-        if transient or (error is None and not all_ready)
+        if transient or (error is None and not all_ready and not disabled)
         else ConditionUpdate(RECONCILING, "False", "Idle", "")
     )
     stalled = (
@@ -217,7 +247,7 @@ def _fleet_updates(result: PassResult, fleet: FleetResult) -> list[ConditionUpda
         if attention and error is not None
         else ConditionUpdate(STALLED, "False", "Progressing" if error else "Idle", "")
     )
-    return [ready, role, integration, accounts, reconciling, stalled]
+    return [ready, role, integration, monitoring, accounts, reconciling, stalled]
 
 
 def _observed_updates(result: PassResult) -> list[ConditionUpdate]:

@@ -16,16 +16,18 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from . import failpoints
 from .aws import AwsAccount
-from .conditions import PassResult
+from .conditions import PassResult, format_time
 from .errors import NeedsAttention, NotOwned, OperatorError, TransientError
-from .integrations import ensure_integration, remove_integration
+from .integrations import IntegrationOutcome, ensure_integration, remove_integration
 from .models import AWSIntegrationSpec
+from .monitoring import MonitoringInputs, MonitoringOutcome, ensure_monitoring
 from .opsramp import AwsIntegrationRequest, OpsRampClient
-from .roles import check_account, delete_role, ensure_role, ensure_role_usable, validate_desired
+from .roles import RoleOutcome, check_account, delete_role, ensure_role, ensure_role_usable, validate_desired
 
 if TYPE_CHECKING:
     from .service import ResourceRef, Service
@@ -39,6 +41,15 @@ _BUDGET_REASONS = frozenset({"OpsRampRateLimited"})
 _ACTIVE = "ACTIVE"
 
 
+# A settled account (Ready: OpsRamp's verdict read) reads the verdict again every OPERATOR_MONITORING_RECHECK_SECONDS,
+# as one account does; at most this many such re-reads per pass, so that a fleet whose rechecks fall due together (or
+# a new process over accounts whose verdict it never read) spreads them over passes instead of bursting at
+# integrations/activity. (Installs and credential writes always wait for their verdict.)
+RECHECKS_PER_PASS = 20
+# The verdicts a Ready row may carry (the Monitoring reasons of one account).
+_MONITORED = frozenset({"RoleAssumed", "NoFailureReported", "Monitoring"})
+
+
 # Accounts are entered, recorded and written a chunk at a time: one status write records a chunk's new accounts,
 # and a spent budget leaves the later chunks untouched (not even entered) until the next pass.
 CHUNK = 25
@@ -47,9 +58,9 @@ CHUNK = 25
 def _carried(account_id: str, prior: Mapping[str, Any] | None, stop: TransientError) -> Member:
     """An account this pass did not get to (a budget was spent): its last row, Pending unless it was Ready."""
     prior = prior or {}
-    member = Member(account_id, role_arn=prior.get("roleArn"), integration_id=prior.get("integrationId"))
+    member = Member.carry(account_id, prior)
     if prior.get("state") == "Ready":
-        member.state = "Ready"
+        member.state, member.reason = "Ready", prior.get("reason")
     else:
         member.fail(stop)
     return member
@@ -66,7 +77,12 @@ def member_display_name(base: str, account_id: str) -> str:
 
 @dataclass
 class Member:
-    """One account's row of status.accounts."""
+    """One account's row of status.accounts.
+
+    state: Pending (in progress) -> Installed (role and integration in place, OpsRamp's verdict on the role not yet
+    known) -> Ready (OpsRamp monitors: its verdict, or no failure reported within the grace); Disabled
+    (spec.monitoring.enabled is false); Failed (needs a person: reason, message); Removing (no longer selected).
+    """
 
     account_id: str
     state: str = "Pending"
@@ -74,12 +90,30 @@ class Member:
     integration_id: str | None = None
     reason: str | None = None
     message: str | None = None
+    profile_id: int | None = None
+    credentials_applied_time: str | None = None
+    retry_after: float | None = None
+
+    @classmethod
+    def carry(cls, account_id: str, prior: Mapping[str, Any]) -> Member:
+        """A row for `account_id` that keeps the ids its last row recorded."""
+        profile = prior.get("discoveryProfileId")
+        applied = prior.get("credentialsAppliedTime")
+        return cls(
+            account_id,
+            role_arn=prior.get("roleArn"),
+            integration_id=prior.get("integrationId"),
+            profile_id=profile if isinstance(profile, int) else None,
+            credentials_applied_time=applied if isinstance(applied, str) else None,
+        )
 
     def to_status(self) -> dict[str, Any]:
         row: dict[str, Any] = {"accountId": self.account_id, "state": self.state}
         for key, value in (
             ("roleArn", self.role_arn),
             ("integrationId", self.integration_id),
+            ("discoveryProfileId", self.profile_id),
+            ("credentialsAppliedTime", self.credentials_applied_time),
             ("reason", self.reason),
             ("message", (self.message or "")[:1024] or None),
         ):
@@ -88,9 +122,26 @@ class Member:
         return row
 
     def fail(self, exc: OperatorError) -> None:
-        self.state = "Failed" if isinstance(exc, NeedsAttention) else "Pending"
+        if isinstance(exc, NeedsAttention):
+            self.state = "Failed"
+        elif self.state != "Installed":
+            # An installed account whose verdict is not known yet (or could not be read) stays Installed.
+            self.state = "Pending"
         self.reason = exc.reason
         self.message = exc.message
+        self.retry_after = exc.retry_after if isinstance(exc, TransientError) else None
+
+
+@dataclass
+class _Watch:
+    """What this process knows of one account's monitoring (status keeps only the first rows of a large fleet)."""
+
+    profile_id: int | None = None
+    credentials_since: float | None = None  # epoch seconds of the last credential write
+    enabled: bool | None = None  # what the operator last set
+    verdict_read: float | None = None  # monotonic time OpsRamp's verdict was last read
+    reason: str | None = None  # the verdict: RoleAssumed / NoFailureReported
+    message: str | None = None
 
 
 @dataclass
@@ -114,14 +165,27 @@ class FleetResult:
 
     @property
     def pending(self) -> list[Member]:
-        return [m for m in (*self.members.values(), *self.removing.values()) if m.state in ("Pending", "Removing")]
+        return [
+            m
+            for m in (*self.members.values(), *self.removing.values())
+            if m.state in ("Pending", "Installed", "Removing")
+        ]
+
+    @property
+    def installed(self) -> int:
+        """Accounts whose role and integration are in place (Ready, awaiting OpsRamp's verdict, or disabled)."""
+        return sum(1 for m in self.members.values() if m.state in ("Ready", "Installed", "Disabled"))
+
+    @property
+    def disabled(self) -> list[Member]:
+        return [m for m in self.members.values() if m.state == "Disabled"]
 
     def counts(self) -> str:
         return f"{self.ready}/{len(self.members)}"
 
     def status_fields(self) -> dict[str, Any]:
         """status.accounts (not-Ready rows first, bounded), accountIds, accountsReady, accountsOmitted."""
-        rank = {"Failed": 0, "Removing": 1, "Pending": 2, "Ready": 3}
+        rank = {"Failed": 0, "Removing": 1, "Pending": 2, "Installed": 3, "Disabled": 4, "Ready": 5}
         rows = sorted(
             (*self.members.values(), *self.removing.values()), key=lambda m: (rank.get(m.state, 9), m.account_id)
         )
@@ -151,6 +215,8 @@ class Fleet:
         self._record = record
         self._scans: dict[str, tuple[float, tuple[str, ...], tuple[str, ...]]] = {}
         self._known: dict[str, tuple[str, ...]] = {}
+        # uid -> account -> what this process knows of that account's monitoring.
+        self._watches: dict[str, dict[str, _Watch]] = {}
         self._lock = threading.Lock()
 
     # --- which accounts ---------------------------------------------------------------------------------------
@@ -202,6 +268,15 @@ class Fleet:
         with self._lock:
             self._scans.pop(uid, None)
             self._known.pop(uid, None)
+            self._watches.pop(uid, None)
+
+    def _watch(self, uid: str, account_id: str) -> _Watch:
+        with self._lock:
+            return self._watches.setdefault(uid, {}).setdefault(account_id, _Watch())
+
+    def _unwatch(self, uid: str, account_id: str) -> None:
+        with self._lock:
+            self._watches.get(uid, {}).pop(account_id, None)
 
     def known(self, uid: str) -> set[str]:
         """The accounts this process recorded for `uid` (a handler's body can be older than our last status patch)."""
@@ -254,6 +329,9 @@ class Fleet:
         previous_rows = {str(r.get("accountId")): r for r in (status.get("accounts") or []) if isinstance(r, Mapping)}
         recorded = {str(a) for a in (status.get("accountIds") or [])} | self.known(ref.uid)
         fleet.account_ids = sorted(recorded)
+        # Rows left out of status.accounts are Ready ones (the table shows the others first).
+        omitted_ready = bool(status.get("accountsOmitted"))
+        rechecks = [RECHECKS_PER_PASS]
         with step(result, "role"):
             svc.check_guardrails(spec, ref)
             self.check_rules(spec, ref)
@@ -301,6 +379,7 @@ class Fleet:
                 if stop is not None:
                     fleet.members[account_id] = _carried(account_id, previous_rows.get(account_id), stop)
                     continue
+                recorded_id = member.integration_id
                 try:
                     outcome = ensure_role(
                         account,
@@ -326,21 +405,42 @@ class Fleet:
                         raise svc._escalate_assume_failure(exc, outcome, spec) from None
                     member.integration_id = integration.integration.id
                     result.changes.extend(f"{account_id}: {c}" for c in integration.changes)
-                    member.state, member.reason, member.message = "Ready", None, None
+                    member.state, member.reason, member.message = "Installed", None, None
+                    prior = previous_rows.get(account_id)
+                    was_ready = (
+                        (prior or {}).get("state") == "Ready"
+                        if prior is not None
+                        else omitted_ready and account_id in recorded
+                    )
+                    self._monitor(
+                        spec,
+                        ref,
+                        client,
+                        member,
+                        integration,
+                        outcome,
+                        recorded_id,
+                        prior or {},
+                        was_ready,
+                        rechecks,
+                        result,
+                    )
                 except OperatorError as exc:
                     member.fail(exc)
                     if isinstance(exc, TransientError) and exc.reason in _BUDGET_REASONS:
                         stop = exc
         # Accounts no longer selected: cleaned up as deletionPolicy says, forgotten once done.
         for account_id in sorted(recorded - set(selected)):
-            member = Member(account_id, state="Removing")
-            prior = previous_rows.get(account_id) or {}
-            member.role_arn, member.integration_id = prior.get("roleArn"), prior.get("integrationId")
+            member = Member.carry(account_id, previous_rows.get(account_id) or {})
+            member.state = "Removing"
             try:
                 if spec.deletion_policy == "Delete":
-                    done = self.remove_member(spec, ref, client, base, base_id, account_id, member.integration_id)
+                    done = self.remove_member(
+                        spec, ref, client, base, base_id, account_id, member.integration_id, member.profile_id
+                    )
                     result.changes.extend(f"{account_id}: {line}" for line in done)
                 fleet.account_ids.remove(account_id)
+                self._unwatch(ref.uid, account_id)
             except OperatorError as exc:
                 member.state, member.reason, member.message = "Removing", exc.reason, exc.message
                 if isinstance(exc, NeedsAttention):
@@ -348,6 +448,98 @@ class Fleet:
                 fleet.removing[account_id] = member
         self._remember(ref.uid, fleet.account_ids)
         self._finish(fleet, result)
+
+    def _monitor(
+        self,
+        spec: AWSIntegrationSpec,
+        ref: ResourceRef,
+        client: OpsRampClient,
+        member: Member,
+        installed: IntegrationOutcome,
+        role: RoleOutcome,
+        recorded_id: str | None,
+        prior: Mapping[str, Any],
+        was_ready: bool,
+        rechecks: list[int],
+        result: PassResult,
+    ) -> None:
+        """The one-account monitoring step (monitoring.ensure_monitoring) for one member account: enabled, its
+        discovery profile, OpsRamp's verdict on its role. Ready on a verdict (or none reported within the grace);
+        raises as the step does (not known yet: TransientError, the account stays Installed; refused: NeedsAttention,
+        the account is Failed with OpsRamp's reason)."""
+        from .service import _parse_time
+
+        settings = self.service.settings
+        watch = self._watch(ref.uid, member.account_id)
+        integration = installed.integration
+        written = installed.credentials_written or recorded_id != integration.id
+        credentials_since = watch.credentials_since
+        if credentials_since is None and member.credentials_applied_time:
+            credentials_since = _parse_time(member.credentials_applied_time)
+        verdict_since = credentials_since
+        if written:
+            # As for one account: the grace starts at the write; for an integration found after a lost answer, a
+            # verdict OpsRamp gave before counts.
+            credentials_since = installed.written_at or time.time()
+            verdict_since = credentials_since if installed.credentials_written else 0.0
+            watch.verdict_read = None
+        watch.credentials_since = credentials_since
+        if credentials_since is not None:
+            member.credentials_applied_time = format_time(datetime.fromtimestamp(credentials_since, UTC))
+        if member.profile_id is None:
+            member.profile_id = watch.profile_id
+        now_mono = time.monotonic()
+        settled: tuple[str, str] | None = None
+        prior_reason = prior.get("reason") if was_ready else None
+        if was_ready and not written:
+            if watch.verdict_read is None and (watch.reason or prior_reason in _MONITORED):
+                # A verdict read by an earlier process: re-read one recheck interval from now, not all at once.
+                watch.verdict_read = now_mono
+            due = watch.verdict_read is None or now_mono - watch.verdict_read >= settings.monitoring_recheck_seconds
+            if due and rechecks[0] > 0:
+                rechecks[0] -= 1
+            else:
+                settled = (
+                    str(watch.reason or prior_reason or "Monitoring"),
+                    watch.message or f"OpsRamp monitors account {member.account_id} (verdict read earlier).",
+                )
+        inputs = MonitoringInputs(
+            display_name=member_display_name(spec.effective_display_name(ref.namespace, ref.name), member.account_id),
+            spec=spec.monitoring,
+            recorded_profile_id=member.profile_id,
+            applied_enabled=watch.enabled,
+            verdict_since=verdict_since,
+            credentials_since=credentials_since,
+            settled=settled,
+            now=time.time(),
+            grace_seconds=settings.monitoring_grace_seconds,
+            role_arn=role.arn,
+            role_last_changed=role.last_changed,
+            assume_grace_seconds=settings.assume_grace_seconds,
+            generated_external_id=spec.external_id_secret_ref is None,
+            linked_accounts_requested=False,
+        )
+        watched = MonitoringOutcome(state="done")
+        try:
+            ensure_monitoring(client, integration, inputs, watched)
+        finally:
+            self._result_lines(result, member.account_id, watched)
+            if watched.enabled_applied:
+                watch.enabled = spec.monitoring.enabled
+            if watched.profile_id is not None:
+                member.profile_id = watch.profile_id = watched.profile_id
+        if watched.state == "disabled":
+            member.state, member.reason, member.message = "Disabled", "MonitoringDisabled", watched.message
+            return
+        if settled is None:
+            watch.verdict_read = now_mono
+        watch.reason, watch.message = watched.reason, watched.message
+        member.state, member.reason, member.message = "Ready", watched.reason, None
+
+    @staticmethod
+    def _result_lines(result: PassResult, account_id: str, watched: MonitoringOutcome) -> None:
+        result.changes.extend(f"{account_id}: {c}" for c in watched.changes)
+        result.warnings.extend((reason, f"Account {account_id}: {message}") for reason, message in watched.warnings)
 
     def _reach(
         self,
@@ -363,8 +555,7 @@ class Fleet:
         enter is reported on its own, and is never recorded (nothing can have been written there)."""
         reached: dict[str, AwsAccount] = {}
         for account_id in chunk:
-            prior = previous_rows.get(account_id) or {}
-            member = Member(account_id, role_arn=prior.get("roleArn"), integration_id=prior.get("integrationId"))
+            member = Member.carry(account_id, previous_rows.get(account_id) or {})
             fleet.members[account_id] = member
             try:
                 reached[account_id] = self.account_for(spec, ref, base, base_id, account_id)
@@ -379,6 +570,14 @@ class Fleet:
         total = len(fleet.members)
         if not fleet.failed and not fleet.pending:
             result.role = result.integration = "done"
+            if fleet.disabled:
+                result.monitoring = "disabled"
+                result.monitoring_message = (
+                    f"spec.monitoring.enabled is false: the OpsRamp integrations of {len(fleet.disabled)} accounts "
+                    "are disabled, so OpsRamp does not monitor through them."
+                )
+            else:
+                result.monitoring = "done"
             return
         pending = fleet.pending
         with step(result, "integration"):
@@ -387,11 +586,16 @@ class Fleet:
                     (m for m in pending),
                     key=lambda m: m.account_id,
                 )
+                waiting = sum(1 for m in pending if m.state == "Installed")
+                # The soonest an account can move on: a verdict grace says when to look again (5 s otherwise).
+                soonest = min((m.retry_after for m in pending if m.retry_after), default=5.0)
                 raise TransientError(
                     "AccountsPending",
-                    f"{fleet.ready}/{total} accounts Ready; {len(pending)} in progress (e.g. {first.account_id}: "
-                    f"{first.reason or 'Pending'})" + (f"; failed: {fleet.summary()}" if fleet.failed else ""),
-                    retry_after=5.0,
+                    f"{fleet.ready}/{total} accounts Ready; {len(pending)} in progress"
+                    + (f" ({waiting} installed, awaiting OpsRamp's verdict on the role)" if waiting else "")
+                    + f" (e.g. {first.account_id}: {first.reason or 'Pending'})"
+                    + (f"; failed: {fleet.summary()}" if fleet.failed else ""),
+                    retry_after=max(1.0, min(soonest, 30.0)),
                 )
             raise NeedsAttention(
                 "AccountsFailed",
@@ -410,10 +614,17 @@ class Fleet:
         base_id: str,
         account_id: str,
         recorded_id: str | None,
+        profile_id: int | None = None,
     ) -> list[str]:
-        """Uninstall the account's integration, then delete its role; already gone counts as done."""
+        """Delete the account's discovery profile (when known), uninstall its integration, then delete its role;
+        already gone counts as done."""
         done: list[str] = []
         account = self.account_for(spec, ref, base, base_id, account_id)
+        if profile_id is None:
+            profile_id = self._watch(ref.uid, account_id).profile_id
+        if profile_id is not None:
+            client.delete_profile(profile_id)
+            done.append(f"deleted discovery profile {profile_id}")
         role_name = spec.effective_role_name(ref.namespace, ref.name)
         role_arn = f"arn:{account.partition()}:iam::{account_id}:role{spec.role.path}{role_name}"
         display = member_display_name(spec.effective_display_name(ref.namespace, ref.name), account_id)
@@ -444,8 +655,17 @@ class Fleet:
         failed: list[str] = []
         for account_id in sorted(accounts):
             try:
+                row = rows.get(account_id) or {}
+                profile = row.get("discoveryProfileId")
                 lines = self.remove_member(
-                    spec, ref, client, base, base_id, account_id, (rows.get(account_id) or {}).get("integrationId")
+                    spec,
+                    ref,
+                    client,
+                    base,
+                    base_id,
+                    account_id,
+                    row.get("integrationId"),
+                    profile if isinstance(profile, int) else None,
                 )
                 done.extend(f"{account_id}: {line}" for line in lines)
             except OperatorError as exc:

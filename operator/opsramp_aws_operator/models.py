@@ -706,15 +706,25 @@ class AccountStatus(_Model):
     """One member account of a many-account resource (status.accounts)."""
 
     account_id: str = Field(description="The AWS account.")
-    state: Literal["Ready", "Pending", "Failed", "Removing"] = Field(
+    state: Literal["Ready", "Installed", "Pending", "Failed", "Removing", "Disabled"] = Field(
         description=(
-            "Ready: the role and the integration match the spec; Pending: in progress; Failed: this account needs "
-            "attention (reason, message), the others go on; Removing: no longer selected, being cleaned up."
+            "Ready: the role and the integration match the spec and OpsRamp monitors through it (its verdict on the "
+            "role, or no failure reported within the grace); Installed: role and integration in place, OpsRamp's "
+            "verdict on the role not known yet; Pending: in progress; Failed: this account needs attention (reason, "
+            "message), the others go on; Removing: no longer selected, being cleaned up; Disabled: "
+            "spec.monitoring.enabled is false."
         )
     )
     role_arn: str | None = Field(default=None, description="The role in this account.")
     integration_id: str | None = Field(default=None, description="This account's integration in OpsRamp.")
-    reason: str | None = Field(default=None, description="Why the account is not Ready (CamelCase).")
+    discovery_profile_id: int | None = Field(default=None, description="This account's discovery profile in OpsRamp.")
+    credentials_applied_time: str | None = Field(
+        default=None, description="When the credentials were last written to this account's integration."
+    )
+    reason: str | None = Field(
+        default=None,
+        description="Ready: OpsRamp's verdict (RoleAssumed, NoFailureReported); otherwise why not Ready (CamelCase).",
+    )
     message: str | None = Field(default=None, max_length=1024, description="What to fix, when Failed.")
 
 

@@ -33,6 +33,7 @@ class MonitoringOutcome:
     message: str = ""
     profile_id: int | None = None
     enabled: bool = True
+    enabled_applied: bool = False  # ensure_enabled went through (the integration is as spec.monitoring.enabled says)
     changes: list[str] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
 
@@ -187,6 +188,35 @@ def judge(
         f"OpsRamp reported no verdict on role {inputs.role_arn} within {inputs.grace_seconds:.0f}s (this tenant's "
         f"activity API does not report AWS role checks) and no failure; {detail}.",
     )
+
+
+def ensure_monitoring(
+    client: OpsRampClient,
+    integration: InstalledIntegration,
+    inputs: MonitoringInputs,
+    outcome: MonitoringOutcome | None = None,
+) -> MonitoringOutcome:
+    """The monitoring step for one integration, as one-account and many-account resources both run it: enabled as
+    the spec says, its discovery profile, then OpsRamp's verdict on the role (`judge`).
+
+    `outcome` (pass one in) collects the writes, warnings and the profile id as they happen, so that a caller still
+    records them when the verdict raises (not yet known: TransientError; refused: NeedsAttention).
+    """
+    outcome = outcome if outcome is not None else MonitoringOutcome(state="done")
+    enabled = ensure_enabled(client, integration, inputs)
+    outcome.enabled, outcome.enabled_applied = enabled.enabled, True
+    outcome.changes.extend(enabled.changes)
+    outcome.warnings.extend(enabled.warnings)
+    if enabled.state == "disabled":
+        outcome.state, outcome.message = "disabled", enabled.message
+        outcome.profile_id = inputs.recorded_profile_id
+        return outcome
+    profile_id, changes = ensure_discovery(client, integration, inputs)
+    outcome.profile_id = profile_id
+    outcome.changes.extend(changes)
+    outcome.reason, outcome.message = judge(client, integration, inputs, profile_id)
+    outcome.state = "done"
+    return outcome
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ from .integrations import (
 )
 from .kube import OwnerReference, SecretData, Secrets, patch_awsintegration_status
 from .models import EXTERNAL_ID_PATTERN, AWSIntegrationSpec, AwsSpec, OpsRampSpec, label_value
-from .monitoring import MonitoringInputs, ensure_discovery, ensure_enabled, judge, plan_monitoring
+from .monitoring import MonitoringInputs, MonitoringOutcome, ensure_monitoring, plan_monitoring
 from .opsramp import (
     AwsIntegrationRequest,
     InstalledIntegration,
@@ -1266,22 +1266,23 @@ class Service:
             generated_external_id=spec.external_id_secret_ref is None,
             linked_accounts_requested=spec.install_all_linked_accounts,
         )
-        enabled = ensure_enabled(client, integration, inputs)
-        result.changes.extend(enabled.changes)
-        result.warnings.extend(enabled.warnings)
-        if result.applied_integration is not None:
-            result.applied_integration = {**result.applied_integration, "enabled": spec.monitoring.enabled}
-        if enabled.state == "disabled":
+        watched = MonitoringOutcome(state="done")
+        try:
+            ensure_monitoring(client, integration, inputs, watched)
+        finally:
+            result.changes.extend(watched.changes)
+            result.warnings.extend(watched.warnings)
+            if watched.enabled_applied and result.applied_integration is not None:
+                result.applied_integration = {**result.applied_integration, "enabled": spec.monitoring.enabled}
+            if watched.profile_id is not None:
+                result.discovery_profile_id = watched.profile_id
+                if watched.state != "disabled":
+                    self._remember(ref.uid, "discoveryProfileId", watched.profile_id)
+        if watched.state == "disabled":
             result.monitoring = "disabled"
-            result.monitoring_message = enabled.message
-            if isinstance(recorded_profile, int):
-                result.discovery_profile_id = recorded_profile
+            result.monitoring_message = watched.message
             return
-        profile_id, changes = ensure_discovery(client, integration, inputs)
-        result.discovery_profile_id = profile_id
-        self._remember(ref.uid, "discoveryProfileId", profile_id)
-        result.changes.extend(changes)
-        reason, message = judge(client, integration, inputs, profile_id)
+        reason, message = watched.reason, watched.message
         if settled is None:
             with self._locks_guard:
                 self._verdict_read[ref.uid] = now_mono
