@@ -16,7 +16,7 @@ from aiohttp import web
 
 from opsramp_sandbox.opsramp_emulator.contract import Contract
 from opsramp_sandbox.opsramp_emulator.state import ApiClient, EmulatorState, public_view
-from opsramp_sandbox.opsramp_emulator.trust import TrustChecker
+from opsramp_sandbox.opsramp_emulator.trust import TrustChecker, TrustVerdict
 from opsramp_sandbox.opsramp_emulator.validation import (
     AWS_TYPE_ASSUME_ROLE,
     ValidationFailed,
@@ -237,6 +237,8 @@ async def _judge(request_app: web.Application, credential: dict[str, Any], contr
     loop = asyncio.get_running_loop()
     verdict = await loop.run_in_executor(None, checker.check, role_arn, external_id)
     with state.lock:
+        if any(f":{account}:" in role_arn for account in state.faults.refuse_assume_accounts):
+            verdict = TrustVerdict(False, "refused in this account (fault refuse_assume_accounts)")
         state.role_checks.append({"role_arn": role_arn, "ok": verdict.ok, "reason": verdict.reason})
     if verdict.ok:
         return True, f"Assumed role {role_arn}"

@@ -62,6 +62,9 @@ class Faults:
     drop_rate: float = 0.0
     drop_next: int = 0
     seed: int | None = None
+    # OpsRamp's role check fails for roles in these AWS accounts, whatever their trust (as a service control policy
+    # there denying OpsRamp's AssumeRole would): one member account of a fleet that OpsRamp cannot monitor.
+    refuse_assume_accounts: list[str] = field(default_factory=list)
 
     def update(self, changes: dict[str, Any]) -> None:
         known = {f.name for f in fields(self)}
