@@ -41,11 +41,13 @@ _BUDGET_REASONS = frozenset({"OpsRampRateLimited"})
 _ACTIVE = "ACTIVE"
 
 
-# A settled account (Ready: OpsRamp's verdict read) reads the verdict again every OPERATOR_MONITORING_RECHECK_SECONDS,
-# as one account does; at most this many such re-reads per pass, so that a fleet whose rechecks fall due together (or
-# a new process over accounts whose verdict it never read) spreads them over passes instead of bursting at
-# integrations/activity. (Installs and credential writes always wait for their verdict.)
-RECHECKS_PER_PASS = 20
+# A settled account (Ready: OpsRamp's verdict read) costs a resync one integration GET: its discovery profile and
+# OpsRamp's verdict are read again every OPERATOR_MONITORING_RECHECK_SECONDS (and after a change of
+# spec.monitoring), as one account's verdict is. At most this many such full checks per pass, so that a fleet whose
+# rechecks fall due together, or a new process over accounts it knows only as counted Ready rows, spreads them over
+# passes instead of bursting at OpsRamp's paged reads (50 a minute). Installs and credential writes always wait for
+# their verdict.
+RECHECKS_PER_PASS = 10
 # The verdicts a Ready row may carry (the Monitoring reasons of one account).
 _MONITORED = frozenset({"RoleAssumed", "NoFailureReported", "Monitoring"})
 
@@ -64,6 +66,22 @@ def _carried(account_id: str, prior: Mapping[str, Any] | None, stop: TransientEr
     else:
         member.fail(stop)
     return member
+
+
+def _omitted_are_ready(status: Mapping[str, Any]) -> bool:
+    """Whether the rows status.accounts left out are all Ready: the table shows the others first, so they are unless
+    more accounts were not Ready than the table holds (counted from accountsReady)."""
+    if not status.get("accountsOmitted"):
+        return False
+    try:
+        ready, total = (int(part) for part in str(status.get("accountsReady") or "").split("/"))
+    except ValueError:
+        return False
+    shown = [r for r in status.get("accounts") or () if isinstance(r, Mapping)]
+    shown_not_ready = sum(1 for r in shown if r.get("state") != "Ready")
+    # Removing rows are not among the selected accounts accountsReady counts.
+    removing = sum(1 for r in shown if r.get("state") == "Removing")
+    return shown_not_ready - removing >= total - ready
 
 
 def member_role_arn(partition: str, account_id: str, role_name: str) -> str:
@@ -136,12 +154,15 @@ class Member:
 class _Watch:
     """What this process knows of one account's monitoring (status keeps only the first rows of a large fleet)."""
 
+    integration_id: str | None = None
     profile_id: int | None = None
     credentials_since: float | None = None  # epoch seconds of the last credential write
     enabled: bool | None = None  # what the operator last set
     verdict_read: float | None = None  # monotonic time OpsRamp's verdict was last read
     reason: str | None = None  # the verdict: RoleAssumed / NoFailureReported
     message: str | None = None
+    monitoring: str | None = None  # spec.monitoring the profile was last made to match (None: not known)
+    ready: bool | None = None  # the account's state after this process's last pass over it (None: none yet)
 
 
 @dataclass
@@ -329,8 +350,7 @@ class Fleet:
         previous_rows = {str(r.get("accountId")): r for r in (status.get("accounts") or []) if isinstance(r, Mapping)}
         recorded = {str(a) for a in (status.get("accountIds") or [])} | self.known(ref.uid)
         fleet.account_ids = sorted(recorded)
-        # Rows left out of status.accounts are Ready ones (the table shows the others first).
-        omitted_ready = bool(status.get("accountsOmitted"))
+        omitted_ready = _omitted_are_ready(status)
         rechecks = [RECHECKS_PER_PASS]
         with step(result, "role"):
             svc.check_guardrails(spec, ref)
@@ -379,6 +399,9 @@ class Fleet:
                 if stop is not None:
                     fleet.members[account_id] = _carried(account_id, previous_rows.get(account_id), stop)
                     continue
+                if member.integration_id is None:
+                    # A row status leaves out (Ready, beyond the table's bound): the id this process recorded.
+                    member.integration_id = self._watch(ref.uid, account_id).integration_id
                 recorded_id = member.integration_id
                 try:
                     outcome = ensure_role(
@@ -407,11 +430,13 @@ class Fleet:
                     result.changes.extend(f"{account_id}: {c}" for c in integration.changes)
                     member.state, member.reason, member.message = "Installed", None, None
                     prior = previous_rows.get(account_id)
-                    was_ready = (
-                        (prior or {}).get("state") == "Ready"
-                        if prior is not None
-                        else omitted_ready and account_id in recorded
-                    )
+                    watch = self._watch(ref.uid, account_id)
+                    if prior is not None:
+                        was_ready = prior.get("state") == "Ready"
+                    elif watch.ready is not None:
+                        was_ready = watch.ready
+                    else:
+                        was_ready = omitted_ready and account_id in recorded
                     self._monitor(
                         spec,
                         ref,
@@ -427,6 +452,7 @@ class Fleet:
                     )
                 except OperatorError as exc:
                     member.fail(exc)
+                    self._watch(ref.uid, account_id).ready = False
                     if isinstance(exc, TransientError) and exc.reason in _BUDGET_REASONS:
                         stop = exc
         # Accounts no longer selected: cleaned up as deletionPolicy says, forgotten once done.
@@ -472,7 +498,12 @@ class Fleet:
         settings = self.service.settings
         watch = self._watch(ref.uid, member.account_id)
         integration = installed.integration
-        written = installed.credentials_written or recorded_id != integration.id
+        watch.integration_id = integration.id
+        # Credentials written, or an integration other than the recorded one (found after a lost answer); a Ready row
+        # status left out has no id recorded, and its integration found by name is the same one.
+        written = installed.credentials_written or (
+            recorded_id != integration.id if recorded_id is not None else not was_ready
+        )
         credentials_since = watch.credentials_since
         if credentials_since is None and member.credentials_applied_time:
             credentials_since = _parse_time(member.credentials_applied_time)
@@ -490,19 +521,28 @@ class Fleet:
             member.profile_id = watch.profile_id
         now_mono = time.monotonic()
         settled: tuple[str, str] | None = None
+        enabled_only = False
+        wanted = spec.monitoring.model_dump_json()
         prior_reason = prior.get("reason") if was_ready else None
         if was_ready and not written:
             if watch.verdict_read is None and (watch.reason or prior_reason in _MONITORED):
                 # A verdict read by an earlier process: re-read one recheck interval from now, not all at once.
                 watch.verdict_read = now_mono
             due = watch.verdict_read is None or now_mono - watch.verdict_read >= settings.monitoring_recheck_seconds
-            if due and rechecks[0] > 0:
+            known = member.profile_id is not None and watch.monitoring in (None, wanted)
+            settled = (
+                str(watch.reason or prior_reason or "Monitoring"),
+                watch.message or f"OpsRamp monitors account {member.account_id} (its verdict was read before).",
+            )
+            if not due and known:
+                enabled_only = True
+            elif rechecks[0] > 0:
                 rechecks[0] -= 1
+                if due:
+                    settled = None
             else:
-                settled = (
-                    str(watch.reason or prior_reason or "Monitoring"),
-                    watch.message or f"OpsRamp monitors account {member.account_id} (verdict read earlier).",
-                )
+                # Over this pass's share of full checks: as it was, until a later pass.
+                enabled_only = True
         inputs = MonitoringInputs(
             display_name=member_display_name(spec.effective_display_name(ref.namespace, ref.name), member.account_id),
             spec=spec.monitoring,
@@ -521,7 +561,7 @@ class Fleet:
         )
         watched = MonitoringOutcome(state="done")
         try:
-            ensure_monitoring(client, integration, inputs, watched)
+            ensure_monitoring(client, integration, inputs, watched, enabled_only=enabled_only)
         finally:
             self._result_lines(result, member.account_id, watched)
             if watched.enabled_applied:
@@ -530,11 +570,15 @@ class Fleet:
                 member.profile_id = watch.profile_id = watched.profile_id
         if watched.state == "disabled":
             member.state, member.reason, member.message = "Disabled", "MonitoringDisabled", watched.message
+            watch.ready = False
             return
         if settled is None:
             watch.verdict_read = now_mono
+        if not enabled_only:
+            watch.monitoring = wanted
         watch.reason, watch.message = watched.reason, watched.message
         member.state, member.reason, member.message = "Ready", watched.reason, None
+        watch.ready = True
 
     @staticmethod
     def _result_lines(result: PassResult, account_id: str, watched: MonitoringOutcome) -> None:

@@ -195,12 +195,18 @@ def ensure_monitoring(
     integration: InstalledIntegration,
     inputs: MonitoringInputs,
     outcome: MonitoringOutcome | None = None,
+    *,
+    enabled_only: bool = False,
 ) -> MonitoringOutcome:
     """The monitoring step for one integration, as one-account and many-account resources both run it: enabled as
     the spec says, its discovery profile, then OpsRamp's verdict on the role (`judge`).
 
     `outcome` (pass one in) collects the writes, warnings and the profile id as they happen, so that a caller still
     records them when the verdict raises (not yet known: TransientError; refused: NeedsAttention).
+
+    `enabled_only` (with `inputs.settled`): only the enabled state, which the read
+    integration shows (no request unless it differs); the profile and the verdict stand as recorded. A fleet's settled
+    accounts between rechecks, so that a resync of many accounts costs one integration GET each.
     """
     outcome = outcome if outcome is not None else MonitoringOutcome(state="done")
     enabled = ensure_enabled(client, integration, inputs)
@@ -210,6 +216,10 @@ def ensure_monitoring(
     if enabled.state == "disabled":
         outcome.state, outcome.message = "disabled", enabled.message
         outcome.profile_id = inputs.recorded_profile_id
+        return outcome
+    if enabled_only and inputs.settled is not None:
+        outcome.profile_id = inputs.recorded_profile_id
+        outcome.reason, outcome.message = inputs.settled
         return outcome
     profile_id, changes = ensure_discovery(client, integration, inputs)
     outcome.profile_id = profile_id
