@@ -6,9 +6,13 @@ or STS operation it names (the adapter calls IAM through `_call("GetRole", ...)`
 by the kind of resource IAM authorises it on (`RESOURCE_KIND`); an operation without an entry there stops the
 generator, so a new call in `aws.py` cannot ship without a decision about its scope.
 
+AWS Organizations reads (class `Organizations` in `aws.py`, the many-account scan) and `sts:AssumeRole` on the member
+role go to a policy of their own, `docs/operator-iam-policy-organizations.json`, which only an admin who uses
+`spec.accounts` / `spec.organization` attaches (least privilege for everyone else).
+
 `python -m opsramp_codegen.iam_permissions --write` refreshes `docs/operator-iam-policy.json`,
-`docs/operator-iam-policy-assume-role.json` and the generated section of `docs/security.md`; `--check` exits 1
-when any of them is stale.
+`docs/operator-iam-policy-assume-role.json`, `docs/operator-iam-policy-organizations.json` and the generated
+section of `docs/security.md`; `--check` exits 1 when any of them is stale.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ PROG: Final = "opsramp_codegen.iam_permissions"
 DEFAULT_ROOT: Final = Path(__file__).resolve().parents[2]
 POLICY_FILE: Final = Path("docs/operator-iam-policy.json")
 ASSUME_ROLE_FILE: Final = Path("docs/operator-iam-policy-assume-role.json")
+ORGANIZATIONS_FILE: Final = Path("docs/operator-iam-policy-organizations.json")
+# The class of aws.py whose operations are AWS Organizations calls (the others are IAM or STS).
+ORGANIZATIONS_CLASS: Final = "Organizations"
 SECURITY_DOC: Final = Path("docs/security.md")
 BEGIN_MARKER: Final = (
     "<!-- BEGIN GENERATED: operator-iam-policy (python -m opsramp_codegen.iam_permissions --write) -->"
@@ -75,7 +82,15 @@ RESOURCE_KIND: Final[Mapping[str, str]] = {
     "iam:UpdateRole": "role",
     "sts:AssumeRole": "target-role",
     "sts:GetCallerIdentity": "any",
+    # Many accounts (docs/organizations.md): the organization scan, from the management account.
+    "organizations:ListRoots": "org-any",
+    "organizations:ListAccountsForParent": "org-parent",
+    "organizations:ListOrganizationalUnitsForParent": "org-parent",
 }
+ORGANIZATIONS_SIDS: Final = {"org-any": "ReadTheOrganization", "org-parent": "ReadOrganizationalUnits"}
+MEMBER_ROLE_SID: Final = "EnterMemberAccounts"
+# The member role the operator assumes in each account by default (OPERATOR_MEMBER_ROLE_NAME).
+DEFAULT_MEMBER_ROLE: Final = "OrganizationAccountAccessRole"
 
 # Statement ids, one per scope; the order is the order of the statements in the document.
 _SIDS: Final = {
@@ -113,12 +128,12 @@ class Operation:
 
 @cache
 def _operation_names() -> dict[str, dict[str, str]]:
-    """Per service (iam, sts): PascalCase operation name -> itself, plus its snake_case method name -> it."""
+    """Per service (iam, sts, organizations): PascalCase operation name -> itself, plus its snake_case method name."""
     import botocore.session  # a runtime dependency anyway; imported here so `--help` stays instant
 
     session = botocore.session.Session()
     names: dict[str, dict[str, str]] = {}
-    for service in ("iam", "sts"):
+    for service in ("iam", "sts", "organizations"):
         table: dict[str, str] = {}
         for op in session.get_service_model(service).operation_names:
             table[op] = op
@@ -139,7 +154,9 @@ def aws_operations(source: str | None = None) -> tuple[Operation, ...]:
     found: dict[str, set[str]] = {}
 
     def note(name: str, caller: str) -> None:
-        services = [svc for svc, table in names.items() if name in table]
+        # IAM and Organizations share operation names (CreatePolicy, ...): the calling class tells them apart.
+        allowed = ("organizations",) if caller.partition(".")[0] == ORGANIZATIONS_CLASS else ("iam", "sts")
+        services = [svc for svc, table in names.items() if name in table and svc in allowed]
         if len(services) > 1:
             raise ValueError(f"operation {name!r} exists in {services}; cannot tell which one aws.py means")
         if services:
@@ -269,6 +286,42 @@ def assume_role_statement_policy(
     return {"Version": full["Version"], "Statement": [s for s in full["Statement"] if s["Sid"] == ASSUME_ROLE_SID]}
 
 
+def organizations_policy(
+    partition: str = "aws",
+    member_role_name: str = DEFAULT_MEMBER_ROLE,
+    operations: Iterable[Operation] | None = None,
+) -> dict[str, Any]:
+    """The policy the operator's identity in the management account (or a delegated administrator) needs on top of
+    its own for many accounts: read the organization (spec.organization) and assume `member_role_name` in each
+    member account (spec.accounts too)."""
+    ops = tuple(operations) if operations is not None else aws_operations()
+    by_scope: dict[str, list[str]] = {}
+    for op in ops:
+        by_scope.setdefault(RESOURCE_KIND[op.action], []).append(op.action)
+    resources: dict[str, Any] = {
+        "org-any": "*",
+        "org-parent": [
+            f"arn:{partition}:organizations::*:ou/o-*/ou-*",
+            f"arn:{partition}:organizations::*:root/o-*/r-*",
+        ],
+    }
+    statements: list[dict[str, Any]] = [
+        {"Sid": sid, "Effect": "Allow", "Action": sorted(by_scope[kind]), "Resource": resources[kind]}
+        for kind, sid in ORGANIZATIONS_SIDS.items()
+        if by_scope.get(kind)
+    ]
+    if by_scope.get("target-role"):
+        statements.append(
+            {
+                "Sid": MEMBER_ROLE_SID,
+                "Effect": "Allow",
+                "Action": sorted(by_scope["target-role"]),
+                "Resource": f"arn:{partition}:iam::*:role/{member_role_name}",
+            }
+        )
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
 def _dump(document: Mapping[str, Any]) -> str:
     return json.dumps(document, indent=2) + "\n"
 
@@ -292,7 +345,9 @@ def security_section(operations: Sequence[Operation] | None = None) -> str:
         "any": "`*` (IAM allows no narrower resource)",
         "any-role": "`arn:aws:iam::*:role/*` (read-only; roles to look up, adopt or bring live on any path)",
         "any-policy": "`arn:aws:iam::*:policy/*` (read-only; a brought role's policies live anywhere)",
-        "target-role": "the `spec.aws.assumeRoleArn` roles (optional statement)",
+        "target-role": "the `spec.aws.assumeRoleArn` roles, and the member role with many accounts (optional)",
+        "org-any": "`*` (IAM allows no narrower resource; many accounts only)",
+        "org-parent": "the organization's roots and OUs (many accounts only)",
     }
     conditions = {
         "iam:AttachRolePolicy": "`iam:PolicyARN`: our policies on the path, or `--extra-policy-arn`",
@@ -320,6 +375,15 @@ def security_section(operations: Sequence[Operation] | None = None) -> str:
         _dump(assume_role_statement_policy()).rstrip("\n"),
         "```",
         "",
+        "With many accounts (`spec.accounts`, `spec.organization`; [organizations.md](organizations.md)), the identity",
+        "in the management account (or a delegated administrator for AWS Organizations) additionally needs",
+        f"([`{ORGANIZATIONS_FILE.name}`]({ORGANIZATIONS_FILE.name}); the member role name is "
+        f"`OPERATOR_MEMBER_ROLE_NAME`, `{DEFAULT_MEMBER_ROLE}` by default):",
+        "",
+        "```json",
+        _dump(organizations_policy(operations=ops)).rstrip("\n"),
+        "```",
+        "",
         END_MARKER,
     ]
     return "\n".join(lines) + "\n"
@@ -339,6 +403,7 @@ def expected_files(root: Path) -> dict[Path, str]:
     return {
         root / POLICY_FILE: _dump(operator_policy(operations=ops)),
         root / ASSUME_ROLE_FILE: _dump(assume_role_statement_policy()),
+        root / ORGANIZATIONS_FILE: _dump(organizations_policy(operations=ops)),
         security: _replace_section(security.read_text(), security_section(ops)),
     }
 

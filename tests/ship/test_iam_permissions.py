@@ -25,8 +25,9 @@ from opsramp_codegen.iam_permissions import (
     aws_operations,
     main,
     operator_policy,
+    organizations_policy,
 )
-from opsramp_sandbox.aws import MotoHandle, create_account_key, start_moto
+from opsramp_sandbox.aws import MEMBER_ROLE, MotoHandle, create_account_key, create_organization, start_moto
 from opsramp_sandbox.testing import isolate_aws_env
 
 TARGET_ACCOUNT = "222233334444"
@@ -90,13 +91,14 @@ def test_every_action_exists_and_is_scoped_to_the_resource_iam_checks() -> None:
         "target-role": ":role/",
         "policy": ":policy/",
         "instance-profile": ":instance-profile/",
+        "org-parent": ":ou/",
     }
     for action, kind in RESOURCE_KIND.items():
         service, name = action.split(":")
         entries = get_action_data(service, name).get(service, [])
         assert entries, f"{action} is not a known IAM action"
         formats = {e["resource_arn_format"] for e in entries}
-        if kind == "any":
+        if kind in ("any", "org-any"):
             assert formats == {"*"}, f"{action} has resource types {formats}"
         else:
             assert any(needle[kind] in f for f in formats), f"{action} is not authorised on a {kind}: {formats}"
@@ -351,3 +353,53 @@ def test_a_required_boundary_is_the_only_one_roles_get() -> None:
     assert allowed(policy, Call("iam:PutRolePermissionsBoundary", role, None, (), boundary))
     assert not allowed(policy, Call("iam:PutRolePermissionsBoundary", role, None, (), "arn:aws:iam::1:policy/x"))
     assert not allowed(policy, Call("iam:DeleteRolePermissionsBoundary", role, None))
+
+
+# --- many accounts: the organization scan and the member role, against moto --------------------------------------
+
+
+def test_many_accounts_need_exactly_the_organizations_policy(aws_env: None, moto: MotoHandle) -> None:
+    """The organization scan (nested OUs too) and entering member accounts, through the operator's adapter against
+    moto's Organizations: every call is granted by the organizations policy, every grant there is used, and the
+    single-account policy grants none of them (an admin without organizations attaches nothing for them)."""
+    org = create_organization(moto.url, {"scan-a": 2, "scan-b": 1}, prefix="iam-scan")
+    client = org.client()
+    nested = client.create_organizational_unit(ParentId=org.units["scan-a"], Name="scan-a-nested")
+    org.units["scan-a-nested"] = nested["OrganizationalUnit"]["Id"]
+    org.add_account("scan-a-nested", "iam-scan-deep")
+    organization_id = client.describe_organization()["Organization"]["Id"]
+    sessions = AwsSessions(
+        AwsSettings(endpoint_url=moto.url, connect_timeout=2.0, read_timeout=10.0),
+        limiter=RateLimiter(100_000, 1.0, name="test-iam-organizations"),
+    )
+    base = sessions.default()
+    calls: list[Call] = []
+
+    def record(model: Any, params: dict[str, Any], **_: Any) -> None:
+        parent = str(params.get("ParentId", ""))
+        kind = "root" if parent.startswith("r-") else "ou"
+        resource = f"arn:aws:organizations::{base.caller_account_id()}:{kind}/{organization_id}/{parent}"
+        calls.append(Call(f"organizations:{model.name}", resource if parent else "*", None))
+
+    organizations = base.organizations
+    organizations.client.meta.events.register("before-parameter-build.organizations", record)
+    recorder = Recorder(base.caller_account_id(), base.sts_client)
+
+    (root,) = organizations.roots()
+    everywhere = {a.account_id for a in organizations.accounts_under(root)}
+    assert set(org.all_accounts) <= everywhere
+    member = org.accounts["scan-b"][0]
+    assert sessions.for_target(f"arn:aws:iam::{member}:role/{MEMBER_ROLE}").caller_account_id() == member
+    calls.extend(c for c in recorder.calls if c.action == "sts:AssumeRole")
+
+    policy = organizations_policy()
+    denied = sorted({f"{c.action} on {c.resource}" for c in calls if not allowed(policy, c)})
+    assert denied == [], "the organizations policy misses these calls"
+    granted = {a for s in policy["Statement"] for a in s["Action"]}
+    used = {c.action for c in calls}
+    assert granted == used, f"granted but never needed: {granted - used}; needed, not granted: {used - granted}"
+    single = {a for s in operator_policy()["Statement"] for a in s["Action"]}
+    assert not {a for a in single if a.startswith("organizations:")}
+    # Another member role name narrows the AssumeRole grant to it.
+    other = organizations_policy(member_role_name="opsramp-member")
+    assert not allowed(other, next(c for c in calls if c.action == "sts:AssumeRole"))

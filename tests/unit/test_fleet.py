@@ -139,3 +139,43 @@ def test_member_display_names_fit_opsramp() -> None:
     long = "x" * 128
     assert len(member_display_name(long, "111111111111")) == 128
     assert member_display_name("ns/name", "111111111111") == "ns/name/111111111111"
+
+
+def test_installed_and_disabled_accounts_are_not_ready() -> None:
+    """An account awaiting OpsRamp's verdict (Installed) keeps Ready and Monitoring from True; a fleet whose accounts
+    are all Disabled says MonitoringDisabled, neither reconciling nor stalled (as one account does)."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    fleet = _fleet(2)
+    fleet.members["000000000009"] = Member("000000000009", state="Installed", reason="AwaitingOpsRampVerdict")
+    assert [m.account_id for m in fleet.pending] == ["000000000009"]
+    patch, _ = build_status(PassResult(fleet=fleet), {}, 1, now)
+    conditions = {c["type"]: c for c in patch["conditions"]}
+    assert conditions["Ready"]["status"] == "False" and conditions["Monitoring"]["status"] == "Unknown"
+    assert conditions["Monitoring"]["reason"] == "AwaitingOpsRampVerdict"
+    assert conditions["IntegrationReady"]["message"].startswith("3/3")
+    assert patch["accountsReady"] == "2/3"
+
+    disabled = FleetResult(selected=True)
+    for n in range(2):
+        account = f"00000000000{n}"
+        disabled.members[account] = Member(account, state="Disabled", reason="MonitoringDisabled")
+    patch, _ = build_status(PassResult(fleet=disabled, monitoring_message="disabled by spec"), {}, 1, now)
+    conditions = {c["type"]: c for c in patch["conditions"]}
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == ("False", "MonitoringDisabled")
+    assert conditions["Monitoring"]["status"] == "False"
+    assert conditions["Reconciling"]["status"] == "False" and conditions["Stalled"]["status"] == "False"
+
+
+def test_rows_left_out_count_as_ready_only_when_the_counts_say_so() -> None:
+    """status.accounts shows the not-Ready rows first: the rows it leaves out are Ready unless more accounts were not
+    Ready than it shows (then a new process must not take an omitted Installed account for a settled one)."""
+    from opsramp_aws_operator.fleet import _omitted_are_ready
+
+    fleet = _fleet(8, failed=2, rows=5)
+    assert _omitted_are_ready(fleet.status_fields())
+    crowded = _fleet(2, failed=0, rows=5)
+    for n in range(6):
+        account = f"1000000000{n:02d}"
+        crowded.members[account] = Member(account, state="Installed", reason="AwaitingOpsRampVerdict")
+    assert not _omitted_are_ready(crowded.status_fields())
+    assert not _omitted_are_ready(_fleet(3, rows=5).status_fields())  # nothing left out
