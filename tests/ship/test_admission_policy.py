@@ -29,13 +29,14 @@ ADMIN = "arn:aws:iam::aws:policy/AdministratorAccess"
 BOUNDARY = "arn:aws:iam::123456789012:policy/opsramp-boundary"
 TARGET = "arn:aws:iam::111122223333:role/opsramp-operator"
 OU = "ou-ab12-cdefgh12"
+MEMBER = "210987654321"
 
 STRICT = {
     "operator": {"opsrampAwsAccountId": OPSRAMP},
     "guardrails": {
         "allowedManagedPolicyArns": [ALLOWED_POLICY],
         "permissionsBoundaryArn": BOUNDARY,
-        "namespaceTargets": {"*": ["default"], "team-b": [TARGET]},
+        "namespaceTargets": {"*": ["default"], "team-b": [TARGET, "arn:aws:iam::*:role/opsramp-member"]},
         "namespaceExistingRoles": {"*": None, "team-b": ["123456789012"]},
         "namespaceOrganizations": {"team-b": [OU]},
     },
@@ -46,7 +47,7 @@ LENIENT = {
         "allowedOpsRampAwsAccountIds": [ATTACKER],
         "allowedManagedPolicyArns": ["arn:aws:iam::*:policy/*", "arn:aws:iam::aws:policy/*"],
         "permissionsBoundaryArn": "",
-        "namespaceTargets": {"*": ["default", "111122223333"]},
+        "namespaceTargets": {"*": ["default", "111122223333", MEMBER]},
         "allowedOpsRampHosts": ["*.opsramp.com", "evil.example.com", "10.0.0.7:8443"],
         "namespaceOrganizations": {"*": ["*"]},
     },
@@ -76,6 +77,10 @@ ATTACKS: list[tuple[str, str, dict[str, Any], tuple[str, str]]] = [
      ("OrganizationNotAllowed", "guardrails.namespaceOrganizations")),
     ("any-ou", "team-a", {"organization": {"organizationalUnits": [OU]}},
      ("OrganizationNotAllowed", "guardrails.namespaceOrganizations")),
+    ("other-member-role", "team-b", {"accounts": [MEMBER], "memberRoleName": "AdminEverywhere"},
+     ("TargetNotAllowed", "guardrails.namespaceTargets")),
+    ("default-member-role", "team-a", {"accounts": [MEMBER]},
+     ("TargetNotAllowed", "guardrails.namespaceTargets")),
 ]  # fmt: skip
 ALLOWED: list[tuple[str, str, dict[str, Any]]] = [
     ("plain", "team-a", {}),
@@ -86,6 +91,8 @@ ALLOWED: list[tuple[str, str, dict[str, Any]]] = [
     ("own-brought-role", "team-b", {"role": {"arn": "arn:aws:iam::123456789012:role/team-b-opsramp"}}),
     ("own-adoption", "team-b", {"adopt": {"role": True}}),
     ("own-ou", "team-b", {"organization": {"organizationalUnits": [OU]}}),
+    ("own-member-role", "team-b", {"accounts": [MEMBER], "memberRoleName": "opsramp-member"}),
+    ("own-account-listed", "team-a", {"accounts": [MEMBER], "aws": {"accountId": MEMBER}}),
     ("upper-case-host-default-port", "team-a", {"opsramp": {"endpoint": "https://ACME.api.opsramp.com:443"}}),
 ]
 
@@ -100,7 +107,7 @@ def resource(name: str, namespace: str, changes: dict[str, Any]) -> dict[str, An
         },
     }
     for key, value in changes.items():
-        spec[key] = {**spec.get(key, {}), **value}
+        spec[key] = {**spec.get(key, {}), **value} if isinstance(value, dict) else value
     return {
         "apiVersion": "integrations.opsramp.com/v1alpha1",
         "kind": "AWSIntegration",
