@@ -162,6 +162,7 @@ class _Watch:
     reason: str | None = None  # the verdict: RoleAssumed / NoFailureReported
     message: str | None = None
     monitoring: str | None = None  # spec.monitoring the profile was last made to match (None: not known)
+    profile_for: str | None = None  # the integration id that profile was made to match for
     ready: bool | None = None  # the account's state after this process's last pass over it (None: none yet)
 
 
@@ -561,21 +562,28 @@ class Fleet:
         )
         watched = MonitoringOutcome(state="done")
         try:
-            ensure_monitoring(client, integration, inputs, watched, enabled_only=enabled_only)
+            # An account waiting for its verdict: its profile was made to match in an earlier pass of this process.
+            in_place = (
+                watch.monitoring == wanted and watch.profile_for == integration.id and member.profile_id is not None
+            )
+            ensure_monitoring(
+                client, integration, inputs, watched, enabled_only=enabled_only, profile_in_place=in_place
+            )
         finally:
             self._result_lines(result, member.account_id, watched)
             if watched.enabled_applied:
                 watch.enabled = spec.monitoring.enabled
             if watched.profile_id is not None:
                 member.profile_id = watch.profile_id = watched.profile_id
+                if not enabled_only and watched.state == "done" and watched.enabled_applied:
+                    # ensure_discovery went through (or was skipped as in place) for this integration.
+                    watch.monitoring, watch.profile_for = wanted, integration.id
         if watched.state == "disabled":
             member.state, member.reason, member.message = "Disabled", "MonitoringDisabled", watched.message
             watch.ready = False
             return
         if settled is None:
             watch.verdict_read = now_mono
-        if not enabled_only:
-            watch.monitoring = wanted
         watch.reason, watch.message = watched.reason, watched.message
         member.state, member.reason, member.message = "Ready", watched.reason, None
         watch.ready = True

@@ -197,6 +197,7 @@ def ensure_monitoring(
     outcome: MonitoringOutcome | None = None,
     *,
     enabled_only: bool = False,
+    profile_in_place: bool = False,
 ) -> MonitoringOutcome:
     """The monitoring step for one integration, as one-account and many-account resources both run it: enabled as
     the spec says, its discovery profile, then OpsRamp's verdict on the role (`judge`).
@@ -207,6 +208,8 @@ def ensure_monitoring(
     `enabled_only` (with `inputs.settled`): only the enabled state, which the read
     integration shows (no request unless it differs); the profile and the verdict stand as recorded. A fleet's settled
     accounts between rechecks, so that a resync of many accounts costs one integration GET each.
+    `profile_in_place` (with `inputs.recorded_profile_id`): the caller made that profile match the spec for this very
+    integration earlier in this process; only the verdict is read (a fleet's accounts waiting for it).
     """
     outcome = outcome if outcome is not None else MonitoringOutcome(state="done")
     enabled = ensure_enabled(client, integration, inputs)
@@ -221,9 +224,12 @@ def ensure_monitoring(
         outcome.profile_id = inputs.recorded_profile_id
         outcome.reason, outcome.message = inputs.settled
         return outcome
-    profile_id, changes = ensure_discovery(client, integration, inputs)
+    if profile_in_place and inputs.recorded_profile_id is not None:
+        profile_id = inputs.recorded_profile_id
+    else:
+        profile_id, changes = ensure_discovery(client, integration, inputs)
+        outcome.changes.extend(changes)
     outcome.profile_id = profile_id
-    outcome.changes.extend(changes)
     outcome.reason, outcome.message = judge(client, integration, inputs, profile_id)
     outcome.state = "done"
     return outcome

@@ -97,6 +97,10 @@ def _assert_exactly(sandbox: Sandbox, accounts: set[str], everywhere: list[str],
     for account_id, items in integrations.items():
         assert len(items) == 1, f"{len(items)} integrations for {account_id}"
         assert items[0]["credential"]["AssumeRoleARN"].startswith(f"arn:aws:iam::{account_id}:role/")
+    # Each account's discovery profile (the monitoring step), and none left of an account cleaned up.
+    profiles = [str(p.get("name") or "") for p in sandbox.opsramp.discovery_profiles(TENANT)]
+    ours = [n for n in profiles if n.startswith(prefix + "/")]
+    assert sorted(ours) == sorted(f"{prefix}/{a} discovery" for a in accounts & set(integrations)), ours
 
 
 def _resource(sandbox: Sandbox, namespace: str, name: str, role_name: str, **spec: Any) -> dict[str, Any]:

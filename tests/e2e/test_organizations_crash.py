@@ -19,16 +19,23 @@ from opsramp_sandbox.aws import SandboxOrganization, create_organization
 
 pytestmark = pytest.mark.e2e
 
-# Every kind of external write a fan-out makes, in a create (role, policy, attachment, status record, install) and
-# in a delete (uninstall, detach, policy and role deletion).
+# Every kind of external write a fan-out makes, in a create (role, policy, attachment, status record, install, the
+# discovery profile) and in a delete (profile, uninstall, detach, policy and role deletion).
 CREATE_POINTS = (
     "kube:record_accounts",
     "iam:CreateRole@2",
     "iam:CreatePolicy@2",
     "iam:AttachRolePolicy@2",
     "opsramp:install@2",
+    "opsramp:create_profile@2",
 )
-DELETE_POINTS = ("opsramp:uninstall@2", "iam:DetachRolePolicy@2", "iam:DeletePolicy@2", "iam:DeleteRole@2")
+DELETE_POINTS = (
+    "opsramp:delete_profile@2",
+    "opsramp:uninstall@2",
+    "iam:DetachRolePolicy@2",
+    "iam:DeletePolicy@2",
+    "iam:DeleteRole@2",
+)
 
 
 @pytest.fixture(scope="module")
