@@ -2,8 +2,10 @@
 
 A tenant may check the role when the install is sent (a 400 then), later (a FAILED or SUCCESS record here), or
 never (nothing here). The activity API is a paged GET, from a budget of 50 a minute per tenant, so every resource
-of a tenant reads one shared page of the newest records (`ActivityFeed`), and only a resource whose record has
-scrolled off that page asks for its own.
+of a tenant reads one shared page of the newest records (`ActivityFeed`). A lookup further back than that page
+(many accounts installed one after another push each other's records down) reads the next shared page, up to
+`MAX_PAGES`, so that a fleet's lookups cost a page per hundred records, not a read each; only a record older than
+all of those is asked for on its own.
 """
 
 from __future__ import annotations
@@ -57,12 +59,15 @@ class ActivityFeed:
 
     PAGE_SIZE: Final = 100
     MIN_AGE_SECONDS: Final = 2.0
+    MAX_PAGES: Final = 10
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.records: list[Mapping[str, Any]] = []
         self.fetched_at: float | None = None
         self.page_size = self.PAGE_SIZE
+        self.pages = 0  # pages read into `records` since `fetched_at`
+        self.exhausted = False  # the last page read was short: nothing older exists
 
     def verdict(self, integration_id: str, since: float, client: OpsRampClient) -> Verdict | None:
         """The latest verdict on `integration_id` recorded at or after `since` (epoch seconds), or None."""
@@ -74,15 +79,26 @@ class ActivityFeed:
                 self.records = client.activity_page(None, self.PAGE_SIZE)
                 self.page_size = min(self.PAGE_SIZE, client.dialect.page_size)
                 self.fetched_at = time.monotonic()
-            records = list(self.records)
-            page_size = self.page_size
-        found = _latest(records, integration_id, since)
-        if found is not None:
-            return found
-        times = [t for t in (record_time(r) for r in records) if t is not None]
-        if len(records) < page_size or not times or min(times) <= since:
-            return None  # the page reaches back past `since`: nothing newer for this integration
+                self.pages, self.exhausted = 1, len(self.records) < self.page_size
+            found = _latest(self.records, integration_id, since)
+            # Further back, shared too: the next page, while the records read do not reach back past `since`.
+            while found is None and not self._reaches(since) and self.pages < self.MAX_PAGES:
+                self.pages += 1
+                page = client.activity_page(None, self.PAGE_SIZE, page_no=self.pages)
+                self.records.extend(page)
+                self.exhausted = len(page) < self.page_size
+                found = _latest(page, integration_id, since)
+            reaches = self._reaches(since)
+        if found is not None or reaches:
+            return found  # or None: the records reach back past `since`, nothing newer for this integration
         return _latest(client.activity_page(integration_id, 10), integration_id, since)
+
+    def _reaches(self, since: float) -> bool:
+        """Whether the records read reach back past `since` (or there is nothing older)."""
+        if self.exhausted:
+            return True
+        times = [t for t in (record_time(r) for r in self.records) if t is not None]
+        return not times or min(times) <= since
 
 
 def _latest(records: list[Mapping[str, Any]], integration_id: str, since: float) -> Verdict | None:

@@ -317,9 +317,13 @@ class OpsRampClient(Transport, DiscoveryProfiles):
         """OpsRamp's latest role-check verdict on this integration newer than `since` (epoch seconds), if any."""
         return self._activity.verdict(integration_id, since, self)
 
-    def activity_page(self, integration_id: str | None, page_size: int) -> list[Mapping[str, Any]]:
+    def activity_page(self, integration_id: str | None, page_size: int, page_no: int = 1) -> list[Mapping[str, Any]]:
         """One page of integrations/activity, newest first (optionally for one integration)."""
-        params = {"pageNo": "1", "pageSize": str(min(page_size, self.dialect.page_size)), "isDescendingOrder": "true"}
+        params = {
+            "pageNo": str(page_no),
+            "pageSize": str(min(page_size, self.dialect.page_size)),
+            "isDescendingOrder": "true",
+        }
         if integration_id:
             params["queryString"] = f"installedintgId:{integration_id}"
         body = self._call(

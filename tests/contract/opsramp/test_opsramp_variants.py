@@ -361,6 +361,32 @@ def test_async_verdicts_come_from_one_shared_activity_page(emulator: OpsRampEmul
     assert client.verdict(good.id, time.time() + 60) is None  # nothing newer than a later write
 
 
+def test_verdicts_further_back_come_from_shared_pages_not_one_read_each(
+    emulator: OpsRampEmulator, make_role: RoleMaker
+) -> None:
+    """Many accounts installed one after another push each other's records off the newest page: lookups further back
+    read the next shared pages (two here), not one activity read per integration."""
+    emulator.set_contract(role_check="never")  # the records below are the only ones
+    client = get_client(emulator.url, TENANT, CLIENT_ID, CLIENT_SECRET, timeouts=FAST)
+    arn, ext = make_role()
+    since = time.time() - 1
+    old = [client.install_aws(spec_for(arn, ext, name=f"old-{n}")) for n in range(5)]
+    state = emulator._state
+    for installed in old:
+        state.add_activity(TENANT, installed.id, True, "Processed successfully")
+    stamped = int(time.time() * 1000)
+    while int(time.time() * 1000) <= stamped:
+        pass  # the next millisecond (records carry milliseconds): the records below sort after these
+    for n in range(150):
+        state.add_activity(TENANT, f"someone-else-{n}", True, "Processed successfully")
+    before = emulator.request_count("GET", ACTIVITY)
+    client._activity.fetched_at = None  # as if the shared page were older than its freshness bound
+    verdicts = [client.verdict(i.id, since) for i in old]
+    assert all(v is not None and v.ok for v in verdicts), verdicts
+    assert emulator.request_count("GET", ACTIVITY) - before == 2
+    assert client.verdict(old[0].id, time.time() + 60) is None  # the pages reach back past it: nothing newer
+
+
 def test_discovery_profile_round_trip_reads_back_without_differences(
     client: OpsRampClient, emulator: OpsRampEmulator, make_role: RoleMaker
 ) -> None:
