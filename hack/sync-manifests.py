@@ -174,11 +174,14 @@ def readme_with_table(readme: str, table: str) -> str:
     return head + TABLE_START + "\n" + table + TABLE_END + rest.partition(TABLE_END)[2]
 
 
+def crd_copies(root: Path = ROOT) -> dict[Path, str]:
+    """The chart's copy of each CRD (the chart renders from these, so they are written before anything rendered)."""
+    return {root / CHART / "files" / "crds" / crd.name: crd.read_text() for crd in sorted((root / CRDS).glob("*.yaml"))}
+
+
 def expected_files(root: Path = ROOT) -> dict[Path, str]:
     """Every generated path under `root` and the text it must hold."""
-    files: dict[Path, str] = {}
-    for crd in sorted((root / CRDS).glob("*.yaml")):
-        files[root / CHART / "files" / "crds" / crd.name] = crd.read_text()
+    files = crd_copies(root)
     source = GENERATED.format(source="charts/opsramp-aws-operator (default values)")
     files[root / DEPLOY / f"{RELEASE}.yaml"] = source + render_chart(root)
     files[root / DEPLOY / "namespace.yaml"] = NAMESPACE_YAML
@@ -224,11 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     for orphan in orphaned_crd_copies(root):
         orphan.unlink()
         print(f"removed {orphan.relative_to(root)}")
-    for path, text in expected_files(root).items():
-        if not path.is_file() or path.read_text() != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {path.relative_to(root)}")
+    # The CRD copies first: deploy/ is rendered from the chart, which reads them.
+    for files in (crd_copies, expected_files):
+        for path, text in files(root).items():
+            if not path.is_file() or path.read_text() != text:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+                print(f"wrote {path.relative_to(root)}")
     return 1 if missing else 0
 
 

@@ -56,6 +56,20 @@ def test_check_notices_drift(tmp_path: Path, mutate: str, old: str, new: str, re
     assert reported in result.stderr, result.stderr
 
 
+def test_one_run_brings_everything_current(tmp_path: Path) -> None:
+    """A changed CRD reaches the chart's copy and deploy/ (rendered from that copy) in one run, not two."""
+    for part in ("crds", "charts", "deploy"):
+        shutil.copytree(ROOT / part, tmp_path / part)
+    crd = tmp_path / "crds" / CRD_FILE.name
+    crd.write_text(crd.read_text().replace("- awsint", "- awszz", 1))
+    root = ["--root", str(tmp_path)]
+    wrote = subprocess.run([sys.executable, str(SYNC), *root], capture_output=True, text=True, check=False)
+    assert wrote.returncode == 0, wrote.stderr
+    checked = subprocess.run([sys.executable, str(SYNC), "--check", *root], capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stderr
+    assert "- awszz" in (tmp_path / "deploy" / "opsramp-aws-operator.yaml").read_text()
+
+
 def test_deploy_is_the_default_render() -> None:
     """deploy/opsramp-aws-operator.yaml is the chart with default values: the operator's objects, the CRD and the
     guardrails' admission policy with its binding."""
