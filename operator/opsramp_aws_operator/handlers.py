@@ -1,7 +1,7 @@
 """kopf handlers: parse the resource, call the service, translate our errors into kopf's, write status.
 
-Create, update, resume and the drift timer all run `reconcile_awsintegration`'s pass; delete runs the
-cleanup behind our finalizer. Only this module knows kopf's exceptions.
+Create and update run `reconcile_awsintegration`'s pass, and the resync scheduler (resync.py) runs the same pass;
+delete runs the cleanup behind our finalizer. Only this module knows kopf's exceptions.
 """
 
 from __future__ import annotations
@@ -10,19 +10,19 @@ import asyncio
 import logging
 import random
 import time
-import zlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 from pydantic import ValidationError
 
-from . import metrics, redaction
+from . import metrics, passlog, redaction, resync
 from .conditions import EventToPost, PassResult, build_status, changed_only
 from .constants import GROUP, PLURAL, ROTATE_ANNOTATION, SECRET_WATCH_LABEL, SKIP_CLEANUP_ANNOTATION, VERSION
 from .errors import NeedsAttention, OperatorError, TransientError
-from .kube import SecretWatch, patch_awsintegration_status, post_event, read_awsintegration
+from .kube import SecretWatch
 from .kube import login as kube_login
 from .models import AWSIntegrationSpec
 from .persistence import PolicyDiffBaseStorage, PolicyProgressStorage, observing
@@ -73,41 +73,33 @@ def _redacted(value: Any) -> Any:
     return value
 
 
+@dataclass
+class PassOutcome:
+    """What one pass leaves to write: its error (if any), the status entries that differ, the Events it owes."""
+
+    error: OperatorError | None
+    status: dict[str, Any]
+    events: list[EventToPost]
+    pass_id: str
+
+
 def run_pass(
-    service: Service,
-    body: kopf.Body,
-    spec: Mapping[str, Any],
-    meta: Mapping[str, Any],
-    status: Mapping[str, Any],
-    patch: kopf.Patch,
-) -> OperatorError | None:
-    """One reconcile pass: status is written whatever happens; the error (if any) is returned, not raised."""
+    service: Service, spec: Mapping[str, Any], meta: Mapping[str, Any], status: Mapping[str, Any]
+) -> PassOutcome:
+    """One reconcile pass; the caller writes the status and posts the Events (kopf for handlers, the scheduler
+    itself for resyncs). The error (if any) is returned, not raised."""
     # Up before the pass's first call and down after it is counted: a scrape showing none in progress has every
     # call of every finished pass behind it (the benchmark measures reads per pass between such scrapes).
-    with metrics.RECONCILES_IN_PROGRESS.track_inprogress():
-        return _run_pass(service, body, spec, meta, status, patch)
+    with (
+        metrics.RECONCILES_IN_PROGRESS.track_inprogress(),
+        passlog.in_pass(meta["namespace"], meta["name"], meta["uid"], passlog.new_pass_id()) as pass_id,
+    ):
+        return _run_pass(service, spec, meta, status, pass_id)
 
 
 def _run_pass(
-    service: Service,
-    body: kopf.Body,
-    spec: Mapping[str, Any],
-    meta: Mapping[str, Any],
-    status: Mapping[str, Any],
-    patch: kopf.Patch,
-) -> OperatorError | None:
-    error, changes, events = compute_pass(service, spec, meta, status)
-    for key, value in changes.items():
-        patch.status[key] = value
-    for event in events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-    return error
-
-
-def compute_pass(
-    service: Service, spec: Mapping[str, Any], meta: Mapping[str, Any], status: Mapping[str, Any]
-) -> tuple[OperatorError | None, dict[str, Any], list[EventToPost]]:
-    """One pass: (its error, the status fields to write, the Events to post), everything already redacted."""
+    service: Service, spec: Mapping[str, Any], meta: Mapping[str, Any], status: Mapping[str, Any], pass_id: str
+) -> PassOutcome:
     rotate = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
     ref = ResourceRef(
         namespace=meta["namespace"],
@@ -133,21 +125,37 @@ def compute_pass(
     result.error = error
     service.passed(ref.uid)
     status_patch, events = build_status(result, status, meta.get("generation"), datetime.now(UTC))
-    # Only what differs: a pass that changes nothing sends no status write at all.
-    changes = changed_only(_redacted(status_patch), status)
-    redacted = [EventToPost(e.type, e.reason, redaction.redact(e.message)) for e in events]
     ready = next((c["status"] for c in status_patch["conditions"] if c["type"] == "Ready"), "Unknown")
     service.record_ready(ref.uid, ready)
     outcome = "ok" if error is None else "needs_attention" if isinstance(error, NeedsAttention) else "transient"
     metrics.RECONCILES.labels(outcome).inc()
     metrics.RECONCILE_SECONDS.labels(outcome).observe(time.monotonic() - started)
+    if error is not None:
+        metrics.RECONCILE_ERRORS.labels(error.reason, outcome).inc()
+        # The line that ties the pass's other lines to its outcome (kopf logs the retry without the pass id).
+        log.info("Pass of %s failed (%s): %s", ref, error.reason, redaction.redact(error.message))
     if result.changes:
         log.info("Reconciled %s: %s", ref, "; ".join(result.changes))
     if result.suspended:
         # One line per pass (a resync interval apart): explains a spec change that seems ignored, and shows that
         # the operator still looks at the resource.
         log.info("%s is suspended (spec.suspend): nothing was changed", ref)
-    return error, changes, redacted
+
+    def suffix(kind: str) -> str:
+        return f" (pass {pass_id})" if kind == "Warning" else ""
+
+    # A Warning names its pass, so that `kubectl describe` leads to the pass's log lines.
+    events = [EventToPost(e.type, e.reason, redaction.redact(e.message) + suffix(e.type)) for e in events]
+    # Only what differs: a pass that changes nothing sends no status write at all.
+    return PassOutcome(error, changed_only(_redacted(status_patch), status), events, pass_id)
+
+
+def apply_outcome(outcome: PassOutcome, body: kopf.Body, patch: kopf.Patch) -> None:
+    """A handler's pass: kopf writes the status patch when the handler returns and posts the Events."""
+    for key, value in outcome.status.items():
+        patch.status[key] = value
+    for event in outcome.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
 
 def reconcile_awsintegration(
@@ -161,45 +169,15 @@ def reconcile_awsintegration(
     retry: int,
     **kwargs: Any,
 ) -> None:
-    """Create / update / resume: reconcile, write status, and let kopf retry with our delay on error."""
-    error = run_pass(memo.service, body, spec, meta, status, patch)
+    """Create / update: reconcile, write status, and let kopf retry with our delay on error."""
+    outcome = run_pass(memo.service, spec, meta, status)
+    apply_outcome(outcome, body, patch)
     if observing(body):
         # Switched from Manage: the credentials Secret no longer needs protecting for this resource's cleanup.
         release_unused_credentials(memo.service, spec, meta, kwargs["credentials_refs"])
-    if error is not None:
-        delay = retry_delay(error, retry, memo.service.settings)
-        raise kopf.TemporaryError(redaction.redact(str(error)), delay=delay)
-
-
-async def resync_awsintegration(
-    *,
-    body: kopf.Body,
-    spec: kopf.Spec,
-    meta: kopf.Meta,
-    status: kopf.Status,
-    patch: kopf.Patch,
-    memo: kopf.Memo,
-    **_: Any,
-) -> None:
-    """The drift timer: ticks often and cheaply; runs the same pass when the resync is due or a Secret changed.
-
-    Async, so the thousands of ticks that do nothing cost no worker thread; the pass itself runs in a thread.
-    It also runs while a change handler waits out its backoff, which is how a fixed Secret takes effect within
-    seconds; the per-resource lock keeps the two from overlapping.
-    """
-    service: Service = memo.service
-    uid = meta["uid"]
-    if meta.get("deletionTimestamp") or service.is_gone(uid):
-        # Being deleted: the cleanup handler owns it; a pass now would re-create what cleanup removes. Gone (deleted
-        # with its finalizer removed by hand): kopf keeps this timer running on the last body it saw.
-        return
-    if not service.pass_due(uid):
-        return
-    if service.lock_for(uid).locked():
-        return
-    error = await asyncio.to_thread(run_pass, service, body, spec, meta, status, patch)
-    if isinstance(error, TransientError):
-        service.retry_in(uid, error.retry_after)
+    if outcome.error is not None:
+        delay = retry_delay(outcome.error, retry, memo.service.settings)
+        raise kopf.TemporaryError(f"{redaction.redact(str(outcome.error))} (pass {outcome.pass_id})", delay=delay)
 
 
 def delete_awsintegration(
@@ -314,69 +292,33 @@ def stop_secret_watch(memo: kopf.Memo, **_: Any) -> None:
         watch.stop()
 
 
-async def track_observed(*, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Keep the service's list of Observe resources (kopf's timers would put a finalizer on them, so the operator's
-    own loop, `observe_loop`, resyncs those), and note every resource that is gone."""
-    meta = body.get("metadata") or {}
-    watched = type != "DELETED" and observing(body) and not meta.get("deletionTimestamp")
-    memo.service.track_observed(meta.get("uid", ""), meta.get("namespace", ""), meta.get("name", ""), watched)
-    if type == "DELETED":
-        memo.service.mark_gone(meta.get("uid", ""))
+def scheduler_for(settings: Settings, identity: str | None) -> Any:
+    async def start_scheduler(memo: kopf.Memo, **kwargs: Any) -> None:
+        """Start the one resync scheduler (resync.py) over the `resources` index."""
+        resources = resync.awsintegrations()
+        peering = None
+        if settings.peering_name and identity is not None:
+            peering = resync.PeeringView(
+                resources,
+                settings.peering_name,
+                identity,
+                peering_priority(settings),
+                clusterwide=not settings.namespaces,
+                ttl=max(settings.resync_tick_seconds, 1.0),
+            )
+        scheduler = resync.Scheduler(memo.service, kwargs["resources"], resources, run_pass, peering)
+        memo.scheduler = scheduler
+        memo.scheduler_task = asyncio.create_task(scheduler.run(), name="resync scheduler")
+
+    return start_scheduler
 
 
-def resync_observed(service: Service, uid: str, namespace: str, name: str) -> None:
-    """One resync pass of an Observe resource, outside kopf: read it, pass, write status and Events directly."""
-    obj = read_awsintegration(namespace, name)
-    meta = (obj or {}).get("metadata") or {}
-    if obj is None or meta.get("uid") != uid or not observing(obj) or meta.get("deletionTimestamp"):
-        service.track_observed(uid, namespace, name, False)
-        return
-    if service.lock_for(uid).locked():
-        return  # a change handler's pass is running
-    error, changes, events = compute_pass(service, obj.get("spec") or {}, meta, obj.get("status") or {})
-    if changes:
-        patch_awsintegration_status(namespace, name, changes)
-    involved = {
-        "apiVersion": obj.get("apiVersion"),
-        "kind": obj.get("kind"),
-        "namespace": namespace,
-        "name": name,
-        "uid": uid,
-    }
-    for event in events:
-        post_event(involved, event.type, event.reason, event.message)
-    if isinstance(error, TransientError):
-        service.retry_in(uid, error.retry_after)
-
-
-async def observe_loop(service: Service) -> None:
-    while True:
-        await asyncio.sleep(service.settings.resync_tick_seconds)
-        for uid, namespace, name in service.observed_due():
-            try:
-                await asyncio.to_thread(resync_observed, service, uid, namespace, name)
-            except Exception:
-                log.exception("Resync of Observe resource %s/%s failed", namespace, name)
-
-
-async def start_observe_loop(memo: kopf.Memo, **_: Any) -> None:
-    # Async, so that it runs in the operator's event loop (a sync handler runs in a worker thread).
-    memo.observe_task = asyncio.get_running_loop().create_task(observe_loop(memo.service), name="observe-resync")
-
-
-def stop_observe_loop(memo: kopf.Memo, **_: Any) -> None:
-    task = getattr(memo, "observe_task", None)
+async def stop_scheduler(memo: kopf.Memo, **_: Any) -> None:
+    task = getattr(memo, "scheduler_task", None)
     if task is not None:
         task.cancel()
-
-
-def jitter_for(settings: Settings) -> Any:
-    def initial_delay(meta: kopf.Meta, **_: Any) -> float:
-        # Spread the ticks of a fleet over one tick interval.
-        fraction = (zlib.crc32(str(meta.get("uid", "")).encode()) % 1000) / 1000.0
-        return settings.resync_tick_seconds * fraction + random.uniform(0, 0.5)
-
-    return initial_delay
+        await asyncio.gather(task, return_exceptions=True)
+        await memo.scheduler.stop()
 
 
 def peering_priority(settings: Settings) -> int:
@@ -421,8 +363,9 @@ def _manages(body: kopf.Body, **_: Any) -> bool:
     return not observing(body)
 
 
-def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
-    """Attach every handler to `registry` with intervals from `settings`."""
+def register(registry: kopf.OperatorRegistry, settings: Settings, identity: str | None = None) -> None:
+    """Attach every handler to `registry` with intervals from `settings`; `identity` is this replica's peering id
+    (what `kopf.run` is given), for the resync scheduler to follow kopf's peering."""
     res = (GROUP, VERSION, PLURAL)
     kopf.on.startup(registry=registry)(configure(settings))
     # A fresh registry has no login handlers: authenticate like the kubernetes client does (in-cluster service
@@ -431,21 +374,14 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     kopf.index(*res, registry=registry, id="credentials_refs")(index_credentials)
     kopf.on.create(*res, registry=registry, id="reconcile")(reconcile_awsintegration)
     kopf.on.update(*res, registry=registry, id="reconcile", field="spec")(reconcile_awsintegration)
-    kopf.on.resume(*res, registry=registry, id="reconcile")(reconcile_awsintegration)
     # Observe resources match no delete handler, so kopf puts no finalizer on them (and takes ours off one switched
     # to Observe): deleting one touches nothing.
     kopf.on.delete(*res, registry=registry, id="cleanup", when=_manages)(delete_awsintegration)
     kopf.on.startup(registry=registry)(start_secret_watch)
     kopf.on.cleanup(registry=registry)(stop_secret_watch)
-    kopf.timer(
-        *res,
-        registry=registry,
-        id="resync",
-        interval=settings.resync_tick_seconds,
-        initial_delay=jitter_for(settings),
-        # A kopf timer puts a finalizer on its resource: Observe resources are resynced by `observe_loop` instead.
-        when=_manages,
-    )(resync_awsintegration)
-    kopf.on.event(*res, registry=registry, id="observed")(track_observed)
-    kopf.on.startup(registry=registry)(start_observe_loop)
-    kopf.on.cleanup(registry=registry)(stop_observe_loop)
+    # Every resource's body, for the one resync scheduler (no kopf timer per resource, no resume handler: a restarted
+    # operator verifies its fleet spread over the resync interval instead of all at once; see resync.py). Observe
+    # resources are resynced by it too: an index puts no finalizer on a resource, as a kopf timer would.
+    kopf.index(*res, registry=registry, id="resources")(resync.index_resources)
+    kopf.on.startup(registry=registry)(scheduler_for(settings, identity))
+    kopf.on.cleanup(registry=registry)(stop_scheduler)

@@ -76,7 +76,8 @@ def read_awsintegration(namespace: str, name: str) -> dict[str, Any] | None:
 
 
 def patch_awsintegration_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
-    """Merge `status` into the AWSIntegration's status subresource (Observe resources' resync, outside kopf)."""
+    """Merge `status` into the AWSIntegration's status subresource (a many-account pass's account list, recorded
+    before its first write in a new account; fleet.py)."""
     api = kubernetes.client.CustomObjectsApi(core_api().api_client)
     what = f"AWSIntegration {namespace}/{name}"
     try:
@@ -87,28 +88,6 @@ def patch_awsintegration_status(namespace: str, name: str, status: Mapping[str, 
         raise _classify(exc, what) from None
     except (Urllib3Error, OSError) as exc:
         raise _classify(exc, what) from None
-
-
-def post_event(involved: Mapping[str, Any], event_type: str, reason: str, message: str) -> None:
-    """A core/v1 Event about an AWSIntegration (`involved`: its apiVersion, kind, namespace, name and uid)."""
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    body: Any = {
-        "metadata": {"generateName": "opsramp-aws-operator-", "namespace": involved["namespace"]},
-        "type": event_type,
-        "reason": reason,
-        "message": message[:1024],
-        "source": {"component": "opsramp-aws-operator"},
-        "reportingComponent": "opsramp-aws-operator",
-        "involvedObject": dict(involved),
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-    }
-    try:
-        core_api().create_namespaced_event(involved["namespace"], body)
-    except ApiException as exc:
-        raise _classify(exc, f"Events in {involved['namespace']}") from None
-    except (Urllib3Error, OSError) as exc:
-        raise _classify(exc, f"Events in {involved['namespace']}") from None
 
 
 def reset_client() -> None:
@@ -468,3 +447,75 @@ class SecretWatch:
             raise
         finally:
             watcher.stop()  # type: ignore[no-untyped-call]
+
+
+def custom_api() -> kubernetes.client.CustomObjectsApi:
+    core_api()  # loads the configuration once
+    return kubernetes.client.CustomObjectsApi()
+
+
+class Resources:
+    """What the resync scheduler writes outside kopf's handlers: an AWSIntegration's status and its Events.
+
+    kopf applies a handler's status patch and posts its Events itself; the scheduler's passes run outside any
+    handler, so they send the same merge patch of `/status` and the same Event here.
+    """
+
+    def __init__(self, group: str, version: str, plural: str, kind: str) -> None:
+        self.group, self.version, self.plural, self.kind = group, version, plural, kind
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        """Merge-patch the status subresource; a resource deleted meanwhile is not an error."""
+        what = f"{self.kind} {namespace}/{name}"
+        metrics.API_CALLS.labels("kubernetes", "patch_status").inc()
+        try:
+            custom_api().patch_namespaced_custom_object_status(
+                self.group, self.version, namespace, self.plural, name, {"status": dict(status)}
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise _classify(exc, what) from None
+        except (Urllib3Error, OSError) as exc:
+            raise _classify(exc, what) from None
+
+    def post_event(self, namespace: str, name: str, uid: str, type_: str, reason: str, message: str) -> None:
+        """One Event on the resource, as kopf posts them (same source), never raising: an Event is best effort."""
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        body: Any = {
+            "metadata": {"namespace": namespace, "generateName": "kopf-event-"},
+            "involvedObject": {
+                "apiVersion": f"{self.group}/{self.version}",
+                "kind": self.kind,
+                "name": name,
+                "namespace": namespace,
+                "uid": uid,
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "kopf"},
+            "reportingComponent": "kopf",
+            "reportingInstance": "dev",
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "eventTime": None,
+            "count": 1,
+        }
+        metrics.API_CALLS.labels("kubernetes", "create_event").inc()
+        try:
+            core_api().create_namespaced_event(namespace, body)
+        except (ApiException, Urllib3Error, OSError) as exc:
+            log.warning("Could not post the %s Event on %s %s/%s: %s", reason, self.kind, namespace, name, exc)
+
+    def peering_status(self, namespace: str | None, name: str) -> Mapping[str, Any] | None:
+        """kopf's peering object (KopfPeering in `namespace`, ClusterKopfPeering when None): its status, or None."""
+        body: Any
+        try:
+            if namespace is None:
+                body = custom_api().get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", name)
+            else:
+                body = custom_api().get_namespaced_custom_object("kopf.dev", "v1", namespace, "kopfpeerings", name)
+        except (ApiException, Urllib3Error, OSError):
+            return None
+        return dict(body.get("status") or {})

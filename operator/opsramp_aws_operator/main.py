@@ -6,14 +6,17 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
+import secrets
+import socket
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from prometheus_client import start_http_server
 
-from . import __version__, handlers, redaction
+from . import __version__, handlers, passlog, redaction
 from .aws import AwsSessions, AwsSettings
 from .kube import Secrets
 from .service import Service
@@ -35,6 +38,7 @@ class JsonFormatter(logging.Formatter):
         k8s = getattr(record, "k8s_ref", None)
         if isinstance(k8s, dict):
             entry["object"] = {k: k8s.get(k) for k in ("namespace", "name", "uid") if k8s.get(k)}
+        entry.update(passlog.fields(record))
         if record.exc_text:
             entry["exception"] = record.exc_text
         elif record.exc_info:
@@ -42,16 +46,16 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-# kopf's per-invocation success lines of the resync timer (it ticks every few seconds per resource) and of the
-# event handler that follows Observe and deleted resources (every watch event): noise at any fleet size.
-_QUIET = ("Timer 'resync' succeeded", "Handler 'observed' succeeded")
+class TextFormatter(logging.Formatter):
+    """The text format, with the resource and pass id in front of each line logged inside a pass."""
 
-
-class QuietTicks(logging.Filter):
-    """Drop kopf's success lines of the resync timer and the Secret watch (see _QUIET)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.name == "kopf.objects" and str(record.msg).startswith(_QUIET))
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        pass_id = getattr(record, "pass_id", None)
+        k8s = getattr(record, "k8s_ref", None)
+        if pass_id and isinstance(k8s, dict):
+            return f"{line} [{k8s.get('namespace')}/{k8s.get('name')} pass {pass_id}]"
+        return line
 
 
 def configure_logging(settings: Settings) -> None:
@@ -68,10 +72,11 @@ def configure_logging(settings: Settings) -> None:
         if settings.log_format == "json":
             handler.setFormatter(JsonFormatter())
         else:
-            handler.setFormatter(logging.Formatter("[%(asctime)s] %(name)-24.24s [%(levelname)-7s] %(message)s"))
+            handler.setFormatter(TextFormatter("[%(asctime)s] %(name)-24.24s [%(levelname)-7s] %(message)s"))
     root.setLevel(level)
     for handler in root.handlers:
-        handler.addFilter(QuietTicks())
+        # Before the formatter: the resource and the pass id of the pass that logs (passlog.py).
+        handler.addFilter(passlog.PassContext())
     # Third-party clients log request details at DEBUG; keep them quiet unless asked for.
     for noisy in ("botocore", "boto3", "urllib3", "kubernetes", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(level, logging.INFO))
@@ -123,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     if settings.peering_name:
         # Fix this replica's priority once, for both kopf.run and the startup settings.
         settings = dataclasses.replace(settings, peering_priority=handlers.peering_priority(settings))
+    # Our own peering identity, given to kopf and to the resync scheduler, which follows kopf's peering decisions.
+    identity = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, settings)
+    handlers.register(registry, settings, identity)
     log.info(
         "Starting opsramp-aws-operator %s (namespaces: %s, resync every %ss)",
         __version__,
@@ -136,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         standalone=settings.peering_name is None,
         peering_name=settings.peering_name,
         priority=settings.peering_priority,
+        identity=cast(Any, identity),  # kopf's Identity is a NewType of str
         clusterwide=not settings.namespaces,
         namespaces=settings.namespaces,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz" if settings.health_port else None,

@@ -42,3 +42,23 @@ AWS_SESSIONS = Gauge(
     "opsramp_operator_aws_sessions",
     "Assumed-role sessions (one per spec.aws.assumeRoleArn) held; bounded by OPERATOR_AWS_SESSION_CACHE_SIZE.",
 )
+RECONCILE_ERRORS = Counter(
+    "opsramp_operator_reconcile_errors_total",
+    "Reconcile passes that ended in an error, by the condition reason they reported (e.g. OpsRampThrottled) and kind "
+    "(transient: retried with backoff; needs_attention: Stalled until a person fixes it).",
+    ["reason", "kind"],
+)
+STALLED = Gauge(
+    "opsramp_operator_resources_stalled",
+    "AWSIntegration resources whose Stalled condition is True, by its reason (what a person must fix).",
+    ["reason"],
+)
+OLDEST_NOT_READY_SECONDS = Gauge(
+    "opsramp_operator_oldest_not_ready_seconds",
+    "Seconds since the longest-waiting resource's Ready condition left True (0 when every resource is Ready; "
+    "suspended and monitoring-disabled resources do not count).",
+)
+RESYNC_DUE = Gauge(
+    "opsramp_operator_resync_backlog",
+    "Resync passes due and waiting for a free slot of the scheduler (a lasting backlog: passes outpace the budgets).",
+)

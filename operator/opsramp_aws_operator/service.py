@@ -87,6 +87,8 @@ MIN_EXTERNAL_ID_LENGTH = 16
 _EXTERNAL_ID_ALPHABET = string.ascii_letters + string.digits
 # Stands in for an External ID the operator has not generated yet, in plans (always shown masked).
 PLACEHOLDER_EXTERNAL_ID = "not-yet-generated-External-ID-0000"
+# Ready=False on purpose: not what "not Ready for too long" alerts on.
+INTENDED_NOT_READY = frozenset({"Suspended", "MonitoringDisabled"})
 _ROLE_ARN = re.compile(r"^arn:[^:]+:iam::(?P<account>[0-9]{12}):role(?P<path>/(?:.*/)?)(?P<name>[^/]+)$")
 
 
@@ -244,6 +246,11 @@ class Service:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._ready: dict[str, str] = {}
+        # Since when each resource that is not Ready has not been (epoch seconds), and why each Stalled one is: the
+        # gauges an SRE alerts on (docs/observability.md).
+        self._not_ready_since: dict[str, float] = {}
+        self._stalled: dict[str, str] = {}
+        self._stalled_published: set[str] = set()
         self._next_pass: dict[str, float] = {}
         self._nudged: set[str] = set()
         # When each resource last read OpsRamp's verdict (monotonic): a settled Monitoring is re-checked after
@@ -255,10 +262,6 @@ class Service:
         self._secret_users: dict[tuple[str, str], set[str]] = {}
         self._secrets_of: dict[str, set[tuple[str, str]]] = {}
         self._deleting: dict[str, float] = {}
-        # managementPolicy Observe resources (uid -> namespace, name): resynced by the operator's own loop, since
-        # kopf's timers put a finalizer on every resource they run for.
-        self._observed: dict[str, tuple[str, str]] = {}
-        self._gone: dict[str, None] = {}
         # Many accounts (spec.accounts / spec.organization): fleet.py; its account list is recorded in status before
         # the first write in a new account.
         self.fleet = Fleet(self, record=record_accounts)
@@ -270,13 +273,16 @@ class Service:
         with self._locks_guard:
             return self._locks.setdefault(uid, threading.Lock())
 
-    # --- when the drift timer runs a pass: resync due (jittered per resource) or nudged by a Secret change -------
+    # --- when the resync scheduler runs a pass: resync due (jittered per resource) or nudged by a Secret change ----
+
+    def _fraction(self, uid: str) -> float:
+        """A stable number in [0, 1) per resource: spreads a fleet's passes evenly over the resync interval."""
+        return (zlib.crc32(uid.encode()) % 1000) / 1000.0
 
     def passed(self, uid: str) -> None:
         """A pass just ran for `uid` (from any handler): the next resync is one jittered interval away."""
         with self._locks_guard:
-            fraction = (zlib.crc32(uid.encode()) % 1000) / 1000.0
-            interval = self.settings.resync_interval_seconds * (0.9 + 0.2 * fraction)
+            interval = self.settings.resync_interval_seconds * (0.9 + 0.2 * self._fraction(uid))
             if uid in self._scanning:
                 # An organization is scanned for new and removed accounts on its own interval.
                 interval = min(interval, self.settings.organization_scan_seconds)
@@ -284,7 +290,7 @@ class Service:
             self._nudged.discard(uid)
 
     def retry_in(self, uid: str, seconds: float) -> None:
-        """A timer pass failed temporarily: run the next one after the error's delay, not a resync interval later
+        """A scheduled pass failed temporarily: run the next one after the error's delay, not a resync interval later
         (a pass nudged by a fixed Secret that then meets a young role would otherwise wait out the handler's
         needs-attention backoff)."""
         with self._locks_guard:
@@ -294,16 +300,65 @@ class Service:
         with self._locks_guard:
             self._nudged.add(uid)
 
-    def pass_due(self, uid: str) -> bool:
+    # How soon after a restart a resource that was not Ready gets its first pass (spread over this many seconds).
+    UNSETTLED_FIRST_PASS_SECONDS = 30.0
+
+    def watched(self, uid: str, status: Mapping[str, Any], generation: Any, secrets: set[tuple[str, str]]) -> None:
+        """The resource as its latest watch event shows it (called for every event, so cheap).
+
+        The first sight of a resource schedules its first pass: one that is Ready for its generation at a stable
+        point of the resync interval (a restarted operator verifies the fleet spread over the interval, not all at
+        once); one that is not, within a few seconds; a new one (no status yet) not at all, as kopf's create
+        handler runs its first pass.
+        """
+        conditions = {c.get("type"): c for c in status.get("conditions") or () if isinstance(c, Mapping)}
+        ready = conditions.get("Ready") or {}
+        stalled = conditions.get("Stalled") or {}
+        settled = ready.get("status") == "True" and status.get("observedGeneration") == generation
         with self._locks_guard:
-            if uid in self._nudged:
-                return True
-            due = self._next_pass.get(uid)
-            if due is None:
-                # First tick since this process started: the resume or create handler runs the first pass.
-                self._next_pass[uid] = time.monotonic() + self.settings.resync_interval_seconds
-                return False
-            return time.monotonic() >= due
+            if uid not in self._next_pass:
+                if not conditions:
+                    delay = self.settings.resync_interval_seconds
+                elif settled:
+                    delay = self.settings.resync_interval_seconds * self._fraction(uid)
+                else:
+                    delay = min(self.UNSETTLED_FIRST_PASS_SECONDS, self.settings.resync_interval_seconds)
+                    delay *= self._fraction(uid)
+                self._next_pass[uid] = time.monotonic() + delay
+            self._ready[uid] = str(ready.get("status") or "Unknown")
+            if ready.get("status") == "True" or ready.get("reason") in INTENDED_NOT_READY:
+                self._not_ready_since.pop(uid, None)
+            elif uid not in self._not_ready_since:
+                since = _parse_time(ready.get("lastTransitionTime"))
+                self._not_ready_since[uid] = since if since is not None else time.time()
+            reason = str(stalled.get("reason") or "") if stalled.get("status") == "True" else ""
+            if reason:
+                self._stalled[uid] = reason
+            else:
+                self._stalled.pop(uid, None)
+        if secrets != self._secrets_of.get(uid):
+            self.use_secrets(uid, secrets)
+
+    def due(self, known: set[str]) -> list[str]:
+        """The resources whose pass is due now (nudged, or their resync time has come), marked as dispatched; and
+        whatever this process tracked that is no longer `known` (deleted, or moved to another shard) is forgotten."""
+        now = time.monotonic()
+        with self._locks_guard:
+            gone = [uid for uid in self._next_pass if uid not in known]
+            due = [uid for uid, at in self._next_pass.items() if (at <= now or uid in self._nudged) and uid in known]
+            for uid in due:
+                # Dispatched: not due again until its pass ends (`passed` or `retry_in` sets the next time).
+                self._next_pass[uid] = float("inf")
+                self._nudged.discard(uid)
+        for uid in gone:
+            self.forget(uid)
+        return due
+
+    def not_dispatched(self, uid: str) -> None:
+        """A due pass was not run after all (the resource is busy or being deleted): look again at the next tick."""
+        with self._locks_guard:
+            if self._next_pass.get(uid) == float("inf"):
+                self._next_pass[uid] = time.monotonic()
 
     def use_secrets(self, uid: str, keys: set[tuple[str, str]]) -> None:
         """Record the Secrets resource `uid` reads now (credentials, External IDs)."""
@@ -333,35 +388,6 @@ class Service:
         for uid in users:
             self.nudge(uid)
 
-    # Resources deleted while kopf still runs a timer for them (see `mark_gone`): at most this many remembered.
-    GONE_MEMORY = 10_000
-
-    def mark_gone(self, uid: str) -> None:
-        """The resource is gone from the API server. A resource deleted without our finalizer (removed by hand, as
-        after a backup restore) leaves kopf's timer running on its last body: its passes must not re-create what it
-        had, so the timer asks `is_gone` first."""
-        with self._locks_guard:
-            self._gone[uid] = None
-            while len(self._gone) > self.GONE_MEMORY:
-                self._gone.pop(next(iter(self._gone)))
-
-    def is_gone(self, uid: str) -> bool:
-        with self._locks_guard:
-            return uid in self._gone
-
-    def track_observed(self, uid: str, namespace: str, name: str, observed: bool) -> None:
-        with self._locks_guard:
-            if observed:
-                self._observed[uid] = (namespace, name)
-            else:
-                self._observed.pop(uid, None)
-
-    def observed_due(self) -> list[tuple[str, str, str]]:
-        """(uid, namespace, name) of the Observe resources whose resync is due now."""
-        with self._locks_guard:
-            tracked = list(self._observed.items())
-        return [(uid, ns, name) for uid, (ns, name) in tracked if self.pass_due(uid)]
-
     # How long a deleted resource still counts as "being deleted" for the credentials release (see handlers).
     DELETING_MEMORY_SECONDS = 300.0
 
@@ -385,10 +411,11 @@ class Service:
             self._next_pass.pop(uid, None)
             self._nudged.discard(uid)
             self._ready.pop(uid, None)
+            self._not_ready_since.pop(uid, None)
+            self._stalled.pop(uid, None)
             self._verdict_read.pop(uid, None)
             self._recorded.pop(uid, None)
             self._scanning.discard(uid)
-            self._publish_ready()
         self.fleet.forget(uid)
 
     def with_recorded_ids(self, uid: str, status: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -410,16 +437,31 @@ class Service:
             self._recorded.setdefault(uid, {})[key] = value
 
     def record_ready(self, uid: str, ready: str) -> None:
+        """Ready as a pass just computed it (the watch event with it comes later); published by `publish`."""
         with self._locks_guard:
             self._ready[uid] = ready
-            self._publish_ready()
+            if ready == "True":
+                self._not_ready_since.pop(uid, None)
 
-    def _publish_ready(self) -> None:
-        counts = {"True": 0, "False": 0, "Unknown": 0}
-        for value in self._ready.values():
-            counts[value] = counts.get(value, 0) + 1
+    def publish(self) -> None:
+        """Set the fleet gauges from what the watch and the passes showed: once per scheduler tick, not per pass (at
+        thousands of resources, a count over all of them per pass was itself a cost)."""
+        with self._locks_guard:
+            counts = {"True": 0, "False": 0, "Unknown": 0}
+            for value in self._ready.values():
+                counts[value] = counts.get(value, 0) + 1
+            stalled: dict[str, int] = {}
+            for reason in self._stalled.values():
+                stalled[reason] = stalled.get(reason, 0) + 1
+            oldest = min(self._not_ready_since.values(), default=None)
         for value, count in counts.items():
             metrics.RESOURCES.labels(value).set(count)
+        for reason in set(self._stalled_published) - set(stalled):
+            metrics.STALLED.labels(reason).set(0)
+        for reason, count in stalled.items():
+            metrics.STALLED.labels(reason).set(count)
+        self._stalled_published = set(stalled)
+        metrics.OLDEST_NOT_READY_SECONDS.set(time.time() - oldest if oldest is not None else 0)
 
     # --- inputs -----------------------------------------------------------------------------------------
 
