@@ -32,6 +32,8 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 TRUE_VALUES = ("true", "yes", "1")
+# Transient states of a healthy resource that the resync scheduler follows up instead of kopf's retries.
+SCHEDULER_RETRIES = frozenset({"AwaitingOpsRampVerdict"})
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -175,6 +177,11 @@ def reconcile_awsintegration(
     if observing(body):
         # Switched from Manage: the credentials Secret no longer needs protecting for this resource's cleanup.
         release_unused_credentials(memo.service, spec, meta, kwargs["credentials_refs"])
+    if isinstance(outcome.error, TransientError) and outcome.error.reason in SCHEDULER_RETRIES:
+        # Everything is written and only OpsRamp's verdict is outstanding: the resync scheduler looks again soon
+        # (reads only). A kopf retry would cost two more writes of its progress annotation per retry.
+        memo.service.retry_in(meta["uid"], outcome.error.retry_after)
+        return
     if outcome.error is not None:
         delay = retry_delay(outcome.error, retry, memo.service.settings)
         raise kopf.TemporaryError(f"{redaction.redact(str(outcome.error))} (pass {outcome.pass_id})", delay=delay)

@@ -181,7 +181,8 @@ def judge(
             "AwaitingOpsRampVerdict",
             f"OpsRamp has not yet reported whether it can assume role {inputs.role_arn} (waiting up to "
             f"{inputs.grace_seconds:.0f}s for its verdict); {detail}.",
-            retry_after=min(10.0, max(1.0, inputs.grace_seconds - waited + 0.5)),
+            # OpsRamp tries a role within seconds of a credential write: look again soon, then less often.
+            retry_after=min(10.0, max(2.0, waited), max(1.0, inputs.grace_seconds - waited + 0.5)),
         )
     return (
         "NoFailureReported",

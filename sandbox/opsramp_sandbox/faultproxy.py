@@ -91,6 +91,8 @@ class FaultProxy:
         self._plan = FaultPlan()
         self._counters = FaultCounters()
         self._consecutive = 0
+        # (arrival time, action) of every request, for rates over time (the benchmark's peak call rates).
+        self._arrivals: list[tuple[float, str]] = []
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -157,6 +159,11 @@ class FaultProxy:
                 c.requests, c.forwarded, c.throttled, c.server_errors, c.access_denied, dict(c.by_action)
             )
 
+    def arrivals(self, since: float = 0.0) -> list[tuple[float, str]]:
+        """(epoch arrival time, action) of every request since `since`."""
+        with self._lock:
+            return [item for item in self._arrivals if item[0] >= since]
+
     def reset_counters(self) -> None:
         with self._lock:
             self._counters = FaultCounters()
@@ -168,6 +175,7 @@ class FaultProxy:
             counters = self._counters
             counters.requests += 1
             counters.by_action[action] = counters.by_action.get(action, 0) + 1
+            self._arrivals.append((time.time(), action))
             fault: str | None = None
             matches = plan.actions is None or action in plan.actions
             capped = plan.max_consecutive is not None and self._consecutive >= plan.max_consecutive

@@ -54,7 +54,7 @@ from .meter import Calls, Meter
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
-PHASES = ("floor", "latency", "fleet", "resync", "delete", "ratelimited", "burst", "organization")
+PHASES = ("coldstart", "floor", "latency", "fleet", "resync", "restart", "delete", "ratelimited", "burst", "organization")
 # The operator's worker pool (handlers.py: settings.execution.max_workers); the floor uses as many threads.
 CONCURRENCY = 16
 UNLIMITED = 1_000_000
@@ -103,6 +103,7 @@ class OperatorProcess:
             "OPERATOR_LOG_FORMAT": "json",
             **settings,
         }
+        self.started = time.time()
         self.process, self.component = launcher._spawn(f"operator-{label}", command, directory, operator_env)
         self.log = Path(self.component.log)
         self.profiler: subprocess.Popen[bytes] | None = None
@@ -129,19 +130,40 @@ class OperatorProcess:
         """Reconcile passes so far (every result), from the operator's /metrics."""
         return self.passes()[0]
 
-    def passes(self) -> tuple[float, float]:
-        """(Reconcile passes finished so far, passes in progress now), from one scrape of the operator's /metrics."""
+    def scrape_text(self, timeout: float = 30.0) -> str:
+        """The operator's /metrics page (waits for the endpoint to answer)."""
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 with urllib.request.urlopen(url, timeout=10) as response:
-                    text = response.read().decode()
-                break
+                    return str(response.read().decode())
             except OSError:
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or not self.alive():
                     raise
-                time.sleep(0.2)
+                time.sleep(0.05)
+
+    def sample(self, name: str, **labels: str) -> float:
+        """The sum of the samples of metric `name` whose labels include `labels`, from one scrape."""
+        total = 0.0
+        for family in text_string_to_metric_families(self.scrape_text()):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return total
+
+    def kill(self) -> None:
+        """SIGKILL, as a node failure or an OOM kill would end it: no cleanup of any kind."""
+        if self.profiler is not None:
+            self.profiler.send_signal(signal.SIGINT)
+            self.profiler.wait(60)
+            self.profiler = None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+
+    def passes(self) -> tuple[float, float]:
+        """(Reconcile passes finished so far, passes in progress now), from one scrape of the operator's /metrics."""
+        text = self.scrape_text()
         total, running = 0.0, 0.0
         for family in text_string_to_metric_families(text):
             if family.name == "opsramp_operator_reconciles":
@@ -215,8 +237,11 @@ class Bench:
         self.admin = self.env["OPSRAMP_ADMIN_URL"]
         self.meter = Meter(self.proxy, self.admin, self.kube)
         self.results: dict[str, Any] = {}
+        self.extra_operators: list[OperatorProcess] = []
 
     def close(self) -> None:
+        for op in self.extra_operators:
+            op.stop()
         self.proxy.stop()
         launcher.down(self.directory)
 
@@ -336,8 +361,9 @@ class Bench:
         self.results["apply_to_ready_samples"] = [round(t, 3) for t in times]
         say(f"   p50 {statistics.median(times):.3f}s  p95 {percentile(times, 0.95):.3f}s  max {max(times):.3f}s")
 
-    def fleet(self, op: OperatorProcess, n: int, *, resync: bool, delete: bool) -> None:
+    def fleet(self, op: OperatorProcess, n: int, *, resync: bool, delete: bool, restart: bool = False) -> None:
         say(f"\n== fleet: {n} AWSIntegrations applied at once -> all Ready")
+        rss_idle = op.rss_peak_mb("VmRSS")
         fleet = Fleet(self.kube, "bench-fleet", self.client_env)
         fleet.prepare()
         fleet.start_watch()
@@ -369,7 +395,13 @@ class Bench:
                 "retries_by_reason": op.retry_reasons(),
                 "cpu_seconds_by_process": by_process,
             }
+            rss_ready = op.rss_peak_mb("VmRSS")
+            self.results["operator_rss_mb_idle"] = round(rss_idle, 1)
+            # What each resource adds to a running operator's resident memory, once the fleet is Ready.
+            self.results["rss_kb_per_resource"] = round((rss_ready - rss_idle) * 1024 / n, 1)
             say(f"   all Ready in {seconds:.1f}s; operator CPU {cpu:.1f}s; peak RSS {op.rss_peak_mb():.0f} MB")
+            per = self.results["rss_kb_per_resource"]
+            say(f"   RSS idle {rss_idle:.0f} MB -> Ready {rss_ready:.0f} MB: {per} KB per resource")
             say(f"   per resource {calls.per(n)}; OpsRamp 429s {calls.opsramp_429}")
             say(f"   passes retried, by reason: {op.retry_reasons() or 'none'}")
             say(f"   CPU seconds by process: {by_process}")
@@ -387,6 +419,9 @@ class Bench:
             )
             if resync:
                 self.resync(op, n)
+            peak_before_restart = op.rss_peak_mb()
+            if restart:
+                op = self.restart(op, n)
             if delete:
                 say(f"\n== delete: {n} AWSIntegrations deleted -> all gone")
                 mark = self.meter.mark()
@@ -404,7 +439,138 @@ class Bench:
                 say(f"   left behind: {len(left_roles)} roles, {len(left)} integrations")
         finally:
             fleet.stop_watch()
-        self.results["operator_rss_mb_peak"] = round(op.rss_peak_mb(), 1)
+        if op.alive():
+            self.results["operator_rss_mb_peak"] = round(max(op.rss_peak_mb(), peak_before_restart), 1)
+
+    def restart(self, old: OperatorProcess, n: int) -> OperatorProcess:
+        """The operator SIGKILLed with the fleet Ready and started again, with the production budgets scaled to the
+        benchmark's resync interval (10 minutes -> --resync-interval: IAM calls a second and the OpsRamp window
+        scaled alike). Over one resync interval: its calls per resource by API, how soon it is steady, the peak
+        call rates against those budgets, and how the verification reads spread over the interval."""
+        interval = self.args.resync_interval
+        scale = 600.0 / interval
+        iam_budget = round(10 * scale)
+        window = 60.0 / scale
+        limits = DOCUMENTED_LIMITS
+        say(f"\n== restart: the operator SIGKILLed with {n} Ready resources and started again")
+        say(
+            f"   budgets scaled to the {interval:.0f}s resync interval: IAM {iam_budget} calls/s, OpsRamp "
+            f"{limits['gets']} GETs / {limits['paged_gets']} paged GETs / {limits['writes']} writes per {window:g}s"
+        )
+        self.wait_quiet()
+        self.results["operator_rss_mb_peak"] = round(old.rss_peak_mb(), 1)
+        old.kill()
+        mark = self.meter.mark()
+        started = time.time()
+        op = self.start_operator(
+            "restart",
+            OPERATOR_ROLE_SETTLE_SECONDS="0",
+            OPERATOR_RESYNC_INTERVAL_SECONDS=str(interval),
+            OPERATOR_IAM_CALLS_PER_SECOND=str(iam_budget),
+            OPERATOR_OPSRAMP_RATE_WINDOW_SECONDS=str(window),
+            OPERATOR_OPSRAMP_GETS_PER_WINDOW=str(limits["gets"]),
+            OPERATOR_OPSRAMP_PAGED_GETS_PER_WINDOW=str(limits["paged_gets"]),
+            OPERATOR_OPSRAMP_WRITES_PER_WINDOW=str(limits["writes"]),
+        )
+        self.extra_operators.append(op)
+        # Steady: every resource listed, indexed and counted Ready by the new process, nothing running.
+        steady = None
+        deadline = started + max(120.0, n * 0.2)
+        while time.time() < deadline:
+            if op.sample("opsramp_operator_resources", ready="True") >= n:
+                steady = time.time() - started
+                break
+            time.sleep(0.2)
+        end = started + interval * 1.1 + 5
+        time.sleep(max(0.0, end - time.time()))
+        calls = self.meter.since(mark)
+        iam = [at for at, action in self.proxy.arrivals(started) if at <= end]
+        iam_peak = peak_in_window(iam, 1.0)
+        opsramp = [
+            (float(r["at"]), str(r["method"]))
+            for r in self.meter.opsramp_log()[mark.opsramp_seen :]
+            if "token" not in r["route"] and float(r["at"]) <= end
+        ]
+        gets_peak = peak_in_window([at for at, method in opsramp if method == "GET"], window)
+        writes_peak = peak_in_window([at for at, method in opsramp if method != "GET"], window)
+        # How the verification reads spread: IAM calls in each tenth of the window (interval * 1.1 + 5 s).
+        tenths = [0] * 10
+        for at in iam:
+            tenths[min(9, int((at - started) / (end - started) * 10))] += 1
+        self.results["restart"] = {
+            "n": n,
+            "window_seconds": round(end - started, 1),
+            "budgets": {"iam_calls_per_second": iam_budget, "opsramp_window_seconds": window, **limits},
+            "restart_calls_per_resource": {**calls.per(n), "kube_reads": round(calls.kube_reads / n, 2)},
+            "restart_seconds_to_steady": round(steady, 2) if steady is not None else None,
+            "peak_iam_calls_per_second": iam_peak,
+            "peak_opsramp_gets_per_window": gets_peak,
+            "peak_opsramp_writes_per_window": writes_peak,
+            "iam_calls_by_tenth_of_window": tenths,
+            "operator_rss_mb_when_steady": round(op.rss_peak_mb("VmRSS"), 1),
+            "calls": calls.as_dict(),
+        }
+        self.results["restart_calls_per_resource"] = self.results["restart"]["restart_calls_per_resource"]
+        self.results["restart_seconds_to_steady"] = self.results["restart"]["restart_seconds_to_steady"]
+        say(f"   steady (all {n} counted Ready by the new process) after {steady}s")
+        say(f"   over {end - started:.0f}s: per resource {self.results['restart_calls_per_resource']}")
+        say(
+            f"   peak IAM {iam_peak}/s (budget {iam_budget}); peak OpsRamp GETs {gets_peak} and writes {writes_peak} "
+            f"per {window:g}s (budgets {limits['gets']}, {limits['writes']})"
+        )
+        say(f"   IAM calls by tenth of the window: {tenths}")
+        return op
+
+    def coldstart(self) -> None:
+        """Import-time RSS, and seconds from the process's start to its first finished reconcile (one resource
+        waiting for it)."""
+        say("\n== coldstart: import-time RSS; process start -> first reconcile")
+        probe = (
+            "import opsramp_aws_operator.main, opsramp_aws_operator.handlers, pathlib; "
+            "print([l for l in pathlib.Path('/proc/self/status').read_text().splitlines() if l.startswith('VmRSS')][0])"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", probe], env=launcher._python_env(), capture_output=True, text=True, check=True
+        ).stdout
+        import_rss = int(out.split()[1]) / 1024
+        fleet = Fleet(self.kube, "bench-coldstart", self.client_env)
+        fleet.prepare()
+        fleet.start_watch()
+        try:
+            fleet.create("cold-00000")
+            op = OperatorProcess(
+                self.directory,
+                self.client_env,
+                "coldstart",
+                None,
+                OPERATOR_NAMESPACES=fleet.namespace,
+                OPERATOR_ROLE_SETTLE_SECONDS="0",
+            )
+            try:
+                op.scrape_text(timeout=120)
+                metrics_at = time.time() - op.started
+                first = None
+                while time.time() - op.started < 120:
+                    if op.reconciles() >= 1:
+                        first = time.time() - op.started
+                        break
+                    time.sleep(0.05)
+                rss = op.rss_peak_mb("VmRSS")
+                fleet.delete("cold-00000")
+                fleet.wait(["cold-00000"], gone=True, timeout=120)
+            finally:
+                op.stop()
+        finally:
+            fleet.stop_watch()
+        self.results["coldstart"] = {
+            "import_rss_mb": round(import_rss, 1),
+            "seconds_to_metrics": round(metrics_at, 2),
+            "seconds_to_first_reconcile": round(first, 2) if first is not None else None,
+            "rss_mb_after_first_reconcile": round(rss, 1),
+        }
+        self.results["import_rss_mb"] = round(import_rss, 1)
+        self.results["coldstart_seconds_to_first_reconcile"] = self.results["coldstart"]["seconds_to_first_reconcile"]
+        say(f"   import-time RSS {import_rss:.1f} MB; /metrics after {metrics_at:.2f}s; first reconcile after {first}s")
 
     def after_burst(self, op: OperatorProcess, fleet: Fleet) -> float:
         """One more resource applied the moment the burst is Ready: its apply -> Ready (s), to set beside the idle
@@ -602,11 +768,22 @@ class Bench:
             self.configure_opsramp(rate_window_seconds=60, rate_limits={k: UNLIMITED for k in limits})
 
 
-def write_results(results: dict[str, Any], out: Path) -> tuple[Path, Path]:
+def peak_in_window(times: list[float], window: float) -> int:
+    """The most of `times` (seconds) inside any window of `window` seconds: what a sliding-window limit bounds."""
+    ordered = sorted(times)
+    peak, start = 0, 0
+    for end, at in enumerate(ordered):
+        while ordered[start] <= at - window:
+            start += 1
+        peak = max(peak, end - start + 1)
+    return peak
+
+
+def write_results(results: dict[str, Any], out: Path, name: str = "latest") -> tuple[Path, Path]:
     out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "latest.json"
+    json_path = out / f"{name}.json"
     json_path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    md_path = out / "latest.md"
+    md_path = out / f"{name}.md"
     md_path.write_text(markdown(results))
     return json_path, md_path
 
@@ -637,7 +814,9 @@ def markdown(r: dict[str, Any]) -> str:
         "resync_writes",
         "resync_passes",
         "operator_rss_mb_peak",
+        "operator_rss_mb_idle",
         "operator_rss_mb_when_ready",
+        "rss_kb_per_resource",
         "operator_rss_mb_after_resync",
         "operator_cpu_seconds",
         "apply_to_ready_p50_s",
@@ -657,11 +836,44 @@ def markdown(r: dict[str, Any]) -> str:
         ("resync_reads_per_resource (per pass)", r.get("resync_reads_per_resource")),
         ("floor_verification_reads_per_resource", r.get("floor_verification_reads_per_resource")),
         ("delete_calls_per_resource", r.get("delete_calls_per_resource")),
+        ("restart_calls_per_resource (one resync interval)", r.get("restart_calls_per_resource")),
     ]
     lines += ["", "| calls per resource | " + " | ".join(apis) + " |", "|---" * (len(apis) + 1) + "|"]
     for label, values in rows:
         if values:
             lines.append(f"| {label} | " + " | ".join(_cell(values.get(a)) for a in apis) + " |")
+    restart = r.get("restart")
+    if restart:
+        budgets = restart["budgets"]
+        lines += [
+            "",
+            f"Restart: the operator SIGKILLed with {restart['n']} Ready resources and started again, budgets scaled to "
+            f"the resync interval (IAM {budgets['iam_calls_per_second']} calls/s, OpsRamp {budgets['gets']} GETs and "
+            f"{budgets['writes']} writes per {budgets['opsramp_window_seconds']:g}s).",
+            "",
+            "| figure | value |",
+            "|---|---|",
+        ]
+        for key in (
+            "restart_seconds_to_steady",
+            "peak_iam_calls_per_second",
+            "peak_opsramp_gets_per_window",
+            "peak_opsramp_writes_per_window",
+            "iam_calls_by_tenth_of_window",
+            "operator_rss_mb_when_steady",
+            "window_seconds",
+        ):
+            lines.append(f"| `{key}` | {_cell(restart.get(key))} |")
+    cold = r.get("coldstart")
+    if cold:
+        lines += ["", "Cold start:", "", "| figure | value |", "|---|---|"]
+        for key in (
+            "import_rss_mb",
+            "seconds_to_metrics",
+            "seconds_to_first_reconcile",
+            "rss_mb_after_first_reconcile",
+        ):
+            lines.append(f"| `{key}` | {_cell(cold.get(key))} |")
     limited = r.get("ratelimited")
     if limited:
         lines += [
@@ -732,6 +944,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--org-n", type=int, default=200, help="member accounts of the organization phase")
     parser.add_argument("--org-iam-per-second", type=int, default=10, help="the operator's IAM/STS budget there")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--name", default="latest", help="file name of the results in --out (NAME.json, NAME.md)")
+    parser.add_argument(
+        "--metrics-out", type=Path, help="also scrape the operator's /metrics every few seconds into this file"
+    )
     parser.add_argument(
         "--operator-env", action="append", default=[], metavar="NAME=VALUE", help="extra environment of the operator"
     )
@@ -760,6 +976,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             # The main run has no rate limits anywhere (emulator and operator alike), and IAM propagation delay 0.
             bench.configure_opsramp(propagation_delay_seconds=0, rate_limits={k: UNLIMITED for k in DOCUMENTED_LIMITS})
+            if "coldstart" in phases:
+                bench.coldstart()
             if "floor" in phases:
                 bench.floor(args.n)
             if {"latency", "fleet"} & set(phases):
@@ -776,7 +994,13 @@ def main(argv: list[str] | None = None) -> int:
                     if "latency" in phases:
                         bench.latency(op, args.latency_samples)
                     if "fleet" in phases:
-                        bench.fleet(op, args.n, resync="resync" in phases, delete="delete" in phases)
+                        bench.fleet(
+                            op,
+                            args.n,
+                            resync="resync" in phases,
+                            delete="delete" in phases,
+                            restart="restart" in phases,
+                        )
                 finally:
                     op.stop()
             if "ratelimited" in phases:
@@ -789,7 +1013,7 @@ def main(argv: list[str] | None = None) -> int:
             bench.close()
         if "floor_seconds" in results and "seconds_to_all_ready" in results:
             results["overhead_ratio"] = round(results["seconds_to_all_ready"] / results["floor_seconds"], 2)
-        json_path, md_path = write_results(results, args.out)
+        json_path, md_path = write_results(results, args.out, args.name)
     say("")
     say(md_path.read_text())
     shown = json_path.relative_to(REPO_ROOT) if json_path.is_relative_to(REPO_ROOT) else json_path

@@ -7,7 +7,9 @@ the same emulators and with the same concurrency as the operator,
     ->  IAM AttachRolePolicy  ->  OpsRamp POST install/AWS  ->  OpsRamp POST policies/discovery (the profile
     without which OpsRamp discovers nothing)
 
-after one STS GetCallerIdentity and one OpsRamp token for the whole run. The verification phase is the least
+after one STS GetCallerIdentity and one OpsRamp token for the whole run; then, as the operator does before it calls
+an integration Ready, it waits for OpsRamp's verdict on each role: pages of integrations/activity (newest first, 100
+a page) read until every integration has one. The verification phase is the least
 a drift check must read per integration: IAM GetRole (trust, tags), ListAttachedRolePolicies, GetPolicy and
 GetPolicyVersion (the document), and OpsRamp GETs of the installed integration and of its discovery profile.
 `cleanup` removes it all.
@@ -125,6 +127,31 @@ class Floor:
             self.installed[name] = integration_id
             self.profiles[name] = int(response.json()[0]["id"])
 
+    def await_verdicts(self, timeout: float = 300.0) -> int:
+        """Read integrations/activity, newest first, until every installed integration has a SUCCESS verdict;
+        the paged GETs it took."""
+        activity = self.base + "/activity"
+        waiting = set(self.installed.values())
+        reads = 0
+        deadline = time.monotonic() + timeout
+        while waiting and time.monotonic() < deadline:
+            page = 1
+            while waiting:
+                params = {"pageNo": str(page), "pageSize": "100", "isDescendingOrder": "true"}
+                response = self.http.get(activity, params=params, headers=self._headers(), timeout=30)
+                response.raise_for_status()
+                reads += 1
+                results = response.json().get("results") or []
+                waiting -= {str(r.get("installedintgId")) for r in results if r.get("status") == "SUCCESS"}
+                if len(results) < 100:
+                    break
+                page += 1
+            if waiting:
+                time.sleep(0.5)
+        if waiting:
+            raise RuntimeError(f"{len(waiting)} integrations without OpsRamp's verdict after {timeout:.0f}s")
+        return reads
+
     def verify(self, name: str) -> None:
         retried(lambda: self.iam.get_role(RoleName=name))
         attached = retried(lambda: self.iam.list_attached_role_policies(RoleName=name))["AttachedPolicies"]
@@ -204,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             floor.account_id = str(floor.sts.get_caller_identity()["Account"])
             floor.token()
             _, errors = floor.run(floor.create, names)
+            if not errors:
+                floor.await_verdicts()
             seconds = time.monotonic() - started
         elif phase == "verify":
             seconds, errors = floor.run(floor.verify, names)
