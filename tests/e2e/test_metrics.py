@@ -26,6 +26,8 @@ from e2e_harness import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from opsramp_sandbox import dashboards
+
 pytestmark = pytest.mark.e2e
 
 PREFIX = "opsramp_operator_"
@@ -163,3 +165,14 @@ def test_metrics_after_one_resource_is_ready_and_deleted(world: MetricsWorld) ->
     _, after, _ = scrape(world.url)
     assert (value(after, "api_calls_total", service="iam", operation="DeleteRole") or 0) >= 1
     assert total(after, "api_calls_total", service="opsramp") > total(samples, "api_calls_total", service="opsramp")
+
+
+def test_dashboard_and_alerts_query_only_metrics_the_operator_exports(world: MetricsWorld) -> None:
+    """Every metric the chart's Grafana dashboard and alerting rules query is one this operator's /metrics declares
+    (a renamed or dropped metric would leave a panel empty and an alert silent)."""
+    wait_for("the metrics endpoint", lambda: _endpoint_up(world.url), timeout=30)
+    exported = dashboards.exported_names(text_string_to_metric_families(requests.get(world.url, timeout=5).text))
+    queried = dashboards.metric_names(dashboards.dashboard_expressions(dashboards.load_dashboard()))
+    queried |= dashboards.metric_names(dashboards.rule_expressions(dashboards.load_rules()))
+    assert len(queried) >= 10, queried
+    assert not queried - exported, f"queried but not exported: {sorted(queried - exported)}"
