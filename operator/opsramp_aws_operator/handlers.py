@@ -354,6 +354,10 @@ def configure(ours: Settings) -> Any:
         # Reconnect watches regularly so a silently dropped stream never stalls the operator for long.
         settings.watching.server_timeout = 300
         settings.watching.client_timeout = 330
+        if ours.shard_selector:
+            # This shard's slice: the API server sends only the resources its label selector matches, and a resource
+            # relabelled away arrives as deleted here and as added in its new shard (kopf's own sharding idiom).
+            settings.watching.label_selectors[GROUP, PLURAL] = ours.shard_selector
         settings.peering.standalone = ours.peering_name is None
         if ours.peering_name:
             # Two replicas: the one with the higher priority acts, the other waits until the first's peering

@@ -133,10 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     registry = kopf.OperatorRegistry()
     handlers.register(registry, settings, identity)
     log.info(
-        "Starting opsramp-aws-operator %s (namespaces: %s, resync every %ss)",
+        "Starting opsramp-aws-operator %s (namespaces: %s, resync every %ss%s)",
         __version__,
         ", ".join(settings.namespaces) or "all",
         settings.resync_interval_seconds,
+        f", shard {settings.shard_name}: {settings.shard_selector}" if settings.shard_name else "",
     )
     kopf.run(
         registry=registry,

@@ -159,15 +159,30 @@ class Scheduler:
     async def run(self) -> None:
         while True:
             try:
-                for uid in self.service.due(set(self.index)):
-                    task = asyncio.create_task(self._resync(uid), name=f"resync {uid}")
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                due, unused = self.service.due(set(self.index))
+                for uid in due:
+                    self._spawn(self._resync(uid), f"resync {uid}")
+                if unused:
+                    # Our protection of Secrets no resource here reads any more (one moved to another shard, or went
+                    # without our cleanup): released, or a namespace deletion would wait for it forever.
+                    self._spawn(self._release(unused), "release Secrets")
                 self.service.publish()
                 metrics.RESYNC_DUE.set(self._waiting)
             except Exception:
                 log.exception("The resync scheduler's tick failed; trying again at the next one")
             await asyncio.sleep(self.tick)
+
+    def _spawn(self, coroutine: Any, name: str) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _release(self, secrets: set[tuple[str, str]]) -> None:
+        for namespace, name in sorted(secrets):
+            try:
+                await asyncio.to_thread(self.service.release_credentials, namespace, name)
+            except OperatorError as exc:
+                log.warning("Could not release Secret %s/%s (%s)", namespace, name, exc)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

@@ -78,6 +78,13 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 CREDENTIALS_FINALIZER = f"{GROUP}/credentials-in-use"
+
+
+def credentials_finalizer(shard_name: str | None) -> str:
+    """The finalizer protecting a credentials Secret; each shard has its own, as its users are its own."""
+    return CREDENTIALS_FINALIZER if shard_name is None else f"{CREDENTIALS_FINALIZER}-{shard_name}"
+
+
 EXTERNAL_ID_KEY = "externalId"
 GENERATED_EXTERNAL_ID_LENGTH = 48
 # An External ID is what keeps another OpsRamp customer from having OpsRamp assume your role: a guessable one is no
@@ -339,20 +346,25 @@ class Service:
         if secrets != self._secrets_of.get(uid):
             self.use_secrets(uid, secrets)
 
-    def due(self, known: set[str]) -> list[str]:
+    def due(self, known: set[str]) -> tuple[list[str], set[tuple[str, str]]]:
         """The resources whose pass is due now (nudged, or their resync time has come), marked as dispatched; and
-        whatever this process tracked that is no longer `known` (deleted, or moved to another shard) is forgotten."""
+        the Secrets to release: whatever this process tracked that is no longer `known` (deleted without our cleanup,
+        or moved to another shard) is forgotten, and the Secrets it read that no resource left here reads."""
         now = time.monotonic()
         with self._locks_guard:
-            gone = [uid for uid in self._next_pass if uid not in known]
+            gone = {uid for uid in self._next_pass if uid not in known}
             due = [uid for uid, at in self._next_pass.items() if (at <= now or uid in self._nudged) and uid in known]
             for uid in due:
                 # Dispatched: not due again until its pass ends (`passed` or `retry_in` sets the next time).
                 self._next_pass[uid] = float("inf")
                 self._nudged.discard(uid)
+            unused: set[tuple[str, str]] = set()
+            if gone:
+                still = {key for uid, keys in self._secrets_of.items() if uid not in gone for key in keys}
+                unused = {key for uid in gone for key in self._secrets_of.get(uid, ())} - still
         for uid in gone:
             self.forget(uid)
-        return due
+        return due, unused
 
     def not_dispatched(self, uid: str) -> None:
         """A due pass was not run after all (the resource is busy or being deleted): look again at the next tick."""
@@ -525,7 +537,7 @@ class Service:
         if protect:
             # Cleanup needs these credentials; keep the Secret until the resources using it are gone, so that
             # deleting a namespace cannot remove it before the uninstall.
-            self.secrets.add_finalizer(ref.namespace, secret, CREDENTIALS_FINALIZER)
+            self.secrets.add_finalizer(ref.namespace, secret, credentials_finalizer(self.settings.shard_name))
         return creds
 
     def check_external_id_source(self, spec: AWSIntegrationSpec, ref: ResourceRef) -> None:
@@ -1434,4 +1446,4 @@ class Service:
         return done
 
     def release_credentials(self, namespace: str, secret_name: str) -> None:
-        self.secrets.remove_finalizer(namespace, secret_name, CREDENTIALS_FINALIZER)
+        self.secrets.remove_finalizer(namespace, secret_name, credentials_finalizer(self.settings.shard_name))

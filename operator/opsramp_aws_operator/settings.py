@@ -66,6 +66,10 @@ class Settings:
     # kopf freezes every replica when two share a priority, so each replica picks its own (random unless set).
     peering_priority: int | None = None
     peering_lifetime_seconds: int = 60
+    # Shards: several operator Deployments, each handling the resources its label selector matches (the API server
+    # filters the watch). The name tells a shard's own marks apart (its credentials finalizer on shared Secrets).
+    shard_name: str | None = None
+    shard_selector: str | None = None
     # Needs-attention errors are retried slowly, doubling from base to max, so a broken resource never hot-loops.
     attention_backoff_seconds: float = 30.0
     attention_backoff_max_seconds: float = 600.0
@@ -118,6 +122,15 @@ class Settings:
         log_level = env.get("OPERATOR_LOG_LEVEL", "INFO").strip().upper() or "INFO"
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"OPERATOR_LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
+        shard_name = env.get("OPERATOR_SHARD_NAME", "").strip() or None
+        shard_selector = env.get("OPERATOR_SHARD_SELECTOR", "").strip() or None
+        if shard_name is not None and not re.match(r"^[a-z0-9]([-a-z0-9]{0,18}[a-z0-9])?$", shard_name):
+            raise SettingsError(
+                f"OPERATOR_SHARD_NAME={shard_name!r} must be 1 to 20 lowercase letters, digits and '-' (a label value "
+                "and part of a finalizer name)"
+            )
+        if (shard_name is None) != (shard_selector is None):
+            raise SettingsError("OPERATOR_SHARD_NAME and OPERATOR_SHARD_SELECTOR go together: set both or neither")
         try:
             guardrails = Guardrails.from_env(env)
         except GuardrailsError as exc:
@@ -137,6 +150,8 @@ class Settings:
             if env.get("OPERATOR_PEERING_PRIORITY", "").strip()
             else None,
             peering_lifetime_seconds=_int(env, "OPERATOR_PEERING_LIFETIME_SECONDS", 60, minimum=5),
+            shard_name=shard_name,
+            shard_selector=shard_selector,
             attention_backoff_seconds=_float(env, "OPERATOR_ATTENTION_BACKOFF_SECONDS", 30.0, minimum=0.1),
             attention_backoff_max_seconds=_float(env, "OPERATOR_ATTENTION_BACKOFF_MAX_SECONDS", 600.0, minimum=0.1),
             role_settle_seconds=_float(env, "OPERATOR_ROLE_SETTLE_SECONDS", 10.0),
