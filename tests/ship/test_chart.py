@@ -553,3 +553,43 @@ def test_admission_policy_literals_agree_with_the_operators_rules(render: Render
     ):
         admitted = any(re.match(p, arn) for p in policies)
         assert admitted == operator_allows(rules.check_managed_policies, [arn]), arn
+
+
+SHARDS = [
+    {"name": "a", "labelSelector": "integrations.opsramp.com/shard=a"},
+    {"name": "rest", "labelSelector": "integrations.opsramp.com/shard notin (a)"},
+]
+
+
+def test_shards_render_one_deployment_each_with_its_slice_and_peering(render: Renderer, tmp_path: Path) -> None:
+    """`shards`: a Deployment per entry, pods told apart by label, the selector reaching the operator as settings it
+    accepts, and a peering object per shard (peering stays inside a shard)."""
+    values = tmp_path / "shards.yaml"
+    values.write_text(yaml.safe_dump({"shards": SHARDS, "peering": {"enabled": True}}))
+    docs = render(values)
+    deployments = [d for d in docs if d["kind"] == "Deployment"]
+    assert [d["metadata"]["name"] for d in deployments] == [f"{RELEASE}-a", f"{RELEASE}-rest"]
+    selectors = [d["spec"]["selector"]["matchLabels"] for d in deployments]
+    assert selectors[0] != selectors[1], "two Deployments selecting the same pods would fight over them"
+    peering_names = set()
+    for deployment, shard in zip(deployments, SHARDS, strict=True):
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        env = env_of(deployment)
+        settings = Settings.from_env(env)
+        assert (settings.shard_name, settings.shard_selector) == (shard["name"], shard["labelSelector"])
+        assert settings.peering_name and settings.peering_name.endswith(f"-{shard['name']}")
+        peering_names.add(settings.peering_name)
+    peerings = {d["metadata"]["name"] for d in docs if d["kind"] == "ClusterKopfPeering"}
+    assert peerings == peering_names
+    for deployment in deployments:
+        kubernetes_validate.validate(deployment, "1.37", strict=True)
+
+
+def test_shards_with_one_name_twice_are_refused(render: Renderer, tmp_path: Path) -> None:
+    """Two shards of one name would be one Deployment rendered twice."""
+    values = tmp_path / "shards.yaml"
+    values.write_text(yaml.safe_dump({"shards": [SHARDS[0], {**SHARDS[1], "name": "a"}]}))
+    with pytest.raises(subprocess.CalledProcessError) as failure:
+        render(values)
+    assert "used twice" in failure.value.stderr

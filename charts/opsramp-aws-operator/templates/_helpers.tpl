@@ -53,10 +53,27 @@ app.kubernetes.io/part-of: opsramp
 {{- end }}
 {{- end }}
 
+{{/* A shard's peering object name: peering happens inside each shard (its replicas), never across shards. */}}
+{{- define "opsramp-aws-operator.shardPeeringName" -}}
+{{- $name := include "opsramp-aws-operator.peeringName" .root }}
+{{- if and $name .shard.name }}
+{{- printf "%s-%s" $name .shard.name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name }}
+{{- end }}
+{{- end }}
+
 {{/* Fail early on combinations the schema cannot express. */}}
 {{- define "opsramp-aws-operator.validate" -}}
 {{- if and .Values.rbac.namespaced (not .Values.watchNamespaces) }}
 {{- fail "rbac.namespaced=true needs the namespaces to grant access in: set watchNamespaces" }}
+{{- end }}
+{{- $names := list }}
+{{- range .Values.shards }}
+{{- if has .name $names }}
+{{- fail (printf "shards: the name %q is used twice" .name) }}
+{{- end }}
+{{- $names = append $names .name }}
 {{- end }}
 {{- end }}
 
