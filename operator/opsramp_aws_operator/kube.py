@@ -92,9 +92,10 @@ def patch_awsintegration_status(namespace: str, name: str, status: Mapping[str, 
 
 def reset_client() -> None:
     """Forget the cached client (tests that switch clusters)."""
-    global _api  # noqa: PLW0603
+    global _api, _custom  # noqa: PLW0603
     with _client_lock:
         _api = None
+        _custom = None
 
 
 @dataclass(frozen=True)
@@ -449,9 +450,17 @@ class SecretWatch:
             watcher.stop()  # type: ignore[no-untyped-call]
 
 
+_custom: kubernetes.client.CustomObjectsApi | None = None
+
+
 def custom_api() -> kubernetes.client.CustomObjectsApi:
-    core_api()  # loads the configuration once
-    return kubernetes.client.CustomObjectsApi()
+    """One CustomObjectsApi for the process, sharing the configuration (and connection pool) of `core_api`."""
+    global _custom  # noqa: PLW0603 - a process-wide client, created lazily once
+    api = core_api()
+    with _client_lock:
+        if _custom is None:
+            _custom = kubernetes.client.CustomObjectsApi(api.api_client)
+        return _custom
 
 
 class Resources:

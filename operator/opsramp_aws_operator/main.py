@@ -87,7 +87,9 @@ def build_service(settings: Settings) -> Service:
     aws = AwsSessions(
         AwsSettings(
             rate_limit=settings.iam_calls_per_second,
-            rate_window_seconds=1.0,
+            # A twentieth of a second of margin, as the OpsRamp limiter keeps one: calls granted a second apart can
+            # reach AWS closer together (the benchmark's restart saw 104 a second arrive against a budget of 100).
+            rate_window_seconds=1.05,
             session_cache_size=settings.aws_session_cache_size,
             session_cache_seconds=settings.aws_session_cache_seconds,
         )

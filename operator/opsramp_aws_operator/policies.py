@@ -232,7 +232,8 @@ def _compact(doc: Mapping[str, Any]) -> str:
 
 def policy_size(doc: Mapping[str, Any]) -> int:
     """Count the non-whitespace characters of a policy's compact JSON, the way IAM measures its limits."""
-    return sum(1 for ch in _compact(doc) if not ch.isspace())
+    # str.split() splits on exactly the characters str.isspace() calls whitespace, in C (this ran per pass).
+    return len("".join(_compact(doc).split()))
 
 
 def _splittable(stmt: Mapping[str, Any]) -> bool:

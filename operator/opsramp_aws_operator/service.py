@@ -1297,9 +1297,16 @@ class Service:
         recorded_profile = status.get("discoveryProfileId")
         applied = status.get("appliedIntegration") or {}
         now_mono = time.monotonic()
+        recheck = self.settings.monitoring_recheck_seconds
         with self._locks_guard:
             last_read = self._verdict_read.get(ref.uid)
-        fresh = last_read is not None and now_mono - last_read < self.settings.monitoring_recheck_seconds
+            if last_read is None and previous and previous.get("status") == "True":
+                # A settled verdict this process has not read yet (it restarted): due again at a stable point of the
+                # recheck interval, not on the first pass, or a restart would read every resource's verdict at once
+                # (a paged GET each, from the tenant's 50 a minute).
+                last_read = now_mono - recheck * self._fraction(ref.uid)
+                self._verdict_read[ref.uid] = last_read
+        fresh = last_read is not None and now_mono - last_read < recheck
         unchanged = result.credentials_applied_time is None and status.get("integrationId") == integration.id
         settled = None
         if previous and previous.get("status") == "True" and unchanged and fresh:
