@@ -8,6 +8,7 @@ AWS account, the display name), so bad input leaves nothing half-created behind.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
@@ -18,7 +19,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -213,6 +214,22 @@ def step(result: PassResult, name: Step) -> Iterator[None]:
         raise
 
 
+AWAITING_VERDICT = "AwaitingOpsRampVerdict"
+
+
+@dataclass(frozen=True)
+class _Awaiting:
+    """What a pass that stopped only for OpsRamp's verdict had verified (see `Service._verdict_only`)."""
+
+    spec: AWSIntegrationSpec
+    result: PassResult
+    client: OpsRampClient
+    integration: InstalledIntegration
+    outcome: RoleOutcome
+    since: tuple[float | None, float | None]
+    at: float = field(default_factory=time.monotonic)
+
+
 @dataclass(frozen=True)
 class OpsRampCredentials:
     client_id: str
@@ -265,6 +282,8 @@ class Service:
         self._verdict_read: dict[str, float] = {}
         # The ids of what each resource's last pass in this process found or made (see `with_recorded_ids`).
         self._recorded: dict[str, dict[str, Any]] = {}
+        # Resources whose last pass stopped only for OpsRamp's verdict, and what it verified (`_verdict_only`).
+        self._awaiting: dict[str, _Awaiting] = {}
         # Which resources read which Secrets: a change to one re-checks them within a tick.
         self._secret_users: dict[tuple[str, str], set[str]] = {}
         self._secrets_of: dict[str, set[tuple[str, str]]] = {}
@@ -304,8 +323,10 @@ class Service:
             self._next_pass[uid] = time.monotonic() + max(seconds, 1.0)
 
     def nudge(self, uid: str) -> None:
+        """A Secret the resource reads changed: a full pass, soon (not the verdict-only follow-up)."""
         with self._locks_guard:
             self._nudged.add(uid)
+            self._awaiting.pop(uid, None)
 
     # How soon after a restart a resource that was not Ready gets its first pass (spread over this many seconds).
     UNSETTLED_FIRST_PASS_SECONDS = 30.0
@@ -428,6 +449,7 @@ class Service:
             self._verdict_read.pop(uid, None)
             self._recorded.pop(uid, None)
             self._scanning.discard(uid)
+            self._awaiting.pop(uid, None)
         self.fleet.forget(uid)
 
     def with_recorded_ids(self, uid: str, status: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -709,6 +731,8 @@ class Service:
                 (self._scanning.add if spec.organization is not None else self._scanning.discard)(ref.uid)
             self.fleet.reconcile(spec, ref, status, result)
             return
+        if self._verdict_only(spec, ref, status, result):
+            return
         recorded_id = status.get("integrationId") or None
         previous_arn = status.get("roleArn") or None
         display_name = spec.effective_display_name(ref.namespace, ref.name)
@@ -970,18 +994,61 @@ class Service:
                 result.role_message = ""
 
         # 5. OpsRamp's own view: enabled, a discovery profile, and its verdict on the role.
-        with step(result, "monitoring"):
-            self._ensure_monitoring(
-                spec,
-                ref,
-                status,
-                result,
-                client,
-                integration.integration,
-                outcome,
-                (verdict_since, credentials_since),
-                display_name,
-            )
+        since = (verdict_since, credentials_since)
+        try:
+            with step(result, "monitoring"):
+                self._ensure_monitoring(
+                    spec, ref, status, result, client, integration.integration, outcome, since, display_name
+                )
+        except TransientError as exc:
+            # Not mid-rotation: that pass's next step (the old External ID out of the trust) needs the full pass.
+            if exc.reason == AWAITING_VERDICT and not (rotation.switching or rotation.holding or rotation.force):
+                self._remember_awaiting(
+                    ref.uid, _Awaiting(spec, result, client, integration.integration, outcome, since)
+                )
+            raise
+
+    # How long after a pass that left only OpsRamp's verdict outstanding the next pass asks for the verdict alone.
+    VERDICT_ONLY_SECONDS = 60.0
+
+    def _remember_awaiting(self, uid: str, awaiting: _Awaiting) -> None:
+        with self._locks_guard:
+            self._awaiting[uid] = awaiting
+
+    def _verdict_only(
+        self, spec: AWSIntegrationSpec, ref: ResourceRef, status: Mapping[str, Any], result: PassResult
+    ) -> bool:
+        """The follow-up of a pass that did everything but get OpsRamp's verdict (it comes within seconds of a
+        credential write): with the same spec and a moment later, only the monitoring step runs, on what that pass
+        verified. Re-verifying the role and the integration two seconds after making them cost four IAM reads and
+        two OpsRamp GETs per resource per retry, the largest part of a fleet's creation (docs/performance.md)."""
+        with self._locks_guard:
+            awaiting = self._awaiting.pop(ref.uid, None)
+        if (
+            awaiting is None
+            or awaiting.spec != spec
+            or time.monotonic() - awaiting.at > self.VERDICT_ONLY_SECONDS
+            or status.get("integrationId") != awaiting.integration.id
+        ):
+            return False
+        done = awaiting.result
+        for name in (
+            "role", "integration", "role_arn", "role_message", "integration_id", "account_id",
+            "external_id_secret_name", "policy_digest", "attached_policy_arns", "applied_integration",
+        ):  # fmt: skip
+            setattr(result, name, getattr(done, name))
+        display_name = spec.effective_display_name(ref.namespace, ref.name)
+        try:
+            with step(result, "monitoring"):
+                self._ensure_monitoring(
+                    spec, ref, status, result, awaiting.client, awaiting.integration, awaiting.outcome,
+                    awaiting.since, display_name,
+                )  # fmt: skip
+        except TransientError as exc:
+            if exc.reason == AWAITING_VERDICT:
+                self._remember_awaiting(ref.uid, dataclasses.replace(awaiting, result=result))
+            raise
+        return True
 
     def _roll_back(
         self,

@@ -18,6 +18,7 @@ from opsramp_aws_operator.opsramp import (
     AwsIntegrationRequest,
     DiscoveryRequest,
     OpsRampClient,
+    OpsRampLimits,
     get_client,
     profile_differences,
 )
@@ -414,3 +415,28 @@ def test_discovery_profile_round_trip_reads_back_without_differences(
     client.delete_profile(int(created["id"]))
     client.delete_profile(int(created["id"]))  # already gone: done
     assert client.get_profile(int(created["id"])) is None
+
+
+def test_verdicts_deeper_than_one_page_come_from_the_shared_listing(
+    emulator: OpsRampEmulator, make_role: RoleMaker
+) -> None:
+    """More waiters than one page holds (a fleet's creation): the oldest integrations' verdicts are found on the
+    listing's second page, read once for every waiter, without a query per integration."""
+    emulator.set_contract(role_check="async", role_check_delay_seconds=0.1)
+    emulator.configure(rate_limits={"writes": 1000, "gets": 1000, "paged_gets": 1000})
+    limits = OpsRampLimits(writes_per_window=1000, gets_per_window=1000, paged_gets_per_window=1000)
+    client = get_client(emulator.url, TENANT, CLIENT_ID, CLIENT_SECRET, timeouts=FAST, limits=limits)
+    arn, ext = make_role()
+    since = time.time() - 1
+    installed = [client.install_aws(spec_for(arn, ext, name=f"deep-{i:03d}")) for i in range(130)]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and len(emulator.activity(TENANT)) < 130:
+        time.sleep(0.05)
+    client._activity.fetched_at = None  # as if the shared listing were older than its freshness bound
+    before = [r for r in emulator.state()["request_log"] if r["route"].endswith("/activity")]
+    # The 30 oldest are past the first page of 100: each found on the shared second page.
+    for integration in [*installed[:30], installed[-1]]:
+        assert client.verdict(integration.id, since) is not None, integration.id
+    reads = [r for r in emulator.state()["request_log"] if r["route"].endswith("/activity")][len(before) :]
+    # Pages 1 and 2 of the listing, shared by both lookups: no query for either integration alone.
+    assert len(reads) == 2, reads

@@ -216,3 +216,32 @@ def test_a_pass_on_a_stale_status_still_waits_for_the_verdict(world: World) -> N
     assert first.credentials_applied_time is not None
     awaiting(written_status(first))
     awaiting({})
+
+
+def test_the_pass_after_one_that_awaited_only_the_verdict_asks_for_the_verdict_alone(world: World) -> None:
+    """A tenant that checks the role a moment after the install: the first pass makes everything and stops for
+    OpsRamp's verdict; the next one (same spec, moments later) reads neither the integration nor the role again,
+    only the verdict, and reports Ready with the same ids. A pass after a Secret changed verifies everything."""
+    world.sandbox.opsramp.set_contract(role_check="async", role_check_delay_seconds=0.3)
+    service = new_service(world)
+    ref = new_resource(world, "verdict")
+    first = PassResult()
+    with pytest.raises(TransientError) as waiting:
+        service.reconcile(parse_spec(world.spec), ref, {}, first)
+    assert waiting.value.reason == "AwaitingOpsRampVerdict"
+    status = written_status(first)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not world.sandbox.opsramp.activity(world.sandbox.OPSRAMP_TENANT_ID):
+        time.sleep(0.05)
+    # As if the shared activity page were older than its freshness bound (the retry comes seconds later).
+    service._awaiting[ref.uid].client._activity.fetched_at = None
+
+    follow_up, sent = run(service, world, ref, status)
+    assert follow_up.error is None and follow_up.monitoring == "done", follow_up
+    assert (follow_up.integration_id, follow_up.role_arn) == (first.integration_id, first.role_arn)
+    assert GET not in sent and SEARCH not in sent, sent  # the integration was not read again
+
+    service.nudge(ref.uid)  # as the Secret watch does when a Secret the resource reads changed
+    full, sent_full = run(service, world, ref, written_status(follow_up))
+    assert full.error is None
+    assert sent_full.count(GET) == 1, sent_full
