@@ -841,14 +841,26 @@ def ensure_role(
     max_managed_policies: int = DEFAULT_MANAGED_POLICY_QUOTA,
     previously_attached: Collection[str] = (),
     adoption: Adoption | None = None,
+    fresh: bool = False,
 ) -> RoleOutcome:
     """Make the role, its trust, its tags and its permissions match `desired`, writing only what differs.
 
     `previously_attached` are the ARNs an earlier pass reported in `RoleOutcome.policy_arns`: extra ARNs
     among them that the spec no longer lists are detached (IAM cannot tell us which attachments were ours,
-    and foreign ones must stay). `adoption`: spec.adopt.role and what proves a role adoptable.
+    and foreign ones must stay). `adoption`: spec.adopt.role and what proves a role adoptable. `fresh`: nothing was
+    ever recorded for this resource, so the role is most likely new: create first and let IAM's EntityAlreadyExists
+    say otherwise (see `_create_fresh`); never with `adoption` (a role to take over exists by definition, and must
+    pass its checks before any write).
     """
     validate_desired(desired, max_managed_policies=max_managed_policies)
+    if fresh and adoption is None:
+        documents = desired_policy_documents(desired)
+        parts = _Parts.of(account, desired.path, desired.name)
+        our_arns = [parts.arn(i) for i in range(1, len(documents) + 1)]
+        extras = tuple(dict.fromkeys(desired.extra_managed_policy_arns))
+        created_now = _create_fresh(account.iam, desired, account.caller_account_id(), documents, our_arns, extras)
+        if created_now is not None:
+            return created_now
     plan = plan_role(account, desired, previously_attached=previously_attached, adoption=adoption)
     return apply_role_plan(account, plan)
 
@@ -932,6 +944,112 @@ def verify_role(
         last_changed=role.create_date,
         previous_external_ids=trust_external_ids(role.trust_policy),
     )
+
+
+ALREADY_EXISTS = "AwsEntityAlreadyExists"
+
+
+def _create_fresh(
+    iam: IamRoles,
+    desired: DesiredRole,
+    account_id: str,
+    documents: list[dict[str, Any]],
+    our_arns: list[str],
+    extras: tuple[str, ...],
+) -> RoleOutcome | None:
+    """Create the role and its policies without looking first; None when IAM says something already exists.
+
+    Looking first (GetRole, GetPolicy) cost two reads per new resource, on the API that bounds a fleet's creation.
+    Ownership is kept all the same: CreateRole fails on any existing role, so an existing one (ours after a crash,
+    or someone else's) goes through the observing path and its checks; a policy name someone else holds is found
+    before anything is attached, and what this pass created is deleted again before NotOwned is raised, so nothing
+    is left half-created.
+    """
+    owner = desired.owner
+    tags = {**desired.tags, **owner.tags()}
+    try:
+        role = iam.create_role(
+            desired.name,
+            path=desired.path,
+            trust_policy=desired.trust_policy,
+            max_session_duration=desired.max_session_duration,
+            description=desired.description,
+            permissions_boundary_arn=desired.permissions_boundary_arn,
+            tags=tags,
+        )
+    except TransientError as exc:
+        if exc.reason == ALREADY_EXISTS:
+            return None
+        raise
+    run = _Pass()
+    run.wrote(f"created role {desired.name}")
+    made: list[str] = []
+    for index, (arn, document) in enumerate(zip(our_arns, documents, strict=True), 1):
+        name = policy_name(desired.name, index)
+        try:
+            iam.create_policy(
+                name,
+                desired.path,
+                document,
+                f"OpsRamp read-only permissions for IAM role {desired.name}, part {index}; managed by "
+                f"{MANAGED_BY_VALUE}",
+                tags,
+            )
+        except TransientError as exc:
+            if exc.reason != ALREADY_EXISTS:
+                raise
+            existing = iam.get_policy(arn)
+            if existing is not None and not _is_owned(existing.tags, owner):
+                for undo in reversed(made):
+                    iam.delete_policy(undo)
+                iam.delete_role(desired.name)
+                _check_owned("policy", existing.name, existing.tags, owner)
+            return None  # ours (left by a crash) or gone again: the observing path takes it from here
+        made.append(arn)
+        run.wrote(f"created policy {name}")
+    for arn in (*our_arns, *extras):
+        iam.attach(desired.name, arn)
+        run.wrote(f"attached {arn}")
+    last_changed = run.last_grant_change or role.create_date
+    return RoleOutcome(
+        arn=role.arn,
+        account_id=account_id,
+        policy_arns=(*our_arns, *extras),
+        policy_digest=policy_digest(documents) if documents else "",
+        changes=tuple(run.changes),
+        created=True,
+        last_changed=last_changed,
+        previous_external_ids=None,
+    )
+
+
+def _update_role(
+    iam: IamRoles, role: ObservedRole, desired: DesiredRole, role_tags: Mapping[str, str], run: _Pass
+) -> None:
+    """Bring an existing (owned) role's trust, settings, boundary and tags to the desired state."""
+    name = desired.name
+    if not policies_equal(role.trust_policy, desired.trust_policy):
+        iam.update_trust(name, desired.trust_policy)
+        run.wrote("updated trust policy")
+    if role.max_session_duration != desired.max_session_duration or role.description != desired.description:
+        iam.update_role(name, desired.max_session_duration, desired.description)
+        run.wrote("updated max session duration and description", affects_grants=False)
+    if desired.permissions_boundary_arn is None:
+        if role.permissions_boundary_arn is not None:
+            iam.delete_boundary(name)
+            run.wrote("removed permissions boundary")
+    elif role.permissions_boundary_arn != desired.permissions_boundary_arn:
+        iam.put_boundary(name, desired.permissions_boundary_arn)
+        run.wrote("set permissions boundary")
+    to_set = {k: v for k, v in role_tags.items() if role.tags.get(k) != v}
+    # The spec owns the role's whole tag set; "aws:" tags belong to AWS services and cannot be removed.
+    to_remove = {k for k in role.tags if k not in role_tags and not k.lower().startswith("aws:")}
+    if to_set:
+        iam.tag_role(name, to_set)
+        run.wrote(f"tagged role ({', '.join(sorted(to_set))})", affects_grants=False)
+    if to_remove:
+        iam.untag_role(name, to_remove)
+        run.wrote(f"untagged role ({', '.join(sorted(to_remove))})", affects_grants=False)
 
 
 def delete_role(account: Account, name: str, path: str, owner: Owner) -> bool:

@@ -851,11 +851,24 @@ class Service:
             )
         desired = self.desired_role(spec, ref, opsramp_account, trust[0], account.partition(), also_accept=trust[1:])
         validate_desired(desired)
+        attached = tuple(status.get("attachedPolicyArns") or ())
+        # Nothing recorded, in status or by this process, and nothing to adopt or rotate: the role is most likely new
+        # (create first). `status` carries the ids this process recorded (`with_recorded_ids`).
+        fresh = (
+            not status.get("roleArn")
+            and not attached
+            and not status.get("integrationId")
+            and not status.get("externalIdRotation")
+            and not (spec.adopt.role or spec.adopt.integration)
+            and ref.rotate_request is None
+            and len(trust) == 1
+        )
         outcome = ensure_role(
             account,
             desired,
-            previously_attached=tuple(status.get("attachedPolicyArns") or ()),
+            previously_attached=attached,
             adoption=self.adoption(spec, opsramp_account, trust[0]),
+            fresh=fresh,
         )
         result.attached_policy_arns = list(outcome.policy_arns)
         result.policy_digest = outcome.policy_digest

@@ -392,3 +392,59 @@ def test_policy_tags_follow_the_spec(account: AwsAccount, calls: CallLog, raw_ia
     calls.clear()
     assert ensure_role(account, desired(tags={"team": "a", "cost-center": "42"})).changes == ()
     assert calls.writes() == []
+
+
+def test_a_fresh_role_is_created_without_reads_and_a_second_pass_only_reads(
+    account: AwsAccount, calls: CallLog
+) -> None:
+    """Nothing recorded yet (a new resource): create role, policy and attachment with no read before them; the
+    next pass over it observes, and writes nothing."""
+    want = desired()
+    first = ensure_role(account, want, fresh=True)
+    assert first.created and first.changes
+    reads = [c for c in calls.calls if c not in calls.writes()]
+    assert sorted(reads) == ["GetCallerIdentity"], calls.calls
+    assert sorted(calls.writes()) == ["AttachRolePolicy", "CreatePolicy", "CreateRole"]
+    calls.clear()
+    second = ensure_role(account, want, previously_attached=first.policy_arns)
+    assert calls.writes() == [] and second.changes == ()
+
+
+def test_a_fresh_pass_over_a_foreign_role_changes_nothing(account: AwsAccount, raw_iam: Any) -> None:
+    """Create-first meets someone else's role: IAM refuses the create, the observing path says NotOwned, and the
+    role is as it was."""
+    want = desired()
+    raw_iam.create_role(RoleName=want.name, Path=PATH, AssumeRolePolicyDocument=json.dumps(want.trust_policy))
+    with pytest.raises(NotOwned):
+        ensure_role(account, want, fresh=True)
+    assert (
+        "Tags" not in raw_iam.get_role(RoleName=want.name)["Role"]
+        or not raw_iam.get_role(RoleName=want.name)["Role"]["Tags"]
+    )
+    assert local_policy_names(raw_iam) == set()
+
+
+def test_a_fresh_pass_over_a_foreign_policy_leaves_nothing_behind(account: AwsAccount, raw_iam: Any) -> None:
+    """Create-first meets a policy squatting on our policy name: NotOwned naming it, and the role this pass had
+    just created is deleted again (nothing half-created)."""
+    want = desired()
+    raw_iam.create_policy(
+        PolicyName=f"{want.name}-opsramp-1", Path=PATH, PolicyDocument=json.dumps(permission_policy())
+    )
+    with pytest.raises(NotOwned) as caught:
+        ensure_role(account, want, fresh=True)
+    assert f"{want.name}-opsramp-1" in caught.value.message
+    assert raw_iam.list_roles()["Roles"] == []
+    assert local_policy_names(raw_iam) == {f"{want.name}-opsramp-1"}
+
+
+def test_a_fresh_pass_after_a_crash_finishes_what_the_last_one_started(account: AwsAccount, raw_iam: Any) -> None:
+    """Our role exists but the pass that made it died before its policy: the next pass (still nothing recorded)
+    finds its own role through the observing path and completes it."""
+    want = desired()
+    ensure_role(account, want, fresh=True)
+    raw_iam.detach_role_policy(RoleName=want.name, PolicyArn=our_arn(want.name))
+    raw_iam.delete_policy(PolicyArn=our_arn(want.name))
+    again = ensure_role(account, want, fresh=True)
+    assert not again.created
+    assert attached(raw_iam, want.name) == {our_arn(want.name)}
