@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import random
+import sys
 import threading
 import time
 import urllib.parse
@@ -18,7 +19,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Final
+from typing import Any, Final
 
 _HOP_BY_HOP: Final = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade", "host"}
@@ -77,6 +78,15 @@ def error_body(code: str, message: str, error_type: str = "Sender") -> bytes:
     ).encode()
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that goes away mid-request (an operator killed on purpose) is no error worth a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class FaultProxy:
     """Reverse proxy to `upstream` (e.g. moto's URL) on 127.0.0.1 with runtime-configurable faults."""
 
@@ -93,7 +103,7 @@ class FaultProxy:
         self._consecutive = 0
         # (arrival time, action) of every request, for rates over time (the benchmark's peak call rates).
         self._arrivals: list[tuple[float, str]] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler_class())
+        self._server = _QuietServer(("127.0.0.1", port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
