@@ -238,10 +238,13 @@ class Bench:
         self.meter = Meter(self.proxy, self.admin, self.kube)
         self.results: dict[str, Any] = {}
         self.extra_operators: list[OperatorProcess] = []
+        self.recorder = PrometheusRecorder(args.prometheus) if args.prometheus else None
 
     def close(self) -> None:
         for op in self.extra_operators:
             op.stop()
+        if self.recorder is not None:
+            self.recorder.stop()
         self.proxy.stop()
         launcher.down(self.directory)
 
@@ -331,6 +334,8 @@ class Bench:
         command = self.args.operator_command.split() if self.args.operator_command else None
         op = OperatorProcess(self.directory, self.client_env, label, command, **settings, **extra)
         op.reconciles()  # waits for the metrics endpoint: the operator is up
+        if self.recorder is not None:
+            self.recorder.add(op.metrics_port, label)
         if self.args.profile:
             self.args.profile.mkdir(parents=True, exist_ok=True)
             op.profile(self.args.profile / f"operator-{label}.txt")
@@ -768,6 +773,51 @@ class Bench:
             self.configure_opsramp(rate_window_seconds=60, rate_limits={k: UNLIMITED for k in limits})
 
 
+class PrometheusRecorder:
+    """A Prometheus server scraping each operator the benchmark starts (every 2 s), its data kept in DIR/data."""
+
+    def __init__(self, directory: Path) -> None:
+        from ..promtools import ensure_prometheus
+
+        self.directory = directory.resolve()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.targets = self.directory / "targets.json"
+        self.targets.write_text("[]")
+        self.entries: list[dict[str, Any]] = []
+        config = self.directory / "prometheus.yml"
+        config.write_text(
+            "global: {scrape_interval: 2s, evaluation_interval: 2s}\n"
+            "scrape_configs:\n"
+            "  - job_name: opsramp-aws-operator\n"
+            "    file_sd_configs: [{files: ['" + str(self.targets) + "'], refresh_interval: 1s}]\n"
+        )
+        self.port = launcher._free_port()
+        log = (self.directory / "prometheus.log").open("wb")
+        self.process = subprocess.Popen(
+            [
+                str(ensure_prometheus()),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.directory / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--storage.tsdb.retention.time=30d",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        say(f"   recording the operators' metrics with Prometheus on 127.0.0.1:{self.port} into {self.directory}")
+
+    def add(self, port: int, label: str) -> None:
+        self.entries.append({"targets": [f"127.0.0.1:{port}"], "labels": {"phase": label}})
+        self.targets.write_text(json.dumps(self.entries))
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
 def peak_in_window(times: list[float], window: float) -> int:
     """The most of `times` (seconds) inside any window of `window` seconds: what a sliding-window limit bounds."""
     ordered = sorted(times)
@@ -946,7 +996,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--name", default="latest", help="file name of the results in --out (NAME.json, NAME.md)")
     parser.add_argument(
-        "--metrics-out", type=Path, help="also scrape the operator's /metrics every few seconds into this file"
+        "--prometheus",
+        type=Path,
+        metavar="DIR",
+        help="record every operator's /metrics with a Prometheus server (Debian's package) into DIR, for "
+        "`python -m opsramp_sandbox.bench.render_dashboard DIR` (docs/observability.md)",
     )
     parser.add_argument(
         "--operator-env", action="append", default=[], metavar="NAME=VALUE", help="extra environment of the operator"
