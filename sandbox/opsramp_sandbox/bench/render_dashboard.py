@@ -41,7 +41,9 @@ def query_range(base: str, expr: str, start: float, end: float, step: float) -> 
 
 
 def legend(template: str, labels: dict[str, str]) -> str:
-    return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), template) or json.dumps(labels)
+    text = re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), template) or json.dumps(labels)
+    # A per-process series: name the benchmark phase whose operator it is (the recorder's target label).
+    return f"{text} ({labels['phase']})" if "phase" in labels and "instance" in template else text
 
 
 def render(directory: Path, out: Path, title: str) -> None:
@@ -74,12 +76,14 @@ def render(directory: Path, out: Path, title: str) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError("Prometheus did not become ready on the recorded data")
             time.sleep(0.2)
-        found = query_range(base, "opsramp_operator_resources", 0, time.time(), 3600)
+        # Where the recording is: the last two days at 20 s steps (under Prometheus's 11,000 points a query).
+        now = time.time()
+        found = query_range(base, "opsramp_operator_resources", now - 2 * 86400, now, 20)
         stamps = [float(v[0]) for series in found for v in series["values"]]
         if not stamps:
             raise RuntimeError(f"no opsramp_operator_resources samples in {directory}")
         # The exact range: the first and last scrape.
-        probe = query_range(base, "opsramp_operator_resources", min(stamps) - 3600, max(stamps) + 3600, 2)
+        probe = query_range(base, "opsramp_operator_resources", min(stamps) - 300, max(stamps), 2)
         times = [float(v[0]) for series in probe for v in series["values"]]
         start, end = min(times), max(times)
         step = max(2.0, (end - start) / 400)
@@ -95,6 +99,7 @@ def render(directory: Path, out: Path, title: str) -> None:
                     ys = [float(v) for _, v in series["values"]]
                     axis.plot(xs, ys, linewidth=1.2, label=legend(target.get("legendFormat", ""), series["metric"]))
             axis.set_title(f"{panel['title']}  [{panel['fieldConfig']['defaults'].get('unit', '')}]", fontsize=10)
+            axis.set_xlim(datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC))
             axis.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
             axis.tick_params(labelsize=8)
             axis.grid(alpha=0.3)
@@ -105,7 +110,7 @@ def render(directory: Path, out: Path, title: str) -> None:
         for axis in list(axes.flat)[len(panels) :]:
             axis.set_visible(False)
         figure.suptitle(title, fontsize=12)
-        figure.tight_layout()
+        figure.tight_layout(rect=(0, 0, 1, 0.98))
         out.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(out, dpi=80)
         print(f"wrote {out} ({len(panels)} panels, {datetime.fromtimestamp(start, UTC):%H:%M:%S}-"
