@@ -10,7 +10,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -85,36 +85,66 @@ class PassOutcome:
     pass_id: str
 
 
+# What the resync scheduler hands a pass to read the resource again under its lock: (spec, meta, status) as the
+# watch shows it now, or None when it is being deleted or gone.
+Current = Callable[[], tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]] | None]
+
+
 def run_pass(
-    service: Service, spec: Mapping[str, Any], meta: Mapping[str, Any], status: Mapping[str, Any]
-) -> PassOutcome:
+    service: Service,
+    spec: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    status: Mapping[str, Any],
+    current: Current | None = None,
+) -> PassOutcome | None:
     """One reconcile pass; the caller writes the status and posts the Events (kopf for handlers, the scheduler
-    itself for resyncs). The error (if any) is returned, not raised."""
+    itself for resyncs). The error (if any) is returned, not raised.
+
+    `current` (the scheduler's passes): the resource is read again once the pass holds the resource's lock, and the
+    pass runs on that; None from it (being deleted, or gone) means no pass at all, and None is returned. The lock is
+    what the delete handler holds while it cleans up, so a pass that was due before the deletion and got the lock
+    after it sees the deletion instead of re-creating what cleanup just removed.
+    """
     # Up before the pass's first call and down after it is counted: a scrape showing none in progress has every
     # call of every finished pass behind it (the benchmark measures reads per pass between such scrapes).
     with (
         metrics.RECONCILES_IN_PROGRESS.track_inprogress(),
         passlog.in_pass(meta["namespace"], meta["name"], meta["uid"], passlog.new_pass_id()) as pass_id,
     ):
-        return _run_pass(service, spec, meta, status, pass_id)
+        return _run_pass(service, spec, meta, status, pass_id, current)
 
 
-def _run_pass(
-    service: Service, spec: Mapping[str, Any], meta: Mapping[str, Any], status: Mapping[str, Any], pass_id: str
-) -> PassOutcome:
+def _ref(meta: Mapping[str, Any]) -> ResourceRef:
     rotate = (meta.get("annotations") or {}).get(ROTATE_ANNOTATION)
-    ref = ResourceRef(
+    return ResourceRef(
         namespace=meta["namespace"],
         name=meta["name"],
         uid=meta["uid"],
         rotate_request=str(rotate)[:256] if rotate else None,
     )
+
+
+def _run_pass(
+    service: Service,
+    spec: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    status: Mapping[str, Any],
+    pass_id: str,
+    current: Current | None,
+) -> PassOutcome | None:
+    ref = _ref(meta)
     result = PassResult()
     started = time.monotonic()
     error: OperatorError | None = None
     try:
-        desired = parse_spec(spec)
         with service.lock_for(ref.uid):
+            if current is not None:
+                latest = current()
+                if latest is None:
+                    return None
+                spec, meta, status = latest
+                ref = _ref(meta)
+            desired = parse_spec(spec)
             service.reconcile(desired, ref, status, result)
     except OperatorError as exc:
         error = exc
@@ -173,6 +203,7 @@ def reconcile_awsintegration(
 ) -> None:
     """Create / update: reconcile, write status, and let kopf retry with our delay on error."""
     outcome = run_pass(memo.service, spec, meta, status)
+    assert outcome is not None  # only a pass given `current` can be called off
     apply_outcome(outcome, body, patch)
     if observing(body):
         # Switched from Manage: the credentials Secret no longer needs protecting for this resource's cleanup.

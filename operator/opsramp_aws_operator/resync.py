@@ -25,7 +25,7 @@ from typing import Any
 import kopf
 
 from . import metrics
-from .constants import GROUP, KIND, PLURAL, VERSION
+from .constants import GROUP, KIND, PLURAL, ROTATE_ANNOTATION, VERSION
 from .errors import OperatorError, TransientError
 from .kube import Resources
 from .service import Service, generated_secret_name
@@ -48,10 +48,20 @@ class Snapshot:
     deleting: bool
     spec: Mapping[str, Any]
     status: Mapping[str, Any]
+    # The rotate-external-id annotation's value (the one annotation a pass reads).
+    rotate: str | None = None
 
     @property
     def meta(self) -> dict[str, Any]:
-        return {"namespace": self.namespace, "name": self.name, "uid": self.uid, "generation": self.generation}
+        meta: dict[str, Any] = {
+            "namespace": self.namespace,
+            "name": self.name,
+            "uid": self.uid,
+            "generation": self.generation,
+        }
+        if self.rotate is not None:
+            meta["annotations"] = {ROTATE_ANNOTATION: self.rotate}
+        return meta
 
 
 def secrets_of(namespace: str, name: str, spec: Mapping[str, Any]) -> set[tuple[str, str]]:
@@ -77,6 +87,7 @@ async def index_resources(*, body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict
         deleting=bool(meta.get("deletionTimestamp")),
         spec=spec,
         status=status,
+        rotate=(meta.get("annotations") or {}).get(ROTATE_ANNOTATION),
     )
     service: Service = memo.service
     service.watched(snapshot.uid, status, snapshot.generation, secrets_of(snapshot.namespace, snapshot.name, spec))
@@ -156,6 +167,16 @@ class Scheduler:
         store = self.index.get(uid)
         return next(iter(store), None) if store else None
 
+    def _current(self, uid: str) -> tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]] | None:
+        """The resource as the watch shows it now, for a pass that holds its lock; None when it is being deleted or
+        gone. kopf updates the index before it calls the delete handler for the same event, and the delete handler
+        marks the resource deleting before it takes the lock: whichever way the two meet, a pass that gets the lock
+        after cleanup began sees it here."""
+        snapshot = self.snapshot(uid)
+        if snapshot is None or snapshot.deleting or uid in self.service.deleting():
+            return None
+        return snapshot.spec, snapshot.meta, snapshot.status
+
     async def run(self) -> None:
         while True:
             try:
@@ -211,7 +232,13 @@ class Scheduler:
         if self.peering is not None and not await asyncio.to_thread(self.peering.active, snapshot.namespace):
             self.service.not_dispatched(uid)
             return
-        outcome = await asyncio.to_thread(self._run_pass, self.service, snapshot.spec, snapshot.meta, snapshot.status)
+        outcome = await asyncio.to_thread(
+            self._run_pass, self.service, snapshot.spec, snapshot.meta, snapshot.status, lambda: self._current(uid)
+        )
+        if outcome is None:
+            # Deleted (or being deleted) between this look and the pass's lock: the cleanup handler owns it.
+            self.service.not_dispatched(uid)
+            return
         try:
             if outcome.status:
                 await asyncio.to_thread(self.resources.patch_status, snapshot.namespace, snapshot.name, outcome.status)

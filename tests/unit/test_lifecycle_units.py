@@ -362,3 +362,14 @@ def test_every_reason_is_in_the_troubleshooting_guide() -> None:
     aws_generic = "`AwsAccessDenied` (and other `Aws<Code>`)" in guide
     missing = sorted(r for r in reasons if f"`{r}`" not in guide and not (aws_generic and r.startswith("Aws")))
     assert missing == []
+
+
+def test_a_scheduled_pass_sees_the_rotate_annotation() -> None:
+    """The resync scheduler's body of a resource carries the rotate-external-id annotation to the pass (the
+    annotation is no spec change: only a resync pass acts on it)."""
+    from opsramp_aws_operator.handlers import _ref
+    from opsramp_aws_operator.resync import Snapshot
+
+    asked = Snapshot("ns", "prod", "uid-1", 3, deleting=False, spec={}, status={}, rotate="2026-11-30")
+    assert _ref(asked.meta).rotate_request == "2026-11-30"
+    assert _ref(Snapshot("ns", "prod", "uid-1", 3, deleting=False, spec={}, status={}).meta).rotate_request is None
