@@ -54,7 +54,18 @@ from .meter import Calls, Meter
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_OUT = REPO_ROOT / "bench" / "results"
-PHASES = ("coldstart", "floor", "latency", "fleet", "resync", "restart", "delete", "ratelimited", "burst", "organization")
+PHASES = (
+    "coldstart",
+    "floor",
+    "latency",
+    "fleet",
+    "resync",
+    "restart",
+    "delete",
+    "ratelimited",
+    "burst",
+    "organization",
+)
 # The operator's worker pool (handlers.py: settings.execution.max_workers); the floor uses as many threads.
 CONCURRENCY = 16
 UNLIMITED = 1_000_000
