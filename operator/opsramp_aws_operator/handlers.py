@@ -420,10 +420,11 @@ def register(registry: kopf.OperatorRegistry, settings: Settings, identity: str 
     # to Observe): deleting one touches nothing.
     kopf.on.delete(*res, registry=registry, id="cleanup", when=_manages)(delete_awsintegration)
     kopf.on.startup(registry=registry)(start_secret_watch)
-    kopf.on.cleanup(registry=registry)(stop_secret_watch)
     # Every resource's body, for the one resync scheduler (no kopf timer per resource, no resume handler: a restarted
     # operator verifies its fleet spread over the resync interval instead of all at once; see resync.py). Observe
     # resources are resynced by it too: an index puts no finalizer on a resource, as a kopf timer would.
     kopf.index(*res, registry=registry, id="resources")(resync.index_resources)
     kopf.on.startup(registry=registry)(scheduler_for(settings, identity))
+    # Cleanup in order: the scheduler first (it would start new passes), then the Secret watch.
     kopf.on.cleanup(registry=registry)(stop_scheduler)
+    kopf.on.cleanup(registry=registry)(stop_secret_watch)

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,6 +164,14 @@ class Scheduler:
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._waiting = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        # The passes' threads, not asyncio's default executor: `asyncio.run` joins that one before it returns, so a
+        # pass waiting on a slow endpoint held a stopping operator past its grace period (make chaos). `stop` leaves
+        # these to finish or not; main.py exits without joining them (a pass cut short is a crash, which is safe).
+        self._executor = ThreadPoolExecutor(CONCURRENCY + 2, thread_name_prefix="resync")
+        self._stopped = False
+
+    async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
 
     def snapshot(self, uid: str) -> Snapshot | None:
         store = self.index.get(uid)
@@ -194,6 +204,9 @@ class Scheduler:
             await asyncio.sleep(self.tick)
 
     def _spawn(self, coroutine: Any, name: str) -> None:
+        if self._stopped:
+            coroutine.close()
+            return
         task = asyncio.create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -201,14 +214,18 @@ class Scheduler:
     async def _release(self, secrets: set[tuple[str, str]]) -> None:
         for namespace, name in sorted(secrets):
             try:
-                await asyncio.to_thread(self.service.release_credentials, namespace, name)
+                await self._call(self.service.release_credentials, namespace, name)
             except OperatorError as exc:
                 log.warning("Could not release Secret %s/%s (%s)", namespace, name, exc)
 
     async def stop(self) -> None:
+        """No pass starts after this; the ones in flight are not waited for (their threads run on until main.py
+        ends the process)."""
+        self._stopped = True
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _resync(self, uid: str) -> None:
         self._waiting += 1
@@ -229,10 +246,10 @@ class Scheduler:
         if snapshot is None or snapshot.deleting or self.service.lock_for(uid).locked():
             self.service.not_dispatched(uid)
             return
-        if self.peering is not None and not await asyncio.to_thread(self.peering.active, snapshot.namespace):
+        if self.peering is not None and not await self._call(self.peering.active, snapshot.namespace):
             self.service.not_dispatched(uid)
             return
-        outcome = await asyncio.to_thread(
+        outcome = await self._call(
             self._run_pass, self.service, snapshot.spec, snapshot.meta, snapshot.status, lambda: self._current(uid)
         )
         if outcome is None:
@@ -241,13 +258,13 @@ class Scheduler:
             return
         try:
             if outcome.status:
-                await asyncio.to_thread(self.resources.patch_status, snapshot.namespace, snapshot.name, outcome.status)
+                await self._call(self.resources.patch_status, snapshot.namespace, snapshot.name, outcome.status)
         except OperatorError as exc:
             log.warning("Status of %s/%s not written (%s); retrying soon", snapshot.namespace, snapshot.name, exc)
             self.service.retry_in(uid, 5.0)
             return
         for event in outcome.events:
-            await asyncio.to_thread(
+            await self._call(
                 self.resources.post_event,
                 snapshot.namespace,
                 snapshot.name,

@@ -5,10 +5,17 @@ This module runs its own operator process (the session one is stopped meanwhile)
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from e2e_harness import (
+    ALL_OPERATORS,
     INSTALL_ROUTE,
     Kube,
     Operator,
@@ -87,3 +94,58 @@ def test_killed_after_install_applied_before_id_recorded_adopts_it(
     exclusive_operator.start()
     obj = _assert_exactly_one_of_everything(sandbox, kube, namespace, "crash-intg", role_name)
     assert obj["status"]["integrationId"] == orphan["id"]
+
+
+@contextmanager
+def silent_endpoint() -> Iterator[tuple[str, list[socket.socket]]]:
+    """A loopback HTTP endpoint that accepts connections and never answers: a call to it waits out its client's read
+    timeout (20 s for AWS). Yields its URL and the connections accepted so far."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}", accepted
+    finally:
+        server.close()
+        for conn in accepted:
+            conn.close()
+
+
+def test_sigterm_while_a_resync_pass_waits_on_aws_exits_promptly(
+    sandbox: Sandbox, kube: Kube, exclusive_operator: Operator, namespace: str
+) -> None:
+    """SIGTERM while the resync scheduler's pass waits on an AWS endpoint that never answers: the process exits
+    within the harness's stop deadline (a pod's grace period is 30 s), abandoning the pass as a crash would.
+
+    Seen in the chaos suite: the scheduler's passes ran in asyncio's default executor, which `asyncio.run` joins
+    before it returns, so the operator outlived its 15 s and was SIGKILLed. (The Secret watch's part in it:
+    tests/contract/kube/test_secret_watch.py.)"""
+    kube.create(integration_resource(namespace, "term", sandbox.opsramp.url))
+    wait_ready(kube, namespace, "term", timeout=45)
+    exclusive_operator.stop()
+    try:
+        with silent_endpoint() as (url, accepted):
+            op = Operator(sandbox, extra_env={"AWS_ENDPOINT_URL": url})
+            ALL_OPERATORS.append(op)
+            op.start()
+            assert op.process is not None
+            # A restarted operator has no resume handler: the scheduler runs the resource's first pass, on AWS.
+            wait_for("the resync pass calling AWS", lambda: accepted, timeout=60)
+            op.process.send_signal(signal.SIGTERM)
+            try:
+                code = op.process.wait(15)
+            except subprocess.TimeoutExpired:
+                op.kill()
+                pytest.fail("the operator did not exit within 15 s of SIGTERM with a resync pass in flight")
+            assert code == 0, op.output()[-3000:]
+    finally:
+        exclusive_operator.start()
+    wait_ready(kube, namespace, "term", timeout=45)
