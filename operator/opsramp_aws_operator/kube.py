@@ -78,16 +78,7 @@ def read_awsintegration(namespace: str, name: str) -> dict[str, Any] | None:
 def patch_awsintegration_status(namespace: str, name: str, status: Mapping[str, Any]) -> None:
     """Merge `status` into the AWSIntegration's status subresource (a many-account pass's account list, recorded
     before its first write in a new account; fleet.py)."""
-    api = kubernetes.client.CustomObjectsApi(core_api().api_client)
-    what = f"AWSIntegration {namespace}/{name}"
-    try:
-        api.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, PLURAL, name, {"status": dict(status)})
-    except ApiException as exc:
-        if exc.status == 404:
-            return
-        raise _classify(exc, what) from None
-    except (Urllib3Error, OSError) as exc:
-        raise _classify(exc, what) from None
+    Resources(GROUP, VERSION, PLURAL, "AWSIntegration").patch_status(namespace, name, status)
 
 
 def reset_client() -> None:
